@@ -1,0 +1,33 @@
+# Fresh machine: `make run` (set up, then the main job on the embedded synthetic default) and
+# `make test`. Both bootstrap .venv idempotently; torch==2.13.0 is installed first (CPU build).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+STORE  ?= $(CURDIR)/.cxp/store
+
+.PHONY: setup run test test-all bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/cxp etl --source synthetic --store $(STORE)
+	$(BIN)/cxp status --store $(STORE)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-all: setup
+	$(BIN)/python -m pytest -q -m ''
+
+bench: setup
+	$(BIN)/python bench/etl_synthetic.py
+
+clean:
+	rm -rf .cxp build *.egg-info
