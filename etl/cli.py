@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=["table", "csv", "parquet"], default="table")
     sql.add_argument("--out", default=None, help="write the result here (required for parquet)")
     _add_store(sql)
+
+    from priors_store.cli import register  # noqa: PLC0415 (the next stage adds its own commands)
+
+    register(sub, _add_store)
     return parser
 
 
@@ -109,7 +113,9 @@ def _cmd_sql(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cxp`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    handlers = {"etl": _cmd_etl, "status": _cmd_status, "sql": _cmd_sql}
+    from priors_store.cli import run as run_priors  # noqa: PLC0415
+
+    handlers = {"etl": _cmd_etl, "status": _cmd_status, "sql": _cmd_sql, "priors": run_priors}
     try:
         handlers[args.command](args)
     except CxpError as err:

@@ -1,0 +1,141 @@
+"""``cxp priors build|list|show|verify|export|diff``: a thin layer over :mod:`priors_store`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pandas as pd
+
+from etl.store import Store
+
+from .pipeline import DeriveParams, build
+from .config import ARTIFACTS_ENV, artifact_root
+from .diff import diff
+from .errors import PriorsError
+from .export import export
+from .load import list_artifacts, load, parse_ref, resolve_version, verify
+from .population import Population
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction, add_store) -> None:
+    """Add the ``priors`` command group to the ``cxp`` parser."""
+    priors = sub.add_parser("priors", help="derive, publish, verify, load and export prior artifacts")
+    psub = priors.add_subparsers(dest="priors_command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        add_store(p)
+        p.add_argument("--artifacts", metavar="DIR", default=None,
+                       help=f"artifact root (default: ${ARTIFACTS_ENV}, else <store>/artifacts)")
+
+    b = psub.add_parser("build", help="derive every kind for a population and publish it")
+    b.add_argument("name", help="artifact name, e.g. field_6_6_2")
+    which = b.add_mutually_exclusive_group(required=True)
+    which.add_argument("--fields", help="comma-separated fields, e.g. 6_6_2 or 6_6_2,5_6_8")
+    which.add_argument("--pooled", action="store_true", help="every co-registered neuron of the snapshot")
+    which.add_argument("--sql", help='a read-only query returning nucleus_id, e.g. "SELECT nucleus_id '
+                                     "FROM neurons WHERE layer = 'L2/3'\"")
+    b.add_argument("--snapshot", default=None, help="snapshot id (default: the store's latest)")
+    b.add_argument("--no-precision", action="store_true", help="skip the (slow) precision matrix")
+    b.add_argument("--seed", type=int, default=0, help="seed of module detection and precision CV")
+    b.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    common(b)
+
+    ls = psub.add_parser("list", help="list artifacts and versions")
+    common(ls)
+
+    show = psub.add_parser("show", help="print an artifact's manifest summary (and plots)")
+    show.add_argument("ref", help="NAME[@VERSION]")
+    show.add_argument("--plot", metavar="DIR", default=None, help="render PNGs into DIR")
+    common(show)
+
+    ver = psub.add_parser("verify", help="check every file of an artifact against its manifest")
+    ver.add_argument("ref", help="NAME[@VERSION]")
+    common(ver)
+
+    exp = psub.add_parser("export", help="write an artifact as npz, safetensors or parquet")
+    exp.add_argument("ref", help="NAME[@VERSION]")
+    exp.add_argument("--format", choices=["npz", "safetensors", "parquet"], default="npz")
+    exp.add_argument("--out", required=True, help="output file (npz/safetensors) or folder (parquet)")
+    common(exp)
+
+    dif = psub.add_parser("diff", help="compare two versions of an artifact")
+    dif.add_argument("a", help="NAME@VERSION")
+    dif.add_argument("b", help="NAME@VERSION (or just VERSION of the same name)")
+    common(dif)
+
+
+def _root(args):
+    return artifact_root(args.artifacts, store=Store(args.store).directory)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Execute a parsed ``cxp priors ...`` command."""
+    root = _root(args)
+    cmd = args.priors_command
+    if cmd == "build":
+        if args.fields:
+            population = Population.of_fields(*args.fields.split(","), snapshot=args.snapshot)
+        elif args.pooled:
+            population = Population.pooled(snapshot=args.snapshot)
+        else:
+            population = Population.of_sql(args.sql, snapshot=args.snapshot)
+        params = DeriveParams(precision=not args.no_precision, precision_seed=args.seed,
+                              module_seed=args.seed)
+        m = build(args.name, population, store=args.store, root=root, params=params,
+                  progress=not args.no_progress)
+        print(f"published {m['name']}@{m['version']} ({m['population']['n_neurons']} neurons, "
+              f"snapshot {m['source_snapshot']['snapshot_id']}) in {root / m['name'] / m['version']}")
+        print("  kinds: " + ", ".join(sorted(m["kinds"])))
+        for reason in m["parameters"].get("skipped", {}).values():
+            print(f"  skipped: {reason}")
+    elif cmd == "list":
+        table = list_artifacts(root)
+        if table.empty:
+            print(f"no artifacts under {root}")
+        else:
+            with pd.option_context("display.width", 200, "display.max_colwidth", 70):
+                print(table.to_string(index=False))
+    elif cmd == "show":
+        prior = load(*parse_ref(args.ref), root=root)
+        _show(prior)
+        if args.plot:
+            from .plots import plot_all  # noqa: PLC0415 (matplotlib only when asked)
+
+            for path in plot_all(prior, args.plot):
+                print(f"  wrote {path}")
+    elif cmd == "verify":
+        directory = resolve_version(*parse_ref(args.ref), root=root)
+        m = verify(directory)
+        print(f"OK {m['name']}@{m['version']}: {len(m['files'])} files match their sha256")
+    elif cmd == "export":
+        prior = load(*parse_ref(args.ref), root=root)
+        path = export(prior, args.out, fmt=args.format)
+        print(f"exported {prior.name}@{prior.version} ({len(prior.kinds)} kinds) to {path}")
+    elif cmd == "diff":
+        name_a, ver_a = parse_ref(args.a)
+        name_b, ver_b = parse_ref(args.b if "@" in args.b else f"{name_a}@{args.b}")
+        print(json.dumps(diff(load(name_a, ver_a, root=root), load(name_b, ver_b, root=root)),
+                         indent=2, default=str))
+    else:  # pragma: no cover - argparse restricts the choices
+        raise PriorsError(f"unknown priors command {cmd!r}")
+
+
+def _show(prior) -> None:
+    m = prior.manifest
+    snap = m["source_snapshot"]
+    print(f"{m['name']}@{m['version']}  created {m['created']}  by {m['code_version']}")
+    print(f"  population: {json.dumps(m['population'])}")
+    print(f"  snapshot:   {snap['snapshot_id']} (source {snap['source']}"
+          f"{', SYNTHETIC data' if snap.get('synthetic') else ''}"
+          f"{', version ' + str(snap['materialization_version']) if snap.get('materialization_version') else ''})")
+    sizes = {f["path"]: f for f in m["files"]}
+    for kind in prior.kinds:
+        entry = m["kinds"][kind]
+        f = sizes[entry["file"]]
+        shape = "x".join(map(str, f.get("shape", []))) or "sparse"
+        stats = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in entry.get("stats", {}).items())
+        print(f"  {kind:<20} {shape:<12} {f['bytes'] / 2**20:8.2f} MiB  {stats}")

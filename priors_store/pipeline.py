@@ -1,0 +1,208 @@
+"""Derive every prior kind for a population and publish them as one artifact.
+
+Kinds (see ``docs/priors.md``): ``distance_um`` and ``distance_minmax`` (always), ``connectome``
+(sparse synapse counts, [pre, post]) and ``connectome_size`` (summed synapse size, where the source
+has sizes), ``communicability`` (empirical, up to ``max_dense_n`` neurons), ``modules_wiring``;
+and where every neuron has a spike train from one scan: ``correlation``, ``sttc``, ``precision``,
+``w_bio_modulation``, ``modules_functional``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from etl.store import Store
+
+from . import derive
+from .artifact import ArtifactWriter
+from .config import artifact_root
+from .population import Population, ResolvedPopulation, resolve
+
+__all__ = ["DeriveParams", "build", "write_distance"]
+
+
+@dataclass(frozen=True)
+class DeriveParams:
+    """Parameters of every derivation (recorded in the manifest; part of the version)."""
+
+    bin_s: float = 0.2
+    """Bin width (s) of the spike counts behind correlation and precision."""
+    sttc_dt_s: float = 0.1
+    """STTC coincidence window (s): |t_a - t_b| <= dt."""
+    precision: bool = True
+    """Derive the precision matrix (GraphicalLassoCV; the slowest functional kind)."""
+    precision_seed: int = 0
+    """Seed of the precision matrix's cross-validation."""
+    module_resolution: float = 1.0
+    """Leiden modularity resolution."""
+    module_seed: int = 0
+    """Leiden seed."""
+    max_dense_n: int = 5000
+    """Largest population for dense-only kinds (communicability: an N x N matrix exponential)."""
+    distance_block: int = 1024
+    """Rows per block when writing the distance matrices (bounds memory for pooled populations)."""
+
+
+def write_distance(positions_um: np.ndarray, writer: ArtifactWriter, *, block: int = 1024) -> None:
+    """Write ``distance_um`` and ``distance_minmax`` (float32) block by block.
+
+    ``distance_minmax`` is :func:`derive.minmax_normalized` of the distances: the diagonal zeros
+    set the minimum, so it is ``distance_um / max(distance_um)``.
+    """
+    n = len(positions_um)
+    dist = np.lib.format.open_memmap(writer.path("distance_um.npy"), mode="w+", dtype=np.float32,
+                                     shape=(n, n))
+    hi, total = 0.0, 0.0
+    for start in range(0, n, block):
+        rows = derive.distance_um(positions_um[start:start + block], positions_um)
+        own = np.arange(len(rows))
+        rows[own, start + own] = 0.0
+        dist[start:start + block] = rows
+        total += float(rows.sum(dtype=np.float64))
+        hi = max(hi, float(rows.max()))
+    dist.flush()
+    norm = np.lib.format.open_memmap(writer.path("distance_minmax.npy"), mode="w+", dtype=np.float32,
+                                     shape=(n, n))
+    for start in range(0, n, block):
+        norm[start:start + block] = dist[start:start + block] / (hi if hi > 0 else 1.0)
+    norm.flush()
+    del dist, norm
+    mean = total / (n * (n - 1)) if n > 1 else 0.0
+    writer.array("distance_um", unit="um", orientation="symmetric",
+                 description="Euclidean soma distance", stats={"mean_um": mean, "max_um": hi})
+    writer.array("distance_minmax", unit="1", orientation="symmetric",
+                 description="distance_um / max(distance_um) (the study's min-max form)",
+                 stats={"max_um": hi})
+
+
+def build(name: str, population: Population, *, store: Store | str | os.PathLike | None = None,
+          root: str | os.PathLike | None = None, params: DeriveParams = DeriveParams(),
+          progress: bool = False) -> dict:
+    """Derive all kinds for ``population`` from ``store`` and publish artifact ``name``.
+
+    Returns the manifest. The version derives from the content, so building the same population
+    of the same snapshot with the same parameters yields the same version (and writes nothing new).
+
+    Examples
+    --------
+    >>> m = build("v1_6_6_2", Population.of_fields("6_6_2"), store="/tmp/store")  # doctest: +SKIP
+    >>> m["version"]                                                               # doctest: +SKIP
+    """
+    store = store if isinstance(store, Store) else Store(store)
+    root = artifact_root(root, store=store.directory)
+    resolved = resolve(population, store)
+    n = len(resolved.neurons)
+    functional = resolved.spikes is not None
+    steps = ["distance", "connectome", "modules_wiring"] + (["communicability"] if n <= params.max_dense_n
+                                                            else [])
+    if functional:
+        steps += ["correlation", "sttc"] + (["precision"] if params.precision else []) + \
+                 ["w_bio_modulation", "modules_functional"]
+    skipped = {}
+    if n > params.max_dense_n:
+        skipped["communicability"] = f"{n} neurons > max_dense_n {params.max_dense_n}"
+    if not functional:
+        skipped["functional"] = ("not every neuron has a spike train from one scan "
+                                 "(functional kinds need simultaneous recordings)")
+    with ArtifactWriter(root, name) as writer, \
+            tqdm(total=len(steps), desc=f"priors {name}", unit="kind", disable=not progress) as bar:
+        def step(label: str) -> None:
+            bar.set_postfix_str(label)
+
+        writer.table("neurons.parquet", resolved.neurons)
+        step("distance")
+        write_distance(resolved.positions_um, writer, block=params.distance_block)
+        bar.update()
+        step("connectome")
+        counts = _wiring(resolved, writer)
+        bar.update()
+        step("modules_wiring")
+        labels, q = derive.modules_wiring(counts, resolution=params.module_resolution,
+                                          seed=params.module_seed)
+        writer.labels("modules_wiring", labels, description="Leiden modules of the symmetrized wiring graph",
+                      stats={"modularity_q": float(q), "n_modules": int(labels.max() + 1) if len(labels) else 0})
+        bar.update()
+        if n <= params.max_dense_n:
+            step("communicability")
+            comm = derive.communicability(counts)
+            writer.array("communicability", comm, orientation="[pre, post]",
+                         description="expm(S^-1/2 A S^-1/2), diagonal zeroed; zero-strength nodes isolated")
+            bar.update()
+        if functional:
+            _functional(resolved, writer, params, step, bar)
+        snap = resolved.snapshot
+        return writer.commit(
+            population={**population.describe(), "n_neurons": n},
+            source_snapshot={
+                "snapshot_id": snap["snapshot_id"], "source": snap["source"],
+                "datastack": snap.get("datastack"),
+                "materialization_version": _int_or_none(snap.get("materialization_version")),
+                "materialization_timestamp": _str_or_none(snap.get("materialization_timestamp")),
+                "content_hash": snap["content_hash"], "synthetic": snap["source"] == "synthetic"},
+            parameters={**asdict(params), "skipped": skipped})
+
+
+def _wiring(resolved: ResolvedPopulation, writer: ArtifactWriter) -> sp.csr_matrix:
+    n = len(resolved.neurons)
+    c = resolved.connections
+    counts = derive.connectome(c.pre_index.to_numpy(), c.post_index.to_numpy(),
+                               c.n_synapses.to_numpy(), n=n)
+    writer.sparse("connectome", counts, orientation="[pre, post]", unit="synapses",
+                  description="synapse counts, rows presynaptic",
+                  stats={"n_connections": int(counts.nnz), "n_synapses": int(counts.sum()),
+                         "density": counts.nnz / max(n * (n - 1), 1)})
+    if len(c) and not c.sum_size.isna().any():
+        sizes = derive.synapse_size(c.pre_index.to_numpy(), c.post_index.to_numpy(),
+                                    c.sum_size.to_numpy(dtype=np.float64), n=n)
+        writer.sparse("connectome_size", sizes, orientation="[pre, post]", unit="voxel count",
+                      description="summed synapse size, rows presynaptic")
+    return counts
+
+
+def _functional(resolved: ResolvedPopulation, writer: ArtifactWriter, params: DeriveParams,
+                step, bar) -> None:
+    spikes = resolved.spikes
+    step("correlation")
+    corr = derive.correlation(spikes, bin_s=params.bin_s)
+    writer.array("correlation", corr, orientation="symmetric",
+                 description=f"Pearson correlation of spike counts in {params.bin_s} s bins")
+    bar.update()
+    step("sttc")
+    sttc = derive.sttc(spikes, dt=params.sttc_dt_s)
+    writer.array("sttc", sttc, orientation="symmetric",
+                 description=f"spike time tiling coefficient, dt {params.sttc_dt_s} s")
+    bar.update()
+    if params.precision:
+        step("precision")
+        writer.array("precision", derive.precision(spikes, bin_s=params.bin_s, seed=params.precision_seed),
+                     orientation="symmetric", description="GraphicalLassoCV precision of binned counts")
+        bar.update()
+    step("w_bio_modulation")
+    writer.array("w_bio_modulation", derive.w_bio_modulation(corr, sttc), orientation="symmetric",
+                 description="minmax(correlation) * minmax(sttc): the study's deterministic init factor")
+    bar.update()
+    step("modules_functional")
+    labels, q = derive.modules_functional(corr, resolution=params.module_resolution,
+                                          seed=params.module_seed)
+    writer.labels("modules_functional", labels,
+                  description="Leiden modules of the positive correlation graph",
+                  stats={"modularity_q": float(q), "n_modules": int(labels.max() + 1) if len(labels) else 0})
+    bar.update()
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return None if value is None or np.isnan(value) else int(value)
+    except TypeError:
+        return int(value)
+
+
+def _str_or_none(value) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return str(value)

@@ -1,0 +1,181 @@
+"""Populations of neurons a prior is derived for, resolved against one store snapshot.
+
+A population is one or more imaging fields, every co-registered neuron of a snapshot (pooled), or
+any read-only SQL selection returning ``nucleus_id``. Its neuron order is explicit: fields are
+ordered by (session, scan_idx, field, unit_id); pooled and SQL populations by nucleus_id. A
+neuron imaged in several of the selected fields appears once, with its first unit in that order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from etl.store import Store
+
+from .errors import PopulationError
+
+__all__ = ["PopulationKind", "Population", "ResolvedPopulation", "resolve"]
+
+PopulationKind = Literal["fields", "pooled", "sql"]
+_FIELD = re.compile(r"^(\d+)_(\d+)_(\d+)$")
+_NEURON_COLUMNS = ["nucleus_id", "root_id", "session", "scan_idx", "field", "unit_id",
+                   "x_nm", "y_nm", "z_nm", "x_vox", "y_vox", "z_vox", "cell_type", "cell_class",
+                   "layer"]
+
+
+@dataclass(frozen=True)
+class Population:
+    """Which neurons a prior covers."""
+
+    kind: PopulationKind
+    """'fields', 'pooled' or 'sql'."""
+    fields: tuple[str, ...] = ()
+    """For kind 'fields': '<session>_<scan>_<field>' names, e.g. ('6_6_2',)."""
+    sql: str | None = None
+    """For kind 'sql': a SELECT returning a nucleus_id column (read-only, over the store)."""
+    snapshot: str | None = None
+    """Snapshot id to read; None means the store's latest."""
+
+    @classmethod
+    def of_fields(cls, *names: str, snapshot: str | None = None) -> Population:
+        """A population of one or more fields."""
+        bad = [n for n in names if not _FIELD.match(n)]
+        if not names or bad:
+            raise PopulationError(f"fields must look like '6_6_2' (session_scan_field); got {list(names)}")
+        return cls("fields", fields=tuple(names), snapshot=snapshot)
+
+    @classmethod
+    def pooled(cls, *, snapshot: str | None = None) -> Population:
+        """Every co-registered neuron of the snapshot."""
+        return cls("pooled", snapshot=snapshot)
+
+    @classmethod
+    def of_sql(cls, query: str, *, snapshot: str | None = None) -> Population:
+        """The neurons whose nucleus_id a read-only query returns."""
+        return cls("sql", sql=query, snapshot=snapshot)
+
+    def describe(self) -> dict:
+        """JSON-ready description (recorded in the manifest)."""
+        return {"kind": self.kind, "fields": list(self.fields), "sql": self.sql}
+
+
+@dataclass
+class ResolvedPopulation:
+    """A population's neurons and the store data a derivation needs, in the population's order."""
+
+    population: Population
+    """What was asked for."""
+    snapshot: dict
+    """The snapshot's row from the store's snapshots table."""
+    neurons: pd.DataFrame
+    """One row per neuron, in order: nucleus_id, root_id, session, scan_idx, field, unit_id, position."""
+    connections: pd.DataFrame
+    """Connections among them: pre_index, post_index (row positions in ``neurons``), n_synapses, sum_size."""
+    spikes: list[np.ndarray] | None = field(default=None)
+    """Spike times (s) per neuron, or None unless every neuron's unit has a spike train."""
+
+    @property
+    def positions_um(self) -> np.ndarray:
+        """(N, 3) soma positions in um."""
+        return self.neurons[["x_nm", "y_nm", "z_nm"]].to_numpy(dtype=np.float64) / 1000.0
+
+
+def _in_list(values: list[int]) -> str:
+    return "(" + ", ".join(str(int(v)) for v in values) + ")" if values else "(NULL)"
+
+
+def resolve(population: Population, store: Store) -> ResolvedPopulation:
+    """Read the population's neurons, wiring and (where complete) spike trains from ``store``.
+
+    Raises
+    ------
+    PopulationError
+        Unknown field, empty selection, or a SQL selection without a nucleus_id column.
+    """
+    snaps = store.snapshots()
+    if snaps.empty:
+        raise PopulationError(f"the store at {store.directory} holds no snapshot; run `cxp etl` first")
+    sid = population.snapshot or str(snaps.snapshot_id.iloc[-1])
+    match = snaps[snaps.snapshot_id == sid]
+    if match.empty:
+        raise PopulationError(f"no snapshot {sid!r} in {store.directory}; known: {snaps.snapshot_id.tolist()}")
+    snapshot = match.iloc[0].to_dict()
+    units_sql = ("SELECT u.session, u.scan_idx, u.field, u.unit_id, u.nucleus_id FROM functional_units u")
+    if population.kind == "fields":
+        keys = [tuple(int(p) for p in _FIELD.match(f).groups()) for f in population.fields]
+        present = store.sql("SELECT DISTINCT session, scan_idx, field FROM functional_units", snapshot=sid)
+        have = set(map(tuple, present.to_numpy().tolist()))
+        missing = [f for f, k in zip(population.fields, keys) if k not in have]
+        if missing:
+            raise PopulationError(f"snapshot {sid} has no field(s) {missing}; it has "
+                                  f"{len(have)} fields, e.g. {sorted('_'.join(map(str, k)) for k in have)[:5]}")
+        cond = " OR ".join(f"(session = {s} AND scan_idx = {c} AND field = {f})" for s, c, f in keys)
+        units = store.sql(f"{units_sql} WHERE {cond} ORDER BY session, scan_idx, field, unit_id",
+                          snapshot=sid)
+        units = units.drop_duplicates("nucleus_id", keep="first")
+        nuclei = units.nucleus_id.tolist()
+    else:
+        if population.kind == "pooled":
+            nuclei = store.sql("SELECT DISTINCT nucleus_id FROM functional_units ORDER BY nucleus_id",
+                               snapshot=sid).nucleus_id.tolist()
+        else:
+            chosen = store.sql(population.sql or "", snapshot=sid)
+            if "nucleus_id" not in chosen.columns:
+                raise PopulationError(f"the population query must return a nucleus_id column; it "
+                                      f"returned {list(chosen.columns)}")
+            nuclei = sorted(set(chosen.nucleus_id.dropna().astype(np.int64).tolist()))
+        units = store.sql(f"{units_sql} ORDER BY session, scan_idx, field, unit_id", snapshot=sid)
+        units = units[units.nucleus_id.isin(nuclei)].drop_duplicates("nucleus_id", keep="first")
+    if not nuclei:
+        raise PopulationError(f"population {population.describe()} selects no neuron in snapshot {sid}")
+    cells = store.sql("SELECT nucleus_id, root_id, x_nm, y_nm, z_nm, x_vox, y_vox, z_vox, cell_type, "
+                      f"cell_class, layer FROM neurons WHERE nucleus_id IN {_in_list(nuclei)}",
+                      snapshot=sid)
+    unknown = sorted(set(nuclei) - set(cells.nucleus_id.tolist()))
+    if unknown:
+        raise PopulationError(f"{len(unknown)} selected nucleus id(s) are not neurons of snapshot {sid}, "
+                              f"e.g. {unknown[:5]}")
+    order = pd.DataFrame({"nucleus_id": nuclei})
+    neurons = order.merge(cells, on="nucleus_id", how="left").merge(units, on="nucleus_id", how="left")
+    for col in ("root_id", "session", "scan_idx", "field", "unit_id"):
+        neurons[col] = neurons[col].astype("Int64")
+    neurons = neurons[_NEURON_COLUMNS].reset_index(drop=True)
+    index = pd.Series(np.arange(len(neurons)), index=neurons.nucleus_id.to_numpy())
+    conns = store.sql("SELECT pre_nucleus_id, post_nucleus_id, n_synapses, sum_size FROM connections",
+                      snapshot=sid)
+    conns = conns[conns.pre_nucleus_id.isin(index.index) & conns.post_nucleus_id.isin(index.index)]
+    connections = pd.DataFrame({
+        "pre_index": index.loc[conns.pre_nucleus_id].to_numpy(),
+        "post_index": index.loc[conns.post_nucleus_id].to_numpy(),
+        "n_synapses": conns.n_synapses.to_numpy(),
+        "sum_size": conns.sum_size.to_numpy(),
+    })
+    return ResolvedPopulation(population=population, snapshot=snapshot, neurons=neurons,
+                              connections=connections, spikes=_spikes(store, sid, neurons))
+
+
+def _spikes(store: Store, sid: str, neurons: pd.DataFrame) -> list[np.ndarray] | None:
+    """Spike trains in neuron order, only when every neuron has one from the same scan: trains of
+    different scans are different recordings, so pairwise statistics across them mean nothing."""
+    scans = neurons[["session", "scan_idx"]].drop_duplicates()
+    if neurons.unit_id.isna().any() or len(scans) != 1:
+        return None
+    session, scan_idx = (int(v) for v in scans.iloc[0])
+    trains = store.sql("SELECT session, scan_idx, unit_id, spike_times FROM spikes "
+                       f"WHERE session = {session} AND scan_idx = {scan_idx}", snapshot=sid)
+    if trains.empty:
+        return None
+    keyed = {(int(s), int(c), int(u)): np.asarray(t, dtype=np.float64)
+             for s, c, u, t in trains.itertuples(index=False)}
+    out = []
+    for s, c, u in neurons[["session", "scan_idx", "unit_id"]].itertuples(index=False):
+        train = keyed.get((int(s), int(c), int(u)))
+        if train is None:
+            return None
+        out.append(train)
+    return out

@@ -1,0 +1,205 @@
+"""Build, publish, verify, load, select, export and diff prior artifacts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from etl.store import Store
+from priors_store import (ArtifactIntegrityError, ArtifactNotFoundError, DeriveParams, Population,
+                          PopulationError, build, diff, export, list_artifacts, load, verify)
+from priors_store.load import resolve_version
+
+FAST = DeriveParams(precision=False)
+
+
+@pytest.fixture(scope="module")
+def built(small_store, tmp_path_factory):
+    root = tmp_path_factory.mktemp("artifacts")
+    manifest = build("f662", Population.of_fields("6_6_2"), store=small_store, root=root, params=FAST)
+    return root, manifest
+
+
+def test_manifest_records_provenance(built, small_store):
+    root, m = built
+    snap = Store(small_store).snapshots().iloc[-1]
+    assert m["source_snapshot"]["snapshot_id"] == snap.snapshot_id
+    assert m["source_snapshot"]["content_hash"] == snap.content_hash
+    assert m["source_snapshot"]["synthetic"] is True
+    assert m["population"] == {"kind": "fields", "fields": ["6_6_2"], "sql": None,
+                               "n_neurons": m["population"]["n_neurons"]}
+    assert m["parameters"]["bin_s"] == 0.2 and m["parameters"]["precision"] is False
+    assert set(m["kinds"]) >= {"distance_um", "distance_minmax", "connectome", "connectome_size",
+                               "communicability", "modules_wiring", "correlation", "sttc",
+                               "w_bio_modulation", "modules_functional"}
+    files = {f["path"]: f for f in m["files"]}
+    n = m["population"]["n_neurons"]
+    assert files["distance_um.npy"]["shape"] == [n, n] and files["distance_um.npy"]["dtype"] == "float32"
+    assert all(len(f["sha256"]) == 64 for f in files.values())
+    on_disk = json.loads((root / "f662" / m["version"] / "manifest.json").read_text())
+    assert on_disk == m
+
+
+def test_neuron_order_and_matrices_agree_with_the_store(built, small_store):
+    root, m = built
+    prior = load("f662", root=root)
+    store = Store(small_store)
+    units = store.sql("SELECT unit_id, nucleus_id FROM functional_units WHERE session = 6 AND "
+                      "scan_idx = 6 AND field = 2 ORDER BY unit_id")
+    assert prior.neurons.unit_id.tolist() == units.unit_id.tolist()
+    assert prior.neurons.nucleus_id.tolist() == units.nucleus_id.tolist()
+    conn = prior["connectome"]
+    assert sp.issparse(conn)
+    edges = store.sql("SELECT pre_nucleus_id, post_nucleus_id, n_synapses FROM connections")
+    index = {nid: i for i, nid in enumerate(prior.neurons.nucleus_id)}
+    inside = edges[edges.pre_nucleus_id.isin(index) & edges.post_nucleus_id.isin(index)]
+    assert conn.nnz == len(inside)
+    for pre, post, k in inside.head(20).itertuples(index=False):
+        assert conn[index[pre], index[post]] == k  # [pre, post]: rows presynaptic
+    d = prior["distance_um"]
+    pos = prior.neurons[["x_nm", "y_nm", "z_nm"]].to_numpy() / 1000
+    assert d[0, 1] == pytest.approx(np.linalg.norm(pos[0] - pos[1]), rel=1e-6)
+    assert np.all(np.diag(d) == 0)
+
+
+def test_same_inputs_same_version(built, small_store):
+    root, m = built
+    again = build("f662", Population.of_fields("6_6_2"), store=small_store, root=root, params=FAST)
+    assert again["version"] == m["version"]
+    assert len([p for p in (root / "f662").iterdir() if p.is_dir()]) == 1
+    other = build("f662", Population.of_fields("6_6_2"), store=small_store, root=root,
+                  params=DeriveParams(precision=False, module_resolution=1.5))
+    assert other["version"] != m["version"]
+    assert (root / "f662" / "latest").read_text().strip() == other["version"]
+    d = diff(load("f662", m["version"], root=root), load("f662", other["version"], root=root))
+    assert d["parameters"] == {"module_resolution": (1.0, 1.5)}
+    assert d["kinds"]["distance_um"] == "identical"
+    assert d["same_neurons"] is True
+    table = list_artifacts(root)
+    assert sorted(table.version) == sorted([m["version"], other["version"]])
+    assert table[table.latest].version.tolist() == [other["version"]]
+
+
+def test_select_reindexes_every_kind(built):
+    root, _ = built
+    prior = load("f662", root=root)
+    pick = prior.neurons.nucleus_id.to_numpy()[[5, 2, 9]]
+    sub = prior.select(pick)
+    assert sub.neurons.nucleus_id.tolist() == pick.tolist()
+    full_d, sub_d = prior["distance_um"], sub["distance_um"]
+    assert np.array_equal(sub_d, full_d[np.ix_([5, 2, 9], [5, 2, 9])])
+    assert np.array_equal(sub["connectome"].toarray(),
+                          prior["connectome"].toarray()[np.ix_([5, 2, 9], [5, 2, 9])])
+    assert sub["modules_wiring"].tolist() == prior["modules_wiring"][[5, 2, 9]].tolist()
+    assert sub.select(pick[[2]]).neurons.nucleus_id.tolist() == [pick[2]]
+    with pytest.raises(KeyError, match=r"1 nucleus id\(s\) are not in f662"):
+        prior.select([1])
+
+
+def test_torch_view_shares_memory_without_copy(built):
+    torch = pytest.importorskip("torch")
+    root, _ = built
+    prior = load("f662", root=root)
+    t = prior.get("distance_um", as_="torch")
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
+    assert t.shape == (len(prior), len(prior))
+    assert prior.get("connectome", as_="torch").sum().item() == prior["connectome"].sum()
+
+
+def test_tampered_file_is_refused_and_named(built, small_store, tmp_path):
+    root, m = built
+    import shutil
+
+    copy = tmp_path / "root"
+    shutil.copytree(root, copy)
+    target = copy / "f662" / m["version"] / "sttc.npy"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0x01
+    target.write_bytes(bytes(data))
+    with pytest.raises(ArtifactIntegrityError, match=r"sttc\.npy: sha256 .* differs from the manifest"):
+        verify(copy / "f662" / m["version"])
+    prior = load("f662", m["version"], root=copy)  # cheap checks pass: same size
+    prior["distance_um"]  # untouched kinds still load
+    with pytest.raises(ArtifactIntegrityError, match=r"sttc\.npy"):
+        prior["sttc"]
+
+
+def test_incomplete_artifact_is_refused(built, tmp_path):
+    root, m = built
+    import shutil
+
+    copy = tmp_path / "root"
+    shutil.copytree(root, copy)
+    (copy / "f662" / m["version"] / "connectome.npz").unlink()
+    with pytest.raises(ArtifactIntegrityError, match=r"connectome\.npz: listed in the manifest but missing"):
+        load("f662", m["version"], root=copy)
+    (copy / "f662" / m["version"] / "stray.bin").write_bytes(b"x")
+    with pytest.raises(ArtifactIntegrityError, match=r"stray\.bin: not listed in the manifest"):
+        verify(copy / "f662" / m["version"])
+
+
+def test_unknown_names_and_versions(built):
+    root, _ = built
+    with pytest.raises(ArtifactNotFoundError, match=r"no artifact named 'nope'.*known: \['f662'\]"):
+        load("nope", root=root)
+    with pytest.raises(ArtifactNotFoundError, match=r"no version\(s\) matching 'ffff'"):
+        resolve_version("f662", "ffff", root=root)
+
+
+def test_failed_build_publishes_nothing(small_store, tmp_path, monkeypatch):
+    with pytest.raises(PopulationError, match=r"has no field\(s\) \['9_9_9'\]"):
+        build("bad", Population.of_fields("9_9_9"), store=small_store, root=tmp_path, params=FAST)
+    assert not (tmp_path / "bad").exists()
+    import priors_store.pipeline as build_module
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("sttc exploded")
+
+    monkeypatch.setattr(build_module.derive, "sttc", explode)  # fail midway: files already written
+    with pytest.raises(RuntimeError, match="sttc exploded"):
+        build("mid", Population.of_fields("6_6_2"), store=small_store, root=tmp_path, params=FAST)
+    assert list((tmp_path / "mid").iterdir()) == []  # no version, no temp folder, no latest
+
+
+@pytest.mark.parametrize("fmt", ["npz", "safetensors", "parquet"])
+def test_export_round_trip(built, tmp_path, fmt):
+    root, _ = built
+    prior = load("f662", root=root)
+    out = export(prior, tmp_path / f"out.{fmt}", fmt=fmt)
+    if fmt == "npz":
+        with np.load(out, allow_pickle=False) as z:
+            assert set(z.files) == set(prior.kinds) | {"nucleus_id", "root_id", "unit_id"}
+            assert np.array_equal(z["connectome"], prior["connectome"].toarray())
+            assert z["unit_id"].tolist() == prior.neurons.unit_id.tolist()
+    elif fmt == "safetensors":
+        from safetensors.numpy import load_file
+
+        z = load_file(str(out))
+        assert np.array_equal(z["sttc"], prior["sttc"])
+        assert z["nucleus_id"].tolist() == prior.neurons.nucleus_id.tolist()
+    else:
+        assert (out / "neurons.parquet").is_file()
+        conn = pd.read_parquet(out / "connectome.parquet")
+        assert len(conn) == prior["connectome"].nnz
+        dense = pd.read_parquet(out / "distance_um.parquet")
+        assert len(dense) == len(prior) ** 2
+
+
+def test_sql_population_and_pooled(small_store, tmp_path):
+    m = build("l23", Population.of_sql("SELECT nucleus_id FROM neurons WHERE layer = 'L2/3'"),
+              store=small_store, root=tmp_path, params=FAST)
+    n_l23 = Store(small_store).sql("SELECT count(*) AS n FROM neurons WHERE layer = 'L2/3'").n[0]
+    assert m["population"]["n_neurons"] == n_l23
+    assert "correlation" not in m["kinds"]  # neurons from several scans: no functional kinds
+    assert "functional" in m["parameters"]["skipped"]
+    prior = load("l23", root=tmp_path)
+    assert prior.neurons.nucleus_id.is_monotonic_increasing
+    with pytest.raises(PopulationError, match=r"must return a nucleus_id column"):
+        build("x", Population.of_sql("SELECT root_id FROM neurons"), store=small_store, root=tmp_path)
+    pooled = build("all", Population.pooled(), store=small_store, root=tmp_path, params=FAST)
+    n_units = Store(small_store).sql("SELECT count(DISTINCT nucleus_id) AS n FROM functional_units").n[0]
+    assert pooled["population"]["n_neurons"] == n_units
