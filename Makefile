@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/cxp etl --source synthetic --store $(STORE)
 	$(BIN)/cxp status --store $(STORE)
+	$(BIN)/cxp priors build synthetic_6_6_2 --fields 6_6_2 --store $(STORE)
+	$(BIN)/cxp priors show synthetic_6_6_2 --store $(STORE) --plot $(CURDIR)/.cxp/plots
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -28,6 +30,9 @@ test-all: setup
 
 bench: setup
 	$(BIN)/python bench/etl_synthetic.py
+	$(BIN)/python bench/priors_pooled.py
+	$(BIN)/python bench/priors_fields.py --jobs 2
+	$(BIN)/python bench/sttc_speed.py
 
 clean:
 	rm -rf .cxp build *.egg-info

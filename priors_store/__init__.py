@@ -11,7 +11,7 @@ Examples
 >>> prior["distance_um"], prior.get("connectome", as_="torch")    # doctest: +SKIP
 """
 
-from .pipeline import DeriveParams, build
+from .pipeline import DeriveParams, build, build_per_field
 from .config import ARTIFACTS_ENV, artifact_root
 from .diff import diff
 from .errors import ArtifactIntegrityError, ArtifactNotFoundError, PopulationError, PriorsError
@@ -23,5 +23,5 @@ __all__ = [
     "ARTIFACTS_ENV", "artifact_root",
     "ArtifactIntegrityError", "ArtifactNotFoundError", "PopulationError", "PriorsError",
     "DeriveParams", "Population", "Prior",
-    "build", "diff", "export", "list_artifacts", "load", "resolve", "verify",
+    "build", "build_per_field", "diff", "export", "list_artifacts", "load", "resolve", "verify",
 ]

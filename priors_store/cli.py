@@ -9,7 +9,7 @@ import pandas as pd
 
 from etl.store import Store
 
-from .pipeline import DeriveParams, build
+from .pipeline import DeriveParams, build, build_per_field
 from .config import ARTIFACTS_ENV, artifact_root
 from .diff import diff
 from .errors import PriorsError
@@ -33,10 +33,14 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     b = psub.add_parser("build", help="derive every kind for a population and publish it")
     b.add_argument("name", help="artifact name, e.g. field_6_6_2")
     which = b.add_mutually_exclusive_group(required=True)
-    which.add_argument("--fields", help="comma-separated fields, e.g. 6_6_2 or 6_6_2,5_6_8")
+    which.add_argument("--fields", help="comma-separated fields, e.g. 6_6_2 or 6_6_2,5_6_8 "
+                                        "('all': every field; needs --per-field)")
     which.add_argument("--pooled", action="store_true", help="every co-registered neuron of the snapshot")
     which.add_argument("--sql", help='a read-only query returning nucleus_id, e.g. "SELECT nucleus_id '
                                      "FROM neurons WHERE layer = 'L2/3'\"")
+    b.add_argument("--per-field", action="store_true",
+                   help="one artifact per field, named NAME_<session>_<scan>_<field>")
+    b.add_argument("--jobs", type=int, default=1, help="with --per-field: worker processes")
     b.add_argument("--snapshot", default=None, help="snapshot id (default: the store's latest)")
     b.add_argument("--no-precision", action="store_true", help="skip the (slow) precision matrix")
     b.add_argument("--seed", type=int, default=0, help="seed of module detection and precision CV")
@@ -75,7 +79,20 @@ def run(args: argparse.Namespace) -> None:
     """Execute a parsed ``cxp priors ...`` command."""
     root = _root(args)
     cmd = args.priors_command
-    if cmd == "build":
+    if cmd == "build" and args.per_field:
+        if not args.fields:
+            raise PriorsError("--per-field needs --fields (a list, or 'all')")
+        params = DeriveParams(precision=not args.no_precision, precision_seed=args.seed,
+                              module_seed=args.seed)
+        fields = None if args.fields == "all" else args.fields.split(",")
+        manifests = build_per_field(args.name, fields, store=args.store, root=root,
+                                    snapshot=args.snapshot, params=params, jobs=args.jobs,
+                                    progress=not args.no_progress)
+        for m in manifests:
+            print(f"published {m['name']}@{m['version']} ({m['population']['n_neurons']} neurons, "
+                  f"{len(m['kinds'])} kinds)")
+        print(f"{len(manifests)} artifacts in {root}")
+    elif cmd == "build":
         if args.fields:
             population = Population.of_fields(*args.fields.split(","), snapshot=args.snapshot)
         elif args.pooled:

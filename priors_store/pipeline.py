@@ -10,6 +10,8 @@ and where every neuron has a spike train from one scan: ``correlation``, ``sttc`
 from __future__ import annotations
 
 import os
+import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -23,7 +25,7 @@ from .artifact import ArtifactWriter
 from .config import artifact_root
 from .population import Population, ResolvedPopulation, resolve
 
-__all__ = ["DeriveParams", "build", "write_distance"]
+__all__ = ["DeriveParams", "build", "build_per_field", "write_distance"]
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,51 @@ def build(name: str, population: Population, *, store: Store | str | os.PathLike
             parameters={**asdict(params), "skipped": skipped})
 
 
+def build_per_field(prefix: str, fields: list[str] | None = None, *,
+                    store: Store | str | os.PathLike | None = None,
+                    root: str | os.PathLike | None = None, snapshot: str | None = None,
+                    params: DeriveParams = DeriveParams(), jobs: int = 1,
+                    progress: bool = False) -> list[dict]:
+    """Build one artifact per field, named ``<prefix>_<session>_<scan>_<field>``.
+
+    ``fields`` None means every field of the snapshot. ``jobs`` > 1 builds fields in that many
+    worker processes (each reads the store read-only). Returns the manifests in field order.
+    """
+    store = store if isinstance(store, Store) else Store(store)
+    root = artifact_root(root, store=store.directory)
+    sid = snapshot or store.latest_snapshot()
+    if fields is None:
+        fields = store.sql("SELECT DISTINCT session, scan_idx, field FROM functional_units "
+                           "ORDER BY session, scan_idx, field", snapshot=sid) \
+            .astype(str).agg("_".join, axis=1).tolist()
+    tasks = [(f"{prefix}_{f}", f) for f in fields]
+    bar = tqdm(total=len(tasks), desc=f"priors {prefix}_*", unit="field", disable=not progress)
+    with bar:
+        if jobs <= 1:
+            out = []
+            for name, f in tasks:
+                out.append(build(name, Population.of_fields(f, snapshot=sid), store=store, root=root,
+                                 params=params))
+                bar.update()
+            return out
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_one_blas_thread) as pool:
+            futures = [pool.submit(build, name, Population.of_fields(f, snapshot=sid),
+                                   store=str(store.directory), root=str(root), params=params)
+                       for name, f in tasks]
+            out = []
+            for fut in futures:
+                out.append(fut.result())
+                bar.update()
+            return out
+
+
+def _one_blas_thread() -> None:
+    """Worker initializer: one BLAS thread per worker process, so workers do not oversubscribe."""
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415 (only in worker processes)
+
+    threadpool_limits(1)
+
+
 def _wiring(resolved: ResolvedPopulation, writer: ArtifactWriter) -> sp.csr_matrix:
     n = len(resolved.neurons)
     c = resolved.connections
@@ -179,8 +226,14 @@ def _functional(resolved: ResolvedPopulation, writer: ArtifactWriter, params: De
     bar.update()
     if params.precision:
         step("precision")
-        writer.array("precision", derive.precision(spikes, bin_s=params.bin_s, seed=params.precision_seed),
-                     orientation="symmetric", description="GraphicalLassoCV precision of binned counts")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = derive.precision(spikes, bin_s=params.bin_s, seed=params.precision_seed)
+        # sklearn warns per non-converged CV fit; keep the count in the manifest, not on screen
+        notes = sorted({f"{w.category.__name__}: {str(w.message).splitlines()[0][:120]}" for w in caught})
+        writer.array("precision", value, orientation="symmetric",
+                     description="GraphicalLassoCV precision of binned counts",
+                     stats={"fit_warnings": len(caught), "warning_kinds": notes[:5]})
         bar.update()
     step("w_bio_modulation")
     writer.array("w_bio_modulation", derive.w_bio_modulation(corr, sttc), orientation="symmetric",

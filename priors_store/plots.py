@@ -63,8 +63,11 @@ def plot_all(prior: Prior, out_dir: str | os.PathLike, *, max_matrix_n: int = 20
             value = prior[kind]
             value = value.toarray() if sp.issparse(value) else np.array(value, dtype=np.float64)
             value = value[np.ix_(order, order)]
-            if kind != "connectome":
-                np.fill_diagonal(value, np.nan)
+            if kind == "connectome":  # too sparse for an image: one dot per connected pair
+                ax.spy(value, markersize=1.5, color="black")
+                ax.set_title(f"connectome (rows pre), {int((value > 0).sum())} pairs", fontsize=9)
+                continue
+            np.fill_diagonal(value, np.nan)
             im = ax.imshow(value, cmap="viridis", interpolation="nearest")
             ax.set_title(kind, fontsize=9)
             fig.colorbar(im, ax=ax, fraction=0.046)

@@ -96,7 +96,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
-from scipy.signal import lfilter
 from tqdm import tqdm
 
 from ..contracts import arrow_schema
@@ -411,6 +410,8 @@ def _scan_drive(cfg: SyntheticConfig, n_bins: int, rng: np.random.Generator):
     latents = np.empty_like(noise)  # (latents, bins), unit variance
     latents[:, 0] = noise[:, 0]
     if n_bins > 1:
+        from scipy.signal import lfilter  # noqa: PLC0415 (scipy.signal costs ~1.4 s to import)
+
         latents[:, 1:], _ = lfilter([math.sqrt(1 - a * a)], [1.0, -a], noise[:, 1:], axis=1,
                                     zi=a * noise[:, :1])
     return stim, latents
