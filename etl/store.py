@@ -248,7 +248,8 @@ class Store:
         for rec in snaps.to_dict("records"):
             counts = json.loads(rec["row_counts"])
             rows.append({"snapshot_id": rec["snapshot_id"], "source": rec["source"],
-                         "version": rec["materialization_version"],
+                         "version": "-" if pd.isna(rec["materialization_version"])
+                         else int(rec["materialization_version"]),
                          "created": rec["created"],
                          **{t: counts.get(t, 0) for t in STORE_TABLES}})
         return pd.DataFrame(rows, columns=["snapshot_id", "source", "version", "created", *STORE_TABLES])
@@ -280,10 +281,9 @@ class Store:
         con = self._connect_ro()
         try:
             scope = snapshot if snapshot is not None else self._latest(con)
-            for name in STORE_TABLES:
-                where = "" if scope == "all" else " WHERE snapshot_id = $sid"
-                con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM {_DB_NAME}.main.{name}{where}"
-                            .replace("$sid", _quote(scope)))
+            where = "" if scope == "all" else f" WHERE snapshot_id = {_quote(scope)}"
+            for name in STORE_TABLES:  # views shadow the tables: the query sees one snapshot
+                con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM {_DB_NAME}.main.{name}{where}")
             result = None
             for st in statements:
                 result = con.execute(st.query)

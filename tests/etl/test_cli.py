@@ -30,7 +30,7 @@ def test_etl_status_sql_round_trip(tmp_path, release, capsys):
     assert main(["status", "--store", store, "--format", "csv"]) == 0
     status = capsys.readouterr().out.splitlines()
     assert status[0].startswith("snapshot_id,source,version,created,neurons,functional_units")
-    assert len(status) == 2 and ",blueprint,," in status[1]
+    assert len(status) == 2 and ",blueprint,-," in status[1]
     assert main(["sql", "SELECT count(*) AS n FROM functional_units", "--store", store,
                  "--format", "csv"]) == 0
     assert capsys.readouterr().out == "n\n45\n"
