@@ -99,12 +99,15 @@ def build(name: str, population: Population, *, store: Store | str | os.PathLike
     root = artifact_root(root, store=store.directory)
     resolved = resolve(population, store)
     n = len(resolved.neurons)
-    functional = resolved.spikes is not None
+    functional = resolved.spikes is not None or resolved.study is not None
     steps = ["distance", "connectome", "modules_wiring"] + (["communicability"] if n <= params.max_dense_n
                                                             else [])
     if functional:
         steps += ["correlation", "sttc"] + (["precision"] if params.precision else []) + \
                  ["w_bio_modulation", "modules_functional"]
+    functional_source = ("derived from spike trains" if resolved.spikes is not None else
+                         "released by the source (store table study_functional), not derived here"
+                         if functional else None)
     skipped = {}
     if n > params.max_dense_n:
         skipped["communicability"] = f"{n} neurons > max_dense_n {params.max_dense_n}"
@@ -146,7 +149,7 @@ def build(name: str, population: Population, *, store: Store | str | os.PathLike
                 "materialization_version": _int_or_none(snap.get("materialization_version")),
                 "materialization_timestamp": _str_or_none(snap.get("materialization_timestamp")),
                 "content_hash": snap["content_hash"], "synthetic": snap["source"] == "synthetic"},
-            parameters={**asdict(params), "skipped": skipped})
+            parameters={**asdict(params), "skipped": skipped, "functional_source": functional_source})
 
 
 def build_per_field(prefix: str, fields: list[str] | None = None, *,
@@ -214,6 +217,9 @@ def _wiring(resolved: ResolvedPopulation, writer: ArtifactWriter) -> sp.csr_matr
 def _functional(resolved: ResolvedPopulation, writer: ArtifactWriter, params: DeriveParams,
                 step, bar) -> None:
     spikes = resolved.spikes
+    if spikes is None:
+        _released(resolved.study, writer, params, step, bar)
+        return
     step("correlation")
     corr = derive.correlation(spikes, bin_s=params.bin_s)
     writer.array("correlation", corr, orientation="symmetric",
@@ -235,6 +241,26 @@ def _functional(resolved: ResolvedPopulation, writer: ArtifactWriter, params: De
                      description="GraphicalLassoCV precision of binned counts",
                      stats={"fit_warnings": len(caught), "warning_kinds": notes[:5]})
         bar.update()
+    _from_correlation(corr, sttc, writer, params, step, bar)
+
+
+def _released(study: dict[str, np.ndarray], writer: ArtifactWriter, params: DeriveParams,
+              step, bar) -> None:
+    """Functional kinds from the source's released matrices (no spike trains to derive from)."""
+    note = " (as released by the source, not derived here)"
+    for kind in ("correlation", "sttc", "precision"):
+        if kind == "precision" and not params.precision:
+            continue
+        step(kind)
+        if kind in study:
+            writer.array(kind, study[kind], orientation="symmetric", description=kind + note)
+        bar.update()
+    if "correlation" in study and "sttc" in study:
+        _from_correlation(study["correlation"], study["sttc"], writer, params, step, bar)
+
+
+def _from_correlation(corr: np.ndarray, sttc: np.ndarray, writer: ArtifactWriter,
+                      params: DeriveParams, step, bar) -> None:
     step("w_bio_modulation")
     writer.array("w_bio_modulation", derive.w_bio_modulation(corr, sttc), orientation="symmetric",
                  description="minmax(correlation) * minmax(sttc): the study's deterministic init factor")

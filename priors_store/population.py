@@ -78,6 +78,9 @@ class ResolvedPopulation:
     """Connections among them: pre_index, post_index (row positions in ``neurons``), n_synapses, sum_size."""
     spikes: list[np.ndarray] | None = field(default=None)
     """Spike times (s) per neuron, or None unless every neuron's unit has a spike train."""
+    study: dict[str, np.ndarray] | None = field(default=None)
+    """Released functional matrices (kind -> (N, N), symmetric) for a one-field population whose
+    source released them (the store's study_functional table); None otherwise."""
 
     @property
     def positions_um(self) -> np.ndarray:
@@ -156,7 +159,35 @@ def resolve(population: Population, store: Store) -> ResolvedPopulation:
         "sum_size": conns.sum_size.to_numpy(),
     })
     return ResolvedPopulation(population=population, snapshot=snapshot, neurons=neurons,
-                              connections=connections, spikes=_spikes(store, sid, neurons))
+                              connections=connections, spikes=_spikes(store, sid, neurons),
+                              study=_study(store, sid, population, neurons))
+
+
+def _study(store: Store, sid: str, population: Population, neurons: pd.DataFrame
+           ) -> dict[str, np.ndarray] | None:
+    """The released functional matrices of a one-field population, in its neuron order."""
+    if population.kind != "fields" or len(population.fields) != 1:
+        return None
+    session, scan_idx, field_idx = (int(p) for p in _FIELD.match(population.fields[0]).groups())
+    rows = store.sql("SELECT unit_a, unit_b, correlation, sttc, precision FROM study_functional "
+                     f"WHERE session = {session} AND scan_idx = {scan_idx} AND field = {field_idx}",
+                     snapshot=sid)
+    n = len(neurons)
+    if len(rows) != n * (n + 1) // 2:  # nothing released for this field (or not every pair)
+        return None
+    index = pd.Series(np.arange(n), index=neurons.unit_id.astype(np.int64).to_numpy())
+    a = index.loc[rows.unit_a.to_numpy()].to_numpy()
+    b = index.loc[rows.unit_b.to_numpy()].to_numpy()
+    out = {}
+    for kind in ("correlation", "sttc", "precision"):
+        values = rows[kind].to_numpy(dtype=np.float64)
+        if np.isnan(values).all():
+            continue
+        matrix = np.full((n, n), np.nan)
+        matrix[a, b] = values
+        matrix[b, a] = values  # the release filled one triangle (STTC): mirror it
+        out[kind] = matrix
+    return out or None
 
 
 def _spikes(store: Store, sid: str, neurons: pd.DataFrame) -> list[np.ndarray] | None:

@@ -20,6 +20,7 @@ STORE_TABLES: tuple[str, ...] = (
     "synapses",
     "spikes",
     "tuning",
+    "study_functional",
 )
 
 

@@ -7,6 +7,8 @@ Layout (see ``../shared/data/README.md``)::
         positions_<f>.npy      (N,) pickled object array of [x, y, z] voxels (4, 4, 40 nm)
         spikes_<f>.npy         (N,) pickled object array of spike times in s (some fields only)
         connectome_<f>.csv     dense synapse counts, rows presynaptic
+        corr_matrix.npy  sttc_matrix.npy  precision_matrix.npy   (N, N) the study's functional
+                               matrices, in the arrays' order (some fields only) -> study_functional
 
 Two quirks are handled here. The object arrays are decoded by a restricted reader
 (:mod:`etl.sources.safe_npy`), never by unrestricted unpickling. The connectome's rows and columns
@@ -26,6 +28,7 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Literal
 
@@ -80,6 +83,13 @@ class FieldArrays:
     """N arrays of spike times in s, or None where the field has none."""
     alignment_ratio: float | None
     """Mean connected-pair / mean all-pair distance after alignment (None: too few connections)."""
+    study: dict[str, np.ndarray] = dc_field(default_factory=dict)
+    """The study's released functional matrices present for this field: kind -> (N, N)."""
+
+
+#: Released functional matrices: file name -> study_functional column.
+STUDY_MATRICES = {"corr_matrix.npy": "correlation", "sttc_matrix.npy": "sttc",
+                  "precision_matrix.npy": "precision"}
 
 
 def align_connectome(matrix: np.ndarray, root_ids: np.ndarray) -> np.ndarray:
@@ -161,7 +171,7 @@ def read_field(directory: str | Path) -> FieldArrays:
     directory = Path(directory)
     name = directory.name
     try:
-        session, scan_idx, field = (int(p) for p in name.split("_"))
+        session, scan_idx, field_idx = (int(p) for p in name.split("_"))
     except ValueError as err:
         raise _fail(name, "name", f"directory name {name!r} is not <session>_<scan>_<field>",
                     directory) from err
@@ -212,9 +222,19 @@ def read_field(directory: str | Path) -> FieldArrays:
                     f"lie {ratio:.2f}x the mean distance of all pairs; expected < {MAX_ALIGNMENT_RATIO} "
                     "(connected neurons are markedly closer). The file's order does not match "
                     "list(set(root_ids)).", paths["connectome"])
-    return FieldArrays(name=name, session=session, scan_idx=scan_idx, field=field, root_ids=roots,
+    study = {}
+    for filename, kind in STUDY_MATRICES.items():
+        if (directory / filename).is_file():
+            released = load_plain_array(directory / filename)
+            if released.shape != (n, n) or released.dtype.kind != "f":
+                raise _fail(name, "study_matrices",
+                            f"{filename} in field {name} is {released.dtype} with shape "
+                            f"{released.shape}; expected float ({n}, {n}) to match root_ids_{name}.npy",
+                            directory / filename)
+            study[kind] = released.astype(np.float64)
+    return FieldArrays(name=name, session=session, scan_idx=scan_idx, field=field_idx, root_ids=roots,
                        unit_ids=ids["unit_ids"], nucleus_ids=ids["target_ids"], positions_vox=pos,
-                       connectome=matrix, spikes=spikes, alignment_ratio=ratio)
+                       connectome=matrix, spikes=spikes, alignment_ratio=ratio, study=study)
 
 
 def _field_dirs(root: Path) -> list[Path]:
@@ -288,7 +308,8 @@ def read_blueprint(path: str | Path, *, mode: Mode = "strict", fields: list[str]
         origins={"neurons": f"{origin} (target_ids_*.npy, root_ids_*.npy, positions_*.npy)",
                  "functional_units": f"{origin} (unit_ids_*.npy, target_ids_*.npy, root_ids_*.npy)",
                  "connections": f"{origin} (connectome_*.csv)",
-                 "spikes": f"{origin} (spikes_*.npy)"})
+                 "spikes": f"{origin} (spikes_*.npy)",
+                 "study_functional": f"{origin} (corr_matrix.npy, sttc_matrix.npy, precision_matrix.npy)"})
 
 
 def _assemble(loaded: list[FieldArrays]) -> tuple[dict[str, pa.Table], dict]:
@@ -340,6 +361,9 @@ def _assemble(loaded: list[FieldArrays]) -> tuple[dict[str, pa.Table], dict]:
     spiking = [f for f in loaded if f.spikes is not None]
     if spiking:
         tables["spikes"] = _spikes(spiking)
+    released = [f for f in loaded if f.study]
+    if released:
+        tables["study_functional"] = _study_functional(released)
     report = {"nuclei_with_several_root_ids": several, "nuclei_with_moved_positions": moved,
               **conn_report}
     return tables, report
@@ -390,3 +414,23 @@ def _spikes(spiking: list[FieldArrays]) -> pa.Table:
         "n_spikes": pa.array(lengths, pa.int64()),
         "spike_times": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values)),
     })
+
+
+def _study_functional(fields: list[FieldArrays]) -> pa.Table:
+    """Lower triangle (with the diagonal) of each field's released matrices, one row per pair."""
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in
+                                          ("session", "scan_idx", "field", "unit_a", "unit_b",
+                                           *STUDY_MATRICES.values())}
+    for f in fields:
+        rows, cols = np.tril_indices(len(f.unit_ids))
+        parts["session"].append(np.full(len(rows), f.session))
+        parts["scan_idx"].append(np.full(len(rows), f.scan_idx))
+        parts["field"].append(np.full(len(rows), f.field))
+        parts["unit_a"].append(f.unit_ids[rows])
+        parts["unit_b"].append(f.unit_ids[cols])
+        for kind in STUDY_MATRICES.values():
+            parts[kind].append(f.study[kind][rows, cols] if kind in f.study
+                               else np.full(len(rows), np.nan))
+    columns = {k: np.concatenate(v) for k, v in parts.items()}
+    return pa.table({k: pa.array(v, pa.float64() if k in STUDY_MATRICES.values() else pa.int64(),
+                                 from_pandas=True) for k, v in columns.items()})

@@ -147,3 +147,29 @@ def test_release_in_file_order_would_fail(blueprint_root):
     raw = np.loadtxt(d / "connectome_6_6_2.csv", delimiter=",", skiprows=1)[:, 1:]
     assert f.alignment_ratio < 0.35
     assert alignment_ratio(raw, pos) > 0.9
+
+
+def test_released_matrix_of_wrong_shape_is_named(tmp_path):
+    d = write_field(tmp_path, "6_6_2", n=20)
+    np.save(d / "corr_matrix.npy", np.eye(19))
+    with pytest.raises(FieldCheckError, match=r"corr_matrix\.npy in field 6_6_2 is float64 with shape \(19, 19\); expected float \(20, 20\) to match root_ids_6_6_2\.npy"):
+        read_field(d)
+
+
+def test_released_matrices_become_study_functional_rows(tmp_path):
+    from etl.contracts import validate_tables
+
+    d = write_field(tmp_path, "6_6_2", n=6, spikes=False, n_connections=2)
+    rng = np.random.default_rng(0)
+    corr = np.corrcoef(rng.normal(size=(6, 50)))
+    sttc = np.tril(corr * 0.5)
+    np.fill_diagonal(sttc, 1.0)
+    np.save(d / "corr_matrix.npy", corr)
+    np.save(d / "sttc_matrix.npy", sttc)
+    st = read_blueprint(tmp_path)
+    t = st.tables["study_functional"].to_pandas()
+    assert len(t) == 6 * 7 // 2 and t.precision.isna().all()
+    units = np.load(d / "unit_ids_6_6_2.npy")
+    row = t[(t.unit_a == units[4]) & (t.unit_b == units[1])].iloc[0]
+    assert row.correlation == corr[4, 1] and row.sttc == sttc[4, 1]
+    validate_tables(st.tables, origins=st.origins)

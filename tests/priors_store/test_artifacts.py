@@ -203,3 +203,30 @@ def test_sql_population_and_pooled(small_store, tmp_path):
     pooled = build("all", Population.pooled(), store=small_store, root=tmp_path, params=FAST)
     n_units = Store(small_store).sql("SELECT count(DISTINCT nucleus_id) AS n FROM functional_units").n[0]
     assert pooled["population"]["n_neurons"] == n_units
+
+
+@pytest.mark.needs_shared_data
+def test_released_matrices_give_functional_kinds_for_6_6_2(blueprint_root, tmp_path):
+    """6_6_2 has no released spike trains; its functional kinds come from the released matrices."""
+    from etl.pipeline import run_etl
+
+    run_etl("blueprint", blueprint_root, store=tmp_path / "s", fields=["6_6_2", "5_3_4"])
+    m = build("s662", Population.of_fields("6_6_2"), store=tmp_path / "s", root=tmp_path / "a")
+    assert {"correlation", "sttc", "precision", "w_bio_modulation", "modules_functional"} <= set(m["kinds"])
+    assert m["parameters"]["functional_source"].startswith("released by the source")
+    prior = load("s662", root=tmp_path / "a")
+    d = blueprint_root / "DATA" / "info" / "6_6_2"
+    units = np.load(d / "unit_ids_6_6_2.npy")
+    order = np.argsort(units)
+    assert prior.neurons.unit_id.tolist() == units[order].tolist()
+    corr = np.load(d / "corr_matrix.npy")[np.ix_(order, order)]
+    np.testing.assert_array_equal(prior["correlation"], corr)
+    sttc = np.load(d / "sttc_matrix.npy")
+    lower = np.tril(sttc) + np.tril(sttc, -1).T  # the release fills the lower triangle only
+    np.testing.assert_array_equal(prior["sttc"], lower[np.ix_(order, order)])
+    w = prior["w_bio_modulation"]
+    assert w.shape == (312, 312) and np.allclose(w, w.T) and w.min() >= 0 and w.max() <= 1
+    # a field with spikes still derives them itself
+    m534 = build("s534", Population.of_fields("5_3_4"), store=tmp_path / "s", root=tmp_path / "a",
+                 params=FAST)
+    assert m534["parameters"]["functional_source"] == "derived from spike trains"
