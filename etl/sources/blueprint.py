@@ -312,18 +312,22 @@ def read_blueprint(path: str | Path, *, mode: Mode = "strict", fields: list[str]
                  "study_functional": f"{origin} (corr_matrix.npy, sttc_matrix.npy, precision_matrix.npy)"})
 
 
+def _unit_keys(fields: list[FieldArrays]) -> dict[str, pa.Array]:
+    """session, scan_idx, field, unit_id columns of every unit of ``fields``, in order."""
+    def repeat(attr: str) -> pa.Array:
+        return pa.array(np.concatenate([np.full(len(f.unit_ids), getattr(f, attr)) for f in fields]),
+                        pa.int64())
+
+    return {"session": repeat("session"), "scan_idx": repeat("scan_idx"), "field": repeat("field"),
+            "unit_id": pa.array(np.concatenate([f.unit_ids for f in fields]), pa.int64())}
+
+
 def _assemble(loaded: list[FieldArrays]) -> tuple[dict[str, pa.Table], dict]:
-    units = {"session": [], "scan_idx": [], "field": [], "unit_id": [], "nucleus_id": [],
-             "root_id": []}
+    units: dict[str, list] = {"nucleus_id": [], "root_id": []}
     roots_of: dict[int, Counter] = {}
     pos_of: dict[int, np.ndarray] = {}
     moved = 0
     for f in loaded:
-        n = len(f.root_ids)
-        units["session"] += [f.session] * n
-        units["scan_idx"] += [f.scan_idx] * n
-        units["field"] += [f.field] * n
-        units["unit_id"] += f.unit_ids.tolist()
         units["nucleus_id"] += f.nucleus_ids.tolist()
         units["root_id"] += [r if r != 0 else None for r in f.root_ids.tolist()]
         for nid, rid, p in zip(f.nucleus_ids.tolist(), f.root_ids.tolist(), f.positions_vox):
@@ -352,9 +356,10 @@ def _assemble(loaded: list[FieldArrays]) -> tuple[dict[str, pa.Table], dict]:
         "layer": pa.nulls(len(nuclei), pa.string()),
     })
     functional_units = pa.table({
+        **_unit_keys(loaded),
         **{k: pa.array(v, pa.int64()) for k, v in units.items()},
-        "score": pa.nulls(len(units["unit_id"]), pa.float64()),
-        "residual": pa.nulls(len(units["unit_id"]), pa.float64()),
+        "score": pa.nulls(len(units["nucleus_id"]), pa.float64()),
+        "residual": pa.nulls(len(units["nucleus_id"]), pa.float64()),
     })
     connections, conn_report = _connections(loaded)
     tables = {"neurons": neurons, "functional_units": functional_units, "connections": connections}
@@ -397,20 +402,12 @@ def _connections(loaded: list[FieldArrays]) -> tuple[pa.Table, dict]:
 
 
 def _spikes(spiking: list[FieldArrays]) -> pa.Table:
-    cols = {"session": [], "scan_idx": [], "field": [], "unit_id": []}
-    trains: list[np.ndarray] = []
-    for f in spiking:
-        n = len(f.unit_ids)
-        cols["session"] += [f.session] * n
-        cols["scan_idx"] += [f.scan_idx] * n
-        cols["field"] += [f.field] * n
-        cols["unit_id"] += f.unit_ids.tolist()
-        trains += [np.asarray(t, dtype=np.float64) for t in f.spikes]
+    trains = [np.asarray(t, dtype=np.float64) for f in spiking for t in f.spikes]
     lengths = np.array([len(t) for t in trains], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     values = np.concatenate(trains) if trains else np.empty(0)
     return pa.table({
-        **{k: pa.array(v, pa.int64()) for k, v in cols.items()},
+        **_unit_keys(spiking),
         "n_spikes": pa.array(lengths, pa.int64()),
         "spike_times": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values)),
     })
