@@ -1,0 +1,85 @@
+"""Tests of training/variants.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from priors_store.derive import communicability as store_communicability
+from training.errors import UnknownVariantError
+from training.init import spectral_radius
+from training.regularizers import grid_distances, grid_distances_paper
+from training.variants import VARIANTS, Variant, build_variant, parse_variant
+
+
+def test_eleven_canonical_variants_parse_as_in_method():
+    table = {v: parse_variant(v) for v in VARIANTS}
+    assert len(table) == 11
+    assert table["W*D*C"] == Variant("W*D*C", "bio", "real", "WDC")
+    assert table["WD*C"] == Variant("WD*C", "orthogonal", "real", "WDC")
+    assert table["WDC"] == Variant("WDC", "orthogonal", "grid", "WDC")
+    assert table["WD*"] == Variant("WD*", "orthogonal", "real", "WD")
+    assert table["WD"] == Variant("WD", "orthogonal", "grid", "WD")
+    assert table["W"] == Variant("W", "orthogonal", None, "L1")
+    assert table["W*D*C*"] == Variant("W*D*C*", "bio", "real", "C*")
+    assert table["WD*C*"] == Variant("WD*C*", "orthogonal", "real", "C*")
+    assert table["W*DC*"] == Variant("W*DC*", "bio", "grid", "C*")
+    assert table["W!D*C"] == Variant("W!D*C", "permuted", "real", "WDC")
+    assert table["W!D*C*"] == Variant("W!D*C*", "permuted", "real", "C*")
+
+
+@pytest.mark.parametrize("bad", ["", "X", "WC", "W*D*C**", "wdc", "W?D", "DW"])
+def test_unknown_names_raise(bad):
+    with pytest.raises(UnknownVariantError, match="unknown variant") as err:
+        parse_variant(bad)
+    assert err.value.known == VARIANTS
+
+
+def test_non_canonical_but_well_formed():
+    with pytest.raises(UnknownVariantError, match="W\\*D"):
+        parse_variant("W*D")
+    assert parse_variant("W*D", canonical_only=False) == Variant("W*D", "bio", "grid", "WD")
+
+
+def _prior(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.random((n, n))
+    wb = (a + a.T) / 2
+    np.fill_diagonal(wb, 1.0)
+    pos = rng.uniform(0, 100, (n, 3))
+    dist = np.sqrt(((pos[:, None] - pos[None]) ** 2).sum(-1))
+    return {"w_bio_modulation": wb, "distance_um": dist,
+            "communicability_empirical": store_communicability(wb)}
+
+
+def test_build_variant_corrected_and_paper():
+    prior = _prior()
+    w, reg = build_variant("W*D*C", **prior, runs=3, seed=0)
+    assert w.shape == (3, 12, 12) and torch.all(w >= 0)
+    assert np.allclose(spectral_radius(w), 0.95, atol=1e-5)
+    assert reg.kind == "WDC" and np.allclose(reg.distance, prior["distance_um"]
+                                             / prior["distance_um"].max())
+    w_perm, _ = build_variant("W!D*C", **prior, runs=3, seed=0)
+    assert torch.equal(torch.sort(w_perm[0].flatten()).values, torch.sort(w[0].flatten()).values)
+    w_orth, reg = build_variant("W", **prior, runs=2, seed=0)
+    assert torch.allclose(w_orth[0] @ w_orth[0].T, torch.eye(12), atol=1e-5)
+    assert reg.kind == "L1" and not reg.paper_l1 and reg.distance is None
+    _, paper = build_variant("W", **prior, runs=1, seed=0, protocol="paper")
+    assert paper.paper_l1
+    _, grid = build_variant("WD", **prior, runs=1, seed=0)
+    _, grid_paper = build_variant("WD", **prior, runs=1, seed=0, protocol="paper")
+    assert np.allclose(grid.distance, grid_distances(12))
+    assert np.allclose(grid_paper.distance, grid_distances_paper(12))
+    _, star = build_variant("W*DC*", **prior, runs=1, seed=0)
+    assert star.kind == "C*" and star.empirical_communicability is not None
+
+
+def test_build_variant_errors():
+    prior = _prior()
+    with pytest.raises(ValueError, match="unknown protocol"):
+        build_variant("W", **prior, runs=1, seed=0, protocol="keras")
+    with pytest.raises(UnknownVariantError):
+        build_variant("W*D", **prior, runs=1, seed=0)
+    with pytest.raises(ValueError, match="same square"):
+        build_variant("W", **{**prior, "distance_um": np.ones((5, 5))}, runs=1, seed=0)

@@ -1,0 +1,154 @@
+"""The study's eleven variants, named by what they combine (METHOD.md section 3).
+
+A name is ``<init>[<distance>[<communicability>]]``: init ``W`` (orthogonal), ``W*`` (biological)
+or ``W!`` (biological, permuted); distance ``D`` (grid) or ``D*`` (real); then ``C`` (the ``WDC``
+penalty) or ``C*`` (the ``C*`` penalty). No distance means the L1 penalty; a distance alone the
+``WD`` penalty.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .errors import UnknownVariantError
+from .init import bio, orthogonal, permuted
+from .regularizers import (Regularizer, RegularizerKind, grid_distances, grid_distances_paper,
+                           real_distances)
+
+__all__ = ["InitKind", "DistanceKind", "Protocol", "Variant", "VARIANTS", "parse_variant",
+           "build_variant"]
+
+InitKind = Literal["orthogonal", "bio", "permuted"]
+DistanceKind = Literal["grid", "real"]
+Protocol = Literal["corrected", "paper"]
+
+#: The eleven variants in the study's canonical order.
+VARIANTS: tuple[str, ...] = ("W*D*C", "WD*C", "WDC", "WD*", "WD", "W", "W*D*C*", "WD*C*",
+                             "W*DC*", "W!D*C", "W!D*C*")
+
+_GRAMMAR = re.compile(r"^W(?P<init>[*!]?)(?:D(?P<dist>\*?)(?P<comm>C\*?)?)?$")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One variant: its initialization, distance kind and regularizer."""
+
+    name: str
+    """Canonical name, e.g. ``"W*D*C"``."""
+    init: InitKind
+    """Initialization of the recurrent matrix."""
+    distance: DistanceKind | None
+    """Distances used by the penalty (``None`` for the L1 penalty)."""
+    regularizer: RegularizerKind
+    """Penalty kind."""
+
+
+def parse_variant(name: str, *, canonical_only: bool = True) -> Variant:
+    """Parse a variant name into its initialization, distance kind and regularizer.
+
+    Parameters
+    ----------
+    name
+        A name such as ``"W*D*C"``.
+    canonical_only
+        Refuse well-formed names that are not among the study's eleven (e.g. ``"W*D"``).
+
+    Returns
+    -------
+    Variant
+
+    Raises
+    ------
+    UnknownVariantError
+        If the name does not parse (or is not canonical while ``canonical_only``).
+
+    Examples
+    --------
+    >>> parse_variant("W!D*C*")
+    Variant(name='W!D*C*', init='permuted', distance='real', regularizer='C*')
+    """
+    match = _GRAMMAR.match(name) if isinstance(name, str) else None
+    if match is None or (canonical_only and name not in VARIANTS):
+        raise UnknownVariantError(
+            f"unknown variant {name!r}; expected one of {', '.join(VARIANTS)} "
+            "(W/W*/W! init, optional D/D* distance, optional C/C* communicability term)",
+            name=str(name), known=VARIANTS)
+    init: InitKind = {"": "orthogonal", "*": "bio", "!": "permuted"}[match["init"]]
+    if match["dist"] is None:
+        return Variant(name, init, None, "L1")
+    distance: DistanceKind = "real" if match["dist"] == "*" else "grid"
+    regularizer: RegularizerKind = {None: "WD", "C": "WDC", "C*": "C*"}[match["comm"]]
+    return Variant(name, init, distance, regularizer)
+
+
+def build_variant(name: str, *, w_bio_modulation: np.ndarray, distance_um: np.ndarray,
+                  communicability_empirical: np.ndarray, runs: int, seed: int,
+                  protocol: Protocol = "corrected", strength: float = 0.3,
+                  emd_strength: float = 0.1) -> tuple[torch.Tensor, Regularizer]:
+    """Initial recurrent matrices and the penalty of a variant, from a prior's arrays.
+
+    Parameters
+    ----------
+    name
+        A canonical variant name.
+    w_bio_modulation, distance_um, communicability_empirical
+        ``(N, N)`` arrays of the prior artifact ([pre, post]; distances in um).
+    runs
+        Runs R.
+    seed
+        Seed of the initialization (the permutation of ``W!`` uses ``seed + 1``).
+    protocol
+        ``"corrected"`` (grid distances min-max normalized, L1 scaled by ``strength``) or
+        ``"paper"`` (raw integer grid distances, L1 coefficient 1: flaws 2 and 3).
+    strength, emd_strength
+        lambda and lambda_EMD.
+
+    Returns
+    -------
+    tuple
+        ``(R, N, N)`` float32 initial weights and the :class:`~training.regularizers.Regularizer`.
+
+    Raises
+    ------
+    UnknownVariantError
+        If ``name`` is not a canonical variant.
+    ValueError
+        If ``protocol`` is unknown or the arrays disagree in size.
+
+    Examples
+    --------
+    >>> w, reg = build_variant("WD", w_bio_modulation=np.ones((4, 4)), distance_um=np.ones((4, 4)),
+    ...                        communicability_empirical=np.ones((4, 4)), runs=2, seed=0)
+    >>> tuple(w.shape), reg.kind
+    ((2, 4, 4), 'WD')
+    """
+    if protocol not in ("corrected", "paper"):
+        raise ValueError(f"unknown protocol {protocol!r}; expected 'corrected' or 'paper'")
+    v = parse_variant(name)
+    shapes = {np.shape(a) for a in (w_bio_modulation, distance_um, communicability_empirical)}
+    n = np.shape(distance_um)[0] if np.ndim(distance_um) == 2 else 0
+    if shapes != {(n, n)} or n == 0:
+        raise ValueError(f"w_bio_modulation, distance_um and communicability_empirical must all "
+                         f"be the same square (N, N); found shapes {sorted(shapes)}")
+    if v.init == "orthogonal":
+        w = orthogonal(n, runs=runs, seed=seed)
+    else:
+        w = bio(w_bio_modulation, runs=runs, seed=seed)
+        if v.init == "permuted":
+            w = permuted(w, seed=seed + 1)
+    if v.distance is None:
+        d = None
+    elif v.distance == "real":
+        d = real_distances(distance_um)
+    else:
+        d = grid_distances(n) if protocol == "corrected" else grid_distances_paper(n)
+    reg = Regularizer(v.regularizer, strength=strength, distance=d,
+                      empirical_communicability=(communicability_empirical
+                                                 if v.regularizer == "C*" else None),
+                      emd_strength=emd_strength, paper_l1=protocol == "paper")
+    return w, reg
