@@ -21,6 +21,8 @@ run: setup
 	$(BIN)/cxp status --store $(STORE)
 	$(BIN)/cxp priors build synthetic_6_6_2 --fields 6_6_2 --store $(STORE)
 	$(BIN)/cxp priors show synthetic_6_6_2 --store $(STORE) --plot $(CURDIR)/.cxp/plots
+	$(BIN)/cxp train --prior synthetic_6_6_2 --store $(STORE) --tasks T2 --variants W,W*D*C \
+		--runs 2 --epochs 2 --n-train 1024 --n-val 256 --n-test 512 --out $(CURDIR)/.cxp/train
 
 test: setup
 	$(BIN)/python -m pytest -q

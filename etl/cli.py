@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     from priors_store.cli import register  # noqa: PLC0415 (the next stage adds its own commands)
 
     register(sub, _add_store)
+    from training.cli import register as register_train  # noqa: PLC0415
+
+    register_train(sub, _add_store)
     return parser
 
 
@@ -114,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cxp`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     from priors_store.cli import run as run_priors  # noqa: PLC0415
+    from training.cli import run as run_train  # noqa: PLC0415
 
-    handlers = {"etl": _cmd_etl, "status": _cmd_status, "sql": _cmd_sql, "priors": run_priors}
+    handlers = {"etl": _cmd_etl, "status": _cmd_status, "sql": _cmd_sql, "priors": run_priors,
+                "train": run_train}
     try:
         handlers[args.command](args)
     except CxpError as err:

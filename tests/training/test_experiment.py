@@ -1,0 +1,110 @@
+"""Tests of training/experiment.py and training/report.py: a tiny end-to-end run on a prior
+artifact built from a small synthetic store (N ~ 45)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import priors_store
+from etl.pipeline import run_etl
+from etl.sources.synthetic import SyntheticConfig
+from priors_store.pipeline import DeriveParams
+from priors_store.population import Population
+from training.experiment import RUN_COLUMNS, ExperimentConfig, run_experiment, run_seed
+from training.report import PUBLISHED_6_6_2, write_report
+from training.stats import compare, summarize
+from training.variants import VARIANTS
+
+#: Two scans' worth of tiny fields (~45 units each), 2 minutes of recording.
+TINY = SyntheticConfig(seed=5, n_fields=2, fields_per_scan=2, duration_s=120.0,
+                       field_size_range=(40, 48))
+CFG = ExperimentConfig(tasks=("T2",), variants=("W", "W*D*C"), runs=2, epochs=1,
+                       n_train=256, n_val=128, n_test=128, batch_size=64, n_null=5, seed=3)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(store, artifact root, manifest) of a ~45-unit prior 'tiny' of field 6_6_2."""
+    base = tmp_path_factory.mktemp("train-tiny")
+    run_etl("synthetic", store=base / "store", synthetic=TINY)
+    manifest = priors_store.build("tiny", Population.of_fields("6_6_2"), store=base / "store",
+                                  root=base / "artifacts", params=DeriveParams(precision=False))
+    return base / "store", base / "artifacts", manifest
+
+
+@pytest.fixture(scope="module")
+def experiment(tiny, tmp_path_factory):
+    _, root, _ = tiny
+    prior = priors_store.load("tiny", root=root)
+    out = tmp_path_factory.mktemp("train-out")
+    return prior, out, run_experiment(prior, CFG, out_dir=out)
+
+
+def test_runs_table(experiment):
+    prior, out, runs = experiment
+    assert list(runs.columns) == list(RUN_COLUMNS)
+    assert len(runs) == 4
+    assert runs["diverged"].dtype == bool
+    assert list(runs["variant"].unique()) == ["W", "W*D*C"]
+    assert set(runs["protocol"]) == {"corrected"} and set(runs["n_units"]) == {len(prior.neurons)}
+    # seeds explicit, recorded, shared across variants (common random numbers)
+    assert runs["seed"].tolist() == [run_seed(3, 0), run_seed(3, 1)] * 2
+    assert runs["data_seed"].nunique() == 1 and runs["init_seed"].nunique() == 1
+    ok = runs[~runs["diverged"]]
+    assert ok["test_accuracy"].between(0, 1).all() and np.isfinite(ok["task_loss"]).all()
+    assert np.isfinite(ok["modularity_q"]).all() and np.isfinite(ok["entropy"]).all()
+    on_disk = pd.read_parquet(out / "runs.parquet")
+    assert len(on_disk) == 4 and list(on_disk.columns) == list(RUN_COLUMNS)
+    curves = pd.read_parquet(out / "curves.parquet")
+    assert len(curves) == 4 and {"epoch", "val_accuracy", "task", "variant", "seed"} <= set(curves)
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_report_names_prior_and_synthetic(experiment, tiny):
+    prior, out, runs = experiment
+    stats = {m: compare(runs, m) for m in ("test_accuracy", "modularity_q")}
+    path = write_report(out, runs, summarize(runs), stats, prior.manifest, CFG)
+    md = path.read_text()
+    snap = prior.manifest["source_snapshot"]["snapshot_id"]
+    assert f"tiny@{prior.version}" in md and snap in md and "SYNTHETIC" in md
+    assert "Published table" not in md  # corrected protocol, synthetic prior
+    html = (out / "report.html").read_text()
+    assert prior.version in html and "SYNTHETIC" in html and "<table" in html
+    for png in ("accuracy.png", "curves.png", "metrics.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert len(pd.read_csv(out / "summary.csv")) == 2
+    assert json.loads((out / "stats.json").read_text())["test_accuracy"]["metric"] == "test_accuracy"
+
+
+def test_paper_table_beside_ours_for_blueprint_6_6_2(experiment, tmp_path):
+    prior, _, runs = experiment
+    manifest = {**prior.manifest, "source_snapshot": {**prior.manifest["source_snapshot"],
+                                                      "source": "blueprint", "synthetic": False},
+                "population": {"kind": "fields", "fields": ["6_6_2"], "sql": None}}
+    cfg = {"protocol": "paper"}
+    md = write_report(tmp_path, runs, summarize(runs), {}, manifest, cfg).read_text()
+    assert "Published table" in md and "0.948" in md and "SYNTHETIC" not in md
+    assert tuple(PUBLISHED_6_6_2) == VARIANTS and PUBLISHED_6_6_2["W*D*C*"]["T3"] == 0.880
+
+
+def test_config_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown variant 'W\\*D'"):
+        ExperimentConfig(variants=("W*D",))
+    with pytest.raises(ValueError, match="unknown task 'T4'"):
+        ExperimentConfig(tasks=("T4",))
+    with pytest.raises(ValueError, match="unknown protocol"):
+        ExperimentConfig(protocol="fast")
+
+
+def test_metrics_skipped_for_diverged_runs():
+    from training.experiment import _metrics
+
+    w = np.random.default_rng(0).normal(size=(30, 30))
+    assert all(np.isnan(v) for v in _metrics(w, diverged=True, n_null=2, seed=0).values())
+    ok = _metrics(w, diverged=False, n_null=2, seed=0)
+    assert set(ok) == {"modularity_q", "small_world_sigma", "assortativity", "entropy"}
+    assert np.isfinite(ok["modularity_q"]) and np.isfinite(ok["entropy"])

@@ -1,0 +1,92 @@
+"""``cxp train``: train task x variant x runs on a prior artifact and write a report."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from etl.store import Store
+
+from .errors import TrainingError
+
+__all__ = ["register", "run", "parse_variants"]
+
+
+def register(sub: argparse._SubParsersAction, add_store) -> None:
+    """Add the ``train`` command to the ``cxp`` parser."""
+    t = sub.add_parser("train", help="train RNN variants on a prior artifact and report")
+    t.add_argument("--prior", required=True, metavar="NAME[@VERSION]",
+                   help="prior artifact, e.g. field_6_6_2 or field_6_6_2@93410880")
+    t.add_argument("--tasks", default="T1,T2,T3", help="comma-separated tasks (default T1,T2,T3)")
+    t.add_argument("--variants", default="all",
+                   help="'all' (the eleven, canonical order) or a comma-separated list, "
+                        "e.g. 'W*D*C,W'")
+    t.add_argument("--runs", type=int, default=20, help="runs per variant (default 20)")
+    t.add_argument("--protocol", choices=["corrected", "paper"], default="corrected")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--n-train", type=int, default=5120)
+    t.add_argument("--n-val", type=int, default=2560)
+    t.add_argument("--n-test", type=int, default=2560)
+    t.add_argument("--positive-only", action="store_true",
+                   help="clip recurrent weights at >= 0 after every update")
+    t.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    t.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    t.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    t.add_argument("--artifacts", metavar="DIR", default=None,
+                   help="artifact root (default: $CXP_ARTIFACTS, else <store>/artifacts)")
+    t.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_store(t)
+
+
+def parse_variants(text: str) -> tuple[str, ...]:
+    """``"all"`` or a comma-separated list of variant names (validated later)."""
+    if text.strip().lower() == "all":
+        from .variants import VARIANTS  # noqa: PLC0415 (imports torch: only when training)
+
+        return VARIANTS
+    names = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not names:
+        raise TrainingError(f"--variants {text!r} names no variant; use 'all' or e.g. 'W*D*C,W'")
+    return names
+
+
+def run(args: argparse.Namespace) -> None:
+    """Execute a parsed ``cxp train`` command."""
+    import torch  # noqa: PLC0415 (heavy imports only when training)
+
+    from priors_store.config import artifact_root  # noqa: PLC0415
+    from priors_store.load import load, parse_ref  # noqa: PLC0415
+
+    from .experiment import ExperimentConfig, run_experiment  # noqa: PLC0415
+    from .report import write_report  # noqa: PLC0415
+    from .stats import compare, summarize  # noqa: PLC0415
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        config = ExperimentConfig(
+            tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
+            variants=parse_variants(args.variants), runs=args.runs, protocol=args.protocol,
+            epochs=args.epochs, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
+            seed=args.seed, positive_only=args.positive_only)
+    except TrainingError:
+        raise
+    except ValueError as err:
+        raise TrainingError(str(err)) from err
+    root = artifact_root(args.artifacts, store=Store(args.store).directory)
+    prior = load(*parse_ref(args.prior), root=root)
+    snap = prior.manifest["source_snapshot"]
+    print(f"training on {prior.name}@{prior.version} ({len(prior.neurons)} units, snapshot "
+          f"{snap['snapshot_id']}{', SYNTHETIC' if snap.get('synthetic') else ''}): "
+          f"{len(config.tasks)} task(s) x {len(config.variants)} variant(s) x {config.runs} runs, "
+          f"protocol {config.protocol}")
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    runs = run_experiment(prior, config, out_dir=out, progress=not args.no_progress)
+    stats = {m: compare(runs, m) for m in ("test_accuracy", "modularity_q", "small_world_sigma")}
+    path = write_report(out, runs, summarize(runs), stats, prior.manifest, config)
+    n_div = int(runs["diverged"].sum())
+    print(f"trained {len(runs)} runs in {time.perf_counter() - t0:.1f} s"
+          f"{f' ({n_div} diverged)' if n_div else ''}")
+    print(f"report: {path}")
