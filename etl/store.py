@@ -282,8 +282,11 @@ class Store:
         try:
             scope = snapshot if snapshot is not None else self._latest(con)
             where = "" if scope == "all" else f" WHERE snapshot_id = {_quote(scope)}"
+            present = {r[0] for r in con.execute(
+                f"SELECT table_name FROM duckdb_tables() WHERE database_name = '{_DB_NAME}'").fetchall()}
             for name in STORE_TABLES:  # views shadow the tables: the query sees one snapshot
-                con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM {_DB_NAME}.main.{name}{where}")
+                if name in present:  # a store written by an older version may lack newer tables
+                    con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM {_DB_NAME}.main.{name}{where}")
             result = None
             for st in statements:
                 result = con.execute(st.query)
