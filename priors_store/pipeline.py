@@ -15,6 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
@@ -275,13 +276,8 @@ def _from_correlation(corr: np.ndarray, sttc: np.ndarray, writer: ArtifactWriter
 
 
 def _int_or_none(value) -> int | None:
-    try:
-        return None if value is None or np.isnan(value) else int(value)
-    except TypeError:
-        return int(value)
+    return None if value is None or pd.isna(value) else int(value)
 
 
 def _str_or_none(value) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    return str(value)
+    return None if value is None or pd.isna(value) else str(value)

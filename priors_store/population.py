@@ -149,9 +149,10 @@ def resolve(population: Population, store: Store) -> ResolvedPopulation:
         neurons[col] = neurons[col].astype("Int64")
     neurons = neurons[_NEURON_COLUMNS].reset_index(drop=True)
     index = pd.Series(np.arange(len(neurons)), index=neurons.nucleus_id.to_numpy())
-    conns = store.sql("SELECT pre_nucleus_id, post_nucleus_id, n_synapses, sum_size FROM connections",
+    members = _in_list(nuclei)  # filter in the store, not after fetching every connection
+    conns = store.sql("SELECT pre_nucleus_id, post_nucleus_id, n_synapses, sum_size FROM connections "
+                      f"WHERE pre_nucleus_id IN {members} AND post_nucleus_id IN {members}",
                       snapshot=sid)
-    conns = conns[conns.pre_nucleus_id.isin(index.index) & conns.post_nucleus_id.isin(index.index)]
     connections = pd.DataFrame({
         "pre_index": index.loc[conns.pre_nucleus_id].to_numpy(),
         "post_index": index.loc[conns.post_nucleus_id].to_numpy(),

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .metrics import organization
 from .tasks import TASKS
-from .train import FitConfig, _evaluate, fit, make_splits
+from .train import FitConfig, evaluate, fit, make_splits
 from .variants import VARIANTS, Protocol, build_variant, parse_variant
 
 __all__ = ["ExperimentConfig", "run_experiment", "run_seed", "RUN_COLUMNS", "write_parquet",
@@ -146,7 +146,7 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
                 w0, reg = build_variant(variant, **arrays, runs=config.runs, seed=init_seed,
                                         protocol=config.protocol)
                 res = fit(task, w0, seeds=seeds, regularizer=reg, config=fcfg, splits=splits)
-                _, test_loss = _evaluate(res.model, *splits.test, fcfg.eval_batch)
+                _, test_loss = evaluate(res.model, *splits.test, fcfg.eval_batch)
                 elapsed = time.perf_counter() - t0
                 last = res.records[res.records["epoch"] == config.epochs].set_index("run")
                 w_eff = res.model.effective_recurrent().detach()  # (R, N, N) [run, pre, post]

@@ -20,7 +20,7 @@ from .model import BatchedRNN, ModelConfig
 from .regularizers import Regularizer
 from .tasks import TASKS, TaskName, make_task
 
-__all__ = ["FitConfig", "FitResult", "Splits", "make_splits", "fit"]
+__all__ = ["evaluate", "FitConfig", "FitResult", "Splits", "make_splits", "fit"]
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def fit(task: TaskName, recurrent: torch.Tensor, *, seeds: Sequence[int],
                         p[diverged] = old[diverged]
                 hit = (logits.argmax(-1) == yb) & torch.isfinite(logits).all(-1)
                 correct += hit.sum(dim=1).float()
-        val_acc, val_loss = _evaluate(model, *splits.val, config.eval_batch)
+        val_acc, val_loss = evaluate(model, *splits.val, config.eval_batch)
         with torch.no_grad():
             pen = (regularizer(model.effective_recurrent()) if regularizer is not None
                    else torch.zeros(r))
@@ -182,12 +182,12 @@ def fit(task: TaskName, recurrent: torch.Tensor, *, seeds: Sequence[int],
                          "val_accuracy": float(val_acc[i]), "val_loss": float(val_loss[i]),
                          "penalty": _finite_or_inf(float(pen[i])),
                          "diverged": bool(diverged[i])})
-    test_acc, _ = _evaluate(model, *splits.test, config.eval_batch)
+    test_acc, _ = evaluate(model, *splits.test, config.eval_batch)
     return FitResult(model=model, records=pd.DataFrame(rows), test_accuracy=test_acc,
                      epochs_to_criterion=hits, diverged=diverged.numpy().copy())
 
 
-def _evaluate(model: BatchedRNN, x: torch.Tensor, y: torch.Tensor,
+def evaluate(model: BatchedRNN, x: torch.Tensor, y: torch.Tensor,
               chunk: int) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy and mean cross-entropy per run, without noise; non-finite losses become inf."""
     r = model.config.runs
