@@ -7,7 +7,8 @@ return one penalty per run, ``(R,)``:
   ``paper_l1=True``).
 - ``"WD"``: ``lam * sum |W| * D``.
 - ``"WDC"``: ``lam * sum |W| * D * C(|W|)``, communicability recomputed from ``|W|`` at every call
-  and differentiated through ``torch.linalg.matrix_exp``.
+  and differentiated through :func:`training.expm.expm` (scaling and squaring; its gradient costs
+  ~4x less than ``torch.linalg.matrix_exp``'s).
 - ``"C*"``: ``lam * sum |W| * D + lam_emd * mean |sort(C(|W|)) - sort(C_empirical)|`` (the sorted
   entries of both matrices, a 1-D earth mover's distance between their value distributions).
 
@@ -25,6 +26,8 @@ import numpy as np
 import torch
 
 from priors_store.derive.distance import minmax_normalized
+
+from .expm import expm
 
 __all__ = ["RegularizerKind", "Regularizer", "communicability", "grid_shape", "grid_distances",
            "grid_distances_paper", "real_distances"]
@@ -62,7 +65,7 @@ def communicability(w: torch.Tensor) -> torch.Tensor:
     inv_sqrt = torch.where(alive, torch.rsqrt(torch.where(alive, s, torch.ones_like(s))),
                            torch.zeros_like(s))  # (R, N)
     norm = inv_sqrt[:, :, None] * a * inv_sqrt[:, None, :]  # (R, N, N)
-    c = torch.linalg.matrix_exp(norm)
+    c = expm(norm)
     keep = (alive[:, :, None] & alive[:, None, :]).to(c.dtype)  # (R, N, N)
     keep = keep * (1.0 - torch.eye(a.shape[-1], dtype=c.dtype))
     c = c * keep
