@@ -31,8 +31,13 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     t.add_argument("--positive-only", action="store_true",
                    help="clip recurrent weights at >= 0 after every update")
     t.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    t.add_argument("--runs-per-batch", type=int, default=None, metavar="K",
+                   help="runs trained together as one batched model (default: automatic, "
+                        "5 at N=312; results do not depend on it)")
     t.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    t.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    t.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder; rerunning the same command into it resumes: finished "
+                        "task x variant cells are reused")
     t.add_argument("--artifacts", metavar="DIR", default=None,
                    help="artifact root (default: $CXP_ARTIFACTS, else <store>/artifacts)")
     t.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -69,7 +74,7 @@ def run(args: argparse.Namespace) -> None:
             tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
             variants=parse_variants(args.variants), runs=args.runs, protocol=args.protocol,
             epochs=args.epochs, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
-            seed=args.seed, positive_only=args.positive_only)
+            seed=args.seed, positive_only=args.positive_only, runs_per_batch=args.runs_per_batch)
     except TrainingError:
         raise
     except ValueError as err:

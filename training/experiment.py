@@ -1,8 +1,8 @@
 """``run_experiment``: every task x variant of a prior, runs batched, with metrics per run.
 
 For each task and variant the initial weights and the penalty come from the prior
-(:func:`~training.variants.build_variant`); all runs of a variant train together as one batched
-model (:func:`~training.train.fit`); organization metrics are computed per run on the *effective*
+(:func:`~training.variants.build_variant`); the runs of a variant train together as batched
+models (:func:`~training.train.fit`, :func:`runs_per_batch` runs at a time); organization metrics are computed per run on the *effective*
 recurrent matrix. Seeds are explicit and recorded: trials use ``data_seed`` (the same trials for
 every variant of a task), run ``r`` uses ``run_seed(seed, r)`` for its input/readout init, trial
 order and noise (shared across variants and tasks: common random numbers), and the initial
@@ -12,6 +12,8 @@ recurrent matrices use ``init_seed`` (shared across variants, so ``W!`` permutes
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 import time
@@ -23,13 +25,17 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from etl.version import code_version
+
+from .checkpoint import checkpoint_name, save_checkpoint
 from .metrics import organization
+from .model import BatchedRNN, ModelConfig
 from .tasks import TASKS
 from .train import FitConfig, evaluate, fit, make_splits
 from .variants import VARIANTS, Protocol, build_variant, parse_variant
 
 __all__ = ["ExperimentConfig", "run_experiment", "run_seed", "RUN_COLUMNS", "write_parquet",
-           "config_dict"]
+           "config_dict", "fingerprint", "runs_per_batch"]
 
 #: Columns of ``runs.parquet``, in order.
 RUN_COLUMNS: tuple[str, ...] = (
@@ -69,6 +75,9 @@ class ExperimentConfig:
     """Adam learning rate."""
     n_null: int = 20
     """Density-matched null graphs per small-world sigma."""
+    runs_per_batch: int | None = None
+    """Runs trained together as one batched model; ``None``: automatic (:func:`runs_per_batch`).
+    Results do not depend on it beyond float rounding (each run trains as it would alone)."""
 
     def __post_init__(self) -> None:
         for t in self.tasks:
@@ -98,6 +107,12 @@ def _derived(seed: int, tag: int) -> int:
 def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLike,
                    progress: bool = False) -> pd.DataFrame:
     """Train every task x variant of ``config`` on ``prior``; write ``runs``/``curves`` parquet.
+
+    Each task x variant is a *cell*: when it finishes, its rows go to
+    ``<out_dir>/cells/<fingerprint>/`` and its trained weights to
+    ``<out_dir>/checkpoints/`` (:mod:`training.checkpoint`). A rerun with the same config and prior
+    (the fingerprint) into the same folder skips finished cells, so a killed grid resumes where it
+    stopped and ends with the same tables.
 
     Parameters
     ----------
@@ -129,56 +144,108 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
               "distance_um": np.asarray(prior["distance_um"], dtype=np.float64),
               "communicability_empirical": np.asarray(prior["communicability"], dtype=np.float64)}
     n = arrays["distance_um"].shape[0]
-    data_seed, init_seed = _derived(config.seed, 2), _derived(config.seed, 3)
-    seeds = [run_seed(config.seed, r) for r in range(config.runs)]
-    fcfg = FitConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-                     n_train=config.n_train, n_val=config.n_val, n_test=config.n_test,
-                     positive_only=config.positive_only, data_seed=data_seed)
+    prior_ref = f"{getattr(prior, 'name', '?')}@{getattr(prior, 'version', '?')}"
+    cells = out / "cells" / fingerprint(config, prior_ref)
+    cells.mkdir(parents=True, exist_ok=True)
+    fcfg = _fit_config(config)
     rows, curves = [], []
     bar = tqdm(total=len(config.tasks) * len(config.variants), desc="train", unit="variant",
                disable=not progress)
     with bar:
         for task in config.tasks:
-            splits = make_splits(task, fcfg)
+            splits = None
             for variant in config.variants:
                 bar.set_postfix_str(f"{task} {variant}")
-                t0 = time.perf_counter()
-                w0, reg = build_variant(variant, **arrays, runs=config.runs, seed=init_seed,
-                                        protocol=config.protocol)
-                res = fit(task, w0, seeds=seeds, regularizer=reg, config=fcfg, splits=splits)
-                _, test_loss = evaluate(res.model, *splits.test, fcfg.eval_batch)
-                elapsed = time.perf_counter() - t0
-                last = res.records[res.records["epoch"] == config.epochs].set_index("run")
-                w_eff = res.model.effective_recurrent().detach()  # (R, N, N) [run, pre, post]
-                for r in range(config.runs):
-                    diverged = bool(res.diverged[r])
-                    metrics = _metrics(w_eff[r], diverged=diverged, n_null=config.n_null,
-                                       seed=seeds[r])
-                    etc = res.epochs_to_criterion[r]
-                    rows.append({
-                        "task": task, "variant": variant, "run": r, "seed": seeds[r],
-                        "protocol": config.protocol,
-                        "test_accuracy": float(res.test_accuracy[r]),
-                        "train_accuracy": float(last.loc[r, "train_accuracy"]),
-                        "val_accuracy": float(last.loc[r, "val_accuracy"]),
-                        "task_loss": float(test_loss[r]),
-                        "epochs_to_criterion": etc,
-                        "diverged": diverged, **metrics,
-                        "init_seed": init_seed, "data_seed": data_seed, "n_units": n,
-                        "fit_seconds": elapsed / config.runs})
-                rec = res.records.assign(task=task, variant=variant, protocol=config.protocol,
-                                         seed=[seeds[r] for r in res.records["run"]])
-                curves.append(rec)
+                runs_file = cells / checkpoint_name(task, variant).replace(".safetensors",
+                                                                           ".runs.parquet")
+                curves_file = runs_file.with_name(runs_file.name.replace(".runs.", ".curves."))
+                if not (runs_file.exists() and curves_file.exists()):
+                    splits = splits if splits is not None else make_splits(task, fcfg)
+                    cell_runs, cell_curves = _train_cell(
+                        task, variant, arrays, config, fcfg, splits, n=n, prior_ref=prior_ref,
+                        checkpoint=out / "checkpoints" / checkpoint_name(task, variant))
+                    write_parquet(cell_curves, curves_file)
+                    write_parquet(cell_runs, runs_file)  # written last: marks the cell complete
+                rows.append(pd.read_parquet(runs_file))
+                curves.append(pd.read_parquet(curves_file))
                 bar.update()
-    runs = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+    runs = pd.concat(rows, ignore_index=True)[list(RUN_COLUMNS)]
     runs["epochs_to_criterion"] = runs["epochs_to_criterion"].astype("Int64")
     runs["diverged"] = runs["diverged"].astype(bool)
     curve_df = pd.concat(curves, ignore_index=True)
-    curve_df = curve_df[["task", "variant", "run", "seed", "protocol", "epoch", "train_accuracy",
-                         "val_accuracy", "val_loss", "penalty", "diverged"]]
     write_parquet(runs, out / "runs.parquet")
     write_parquet(curve_df, out / "curves.parquet")
     return runs
+
+
+def fingerprint(config: ExperimentConfig, prior_ref: str) -> str:
+    """Identity of an experiment's results: its config (less ``runs_per_batch``, which changes
+    nothing but speed) and the prior's ``name@version``; 16 hex digits."""
+    d = config_dict(config)
+    d.pop("runs_per_batch", None)
+    text = json.dumps({"config": d, "prior": prior_ref}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def runs_per_batch(config: ExperimentConfig, n_units: int) -> int:
+    """Runs trained together: ``config.runs_per_batch``, else as many as keep the batch's
+    recurrent weights within 2 MiB (5 at N = 312, all 20 at N <= 160; see bench/train_grid.py)."""
+    if config.runs_per_batch:
+        return max(1, min(config.runs, config.runs_per_batch))
+    return max(1, min(config.runs, (2 << 20) // (4 * n_units * n_units)))
+
+
+def _fit_config(config: ExperimentConfig) -> FitConfig:
+    return FitConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+                     n_train=config.n_train, n_val=config.n_val, n_test=config.n_test,
+                     positive_only=config.positive_only, data_seed=_derived(config.seed, 2))
+
+
+def _train_cell(task, variant, arrays, config, fcfg, splits, *, n, prior_ref, checkpoint):
+    """Train the runs of one task x variant in batches; return (runs rows, curves)."""
+    init_seed = _derived(config.seed, 3)
+    seeds = [run_seed(config.seed, r) for r in range(config.runs)]
+    w0, reg = build_variant(variant, **arrays, runs=config.runs, seed=init_seed,
+                            protocol=config.protocol)
+    step = runs_per_batch(config, n)
+    rows, curves, states, models = [], [], [], []
+    for lo in range(0, config.runs, step):
+        hi = min(config.runs, lo + step)
+        t0 = time.perf_counter()
+        res = fit(task, w0[lo:hi], seeds=seeds[lo:hi], regularizer=reg, config=fcfg,
+                  splits=splits)
+        _, test_loss = evaluate(res.model, *splits.test, fcfg.eval_batch)
+        per_run = (time.perf_counter() - t0) / (hi - lo)
+        last = res.records[res.records["epoch"] == config.epochs].set_index("run")
+        w_eff = res.model.effective_recurrent().detach()  # (R, N, N) [run, pre, post]
+        for i in range(hi - lo):
+            r = lo + i
+            diverged = bool(res.diverged[i])
+            metrics = _metrics(w_eff[i], diverged=diverged, n_null=config.n_null, seed=seeds[r])
+            rows.append({
+                "task": task, "variant": variant, "run": r, "seed": seeds[r],
+                "protocol": config.protocol, "test_accuracy": float(res.test_accuracy[i]),
+                "train_accuracy": float(last.loc[i, "train_accuracy"]),
+                "val_accuracy": float(last.loc[i, "val_accuracy"]),
+                "task_loss": float(test_loss[i]), "epochs_to_criterion": res.epochs_to_criterion[i],
+                "diverged": diverged, **metrics, "init_seed": init_seed,
+                "data_seed": fcfg.data_seed, "n_units": n, "fit_seconds": per_run})
+        rec = res.records.assign(run=res.records["run"] + lo)
+        curves.append(rec.assign(task=task, variant=variant, protocol=config.protocol,
+                                 seed=[seeds[r] for r in rec["run"]]))
+        states.append(res.model.state_dict())
+        models.append(res.model)
+    merged = BatchedRNN(ModelConfig(**{**asdict(models[0].config), "runs": config.runs}),
+                        w0, seeds=seeds)
+    merged.load_state_dict({k: torch.cat([s[k] for s in states]) for k in states[0]})
+    save_checkpoint(checkpoint, merged, task=task, variant=variant, seeds=seeds,
+                    prior=prior_ref, config=config_dict(config), code_version=code_version())
+    runs = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+    runs["epochs_to_criterion"] = runs["epochs_to_criterion"].astype("Int64")
+    curve_df = pd.concat(curves, ignore_index=True)[
+        ["task", "variant", "run", "seed", "protocol", "epoch", "train_accuracy",
+         "val_accuracy", "val_loss", "penalty", "diverged"]]
+    return runs, curve_df
 
 
 def _metrics(w: torch.Tensor, *, diverged: bool, n_null: int, seed: int) -> dict[str, float]:

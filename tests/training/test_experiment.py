@@ -108,3 +108,72 @@ def test_metrics_skipped_for_diverged_runs():
     ok = _metrics(w, diverged=False, n_null=2, seed=0)
     assert set(ok) == {"modularity_q", "small_world_sigma", "assortativity", "entropy"}
     assert np.isfinite(ok["modularity_q"]) and np.isfinite(ok["entropy"])
+
+
+def test_killed_grid_resumes_to_the_same_tables(experiment, tmp_path):
+    """A cell whose results were never written (the run was killed) is trained again; finished
+    cells are reused untouched; the final tables equal the uninterrupted ones."""
+    prior, out, runs = experiment
+    cells = next((out / "cells").iterdir())
+    assert sorted(p.name for p in cells.iterdir()) == [
+        "T2__W.curves.parquet", "T2__W.runs.parquet", "T2__WxDxC.curves.parquet",
+        "T2__WxDxC.runs.parquet"]
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    import shutil
+
+    shutil.copytree(out / "cells", resumed / "cells")
+    shutil.copytree(out / "checkpoints", resumed / "checkpoints")
+    (resumed / "cells" / cells.name / "T2__WxDxC.runs.parquet").unlink()  # killed in that cell
+    kept = (resumed / "checkpoints" / "T2__W.safetensors").stat().st_mtime_ns
+    again = run_experiment(prior, CFG, out_dir=resumed)
+    assert (resumed / "checkpoints" / "T2__W.safetensors").stat().st_mtime_ns == kept
+    cols = ["task", "variant", "run", "seed", "test_accuracy", "train_accuracy", "task_loss"]
+    pd.testing.assert_frame_equal(again[cols], runs[cols])
+
+
+def test_runs_per_batch_changes_speed_not_results(tiny, tmp_path):
+    from dataclasses import replace
+
+    from training.experiment import fingerprint
+
+    _, root, _ = tiny
+    prior = priors_store.load("tiny", root=root)
+    cfg = replace(CFG, variants=("W",), runs=3, runs_per_batch=1)
+    assert fingerprint(cfg, "p@1") == fingerprint(replace(cfg, runs_per_batch=3), "p@1")
+    assert fingerprint(cfg, "p@1") != fingerprint(replace(cfg, seed=4), "p@1")
+    one = run_experiment(prior, cfg, out_dir=tmp_path / "one")
+    three = run_experiment(prior, replace(cfg, runs_per_batch=3), out_dir=tmp_path / "three")
+    np.testing.assert_allclose(one["task_loss"], three["task_loss"], rtol=1e-4)
+    assert one["seed"].tolist() == three["seed"].tolist()
+
+
+def test_checkpoint_reproduces_the_reported_test_accuracy(experiment):
+    from training.checkpoint import load_checkpoint
+    from training.train import FitConfig, evaluate, make_splits
+
+    prior, out, runs = experiment
+    ck = load_checkpoint(out / "checkpoints" / "T2__WxDxC.safetensors")
+    meta = ck.metadata
+    assert meta["task"] == "T2" and meta["variant"] == "W*D*C"
+    assert meta["prior"] == f"tiny@{prior.version}" and meta["config"]["runs"] == 2
+    mine = runs[runs["variant"] == "W*D*C"]
+    assert meta["seeds"] == mine["seed"].tolist() and ck.model.config.runs == 2
+    from training.experiment import _derived
+
+    fcfg = FitConfig(n_train=CFG.n_train, n_val=CFG.n_val, n_test=CFG.n_test,
+                     data_seed=_derived(CFG.seed, 2))
+    acc, _ = evaluate(ck.model, *make_splits("T2", fcfg).test, 1024)
+    np.testing.assert_allclose(acc, mine["test_accuracy"].to_numpy())
+
+
+def test_checkpoint_refuses_a_foreign_file(tmp_path):
+    from training.checkpoint import load_checkpoint
+    from training.errors import TrainingError
+
+    bad = tmp_path / "x.safetensors"
+    bad.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    with pytest.raises(TrainingError, match="x.safetensors"):
+        load_checkpoint(bad)
+    with pytest.raises(TrainingError, match="missing.safetensors"):
+        load_checkpoint(tmp_path / "missing.safetensors")
