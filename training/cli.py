@@ -20,8 +20,9 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
                    help="prior artifact, e.g. field_6_6_2 or field_6_6_2@93410880")
     t.add_argument("--tasks", default="T1,T2,T3", help="comma-separated tasks (default T1,T2,T3)")
     t.add_argument("--variants", default="all",
-                   help="'all' (the eleven, canonical order) or a comma-separated list, "
-                        "e.g. 'W*D*C,W'")
+                   help="'all' (the eleven in canonical order, plus the controls WdiagD*C, "
+                        "WoffD*C, WrandD*C under --protocol corrected) or a comma-separated "
+                        "list, e.g. 'W*D*C,W'")
     t.add_argument("--runs", type=int, default=20, help="runs per variant (default 20)")
     t.add_argument("--protocol", choices=["corrected", "paper"], default="corrected")
     t.add_argument("--epochs", type=int, default=10)
@@ -44,12 +45,12 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     add_store(t)
 
 
-def parse_variants(text: str) -> tuple[str, ...]:
+def parse_variants(text: str, protocol: str = "corrected") -> tuple[str, ...]:
     """``"all"`` or a comma-separated list of variant names (validated later)."""
     if text.strip().lower() == "all":
-        from .variants import VARIANTS  # noqa: PLC0415 (imports torch: only when training)
+        from .variants import default_variants  # noqa: PLC0415 (imports torch: only when training)
 
-        return VARIANTS
+        return default_variants(protocol)
     names = tuple(v.strip() for v in text.split(",") if v.strip())
     if not names:
         raise TrainingError(f"--variants {text!r} names no variant; use 'all' or e.g. 'W*D*C,W'")
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> None:
     try:
         config = ExperimentConfig(
             tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
-            variants=parse_variants(args.variants), runs=args.runs, protocol=args.protocol,
+            variants=parse_variants(args.variants, args.protocol), runs=args.runs, protocol=args.protocol,
             epochs=args.epochs, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
             seed=args.seed, positive_only=args.positive_only, runs_per_batch=args.runs_per_batch)
     except TrainingError:

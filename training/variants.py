@@ -4,6 +4,12 @@ A name is ``<init>[<distance>[<communicability>]]``: init ``W`` (orthogonal), ``
 or ``W!`` (biological, permuted); distance ``D`` (grid) or ``D*`` (real); then ``C`` (the ``WDC``
 penalty) or ``C*`` (the ``C*`` penalty). No distance means the L1 penalty; a distance alone the
 ``WD`` penalty.
+
+The corrected protocol's controls (METHOD.md section 4, flaw 6: ``W*`` is dominated by its
+diagonal) change only the initialization of the headline variant ``W*D*C``: ``Wdiag`` keeps only
+the diagonal of each ``W*`` draw, ``Woff`` only its off-diagonal part (both rescaled to spectral
+radius 0.95), ``Wrand`` scatters its non-zero values at random positions with the same spectral
+radius (:mod:`training.init`).
 """
 
 from __future__ import annotations
@@ -16,14 +22,15 @@ import numpy as np
 import torch
 
 from .errors import UnknownVariantError
-from .init import bio, orthogonal, permuted
+from .init import (bio, diagonal_only, off_diagonal_only, orthogonal, permuted,
+                   random_positive_matched)
 from .regularizers import (Regularizer, RegularizerKind, grid_distances, grid_distances_paper,
                            real_distances)
 
-__all__ = ["InitKind", "DistanceKind", "Protocol", "Variant", "VARIANTS", "parse_variant",
-           "build_variant"]
+__all__ = ["InitKind", "DistanceKind", "Protocol", "Variant", "VARIANTS", "CONTROLS",
+           "parse_variant", "build_variant", "default_variants"]
 
-InitKind = Literal["orthogonal", "bio", "permuted"]
+InitKind = Literal["orthogonal", "bio", "permuted", "diagonal", "off_diagonal", "random_positive"]
 DistanceKind = Literal["grid", "real"]
 Protocol = Literal["corrected", "paper"]
 
@@ -31,7 +38,17 @@ Protocol = Literal["corrected", "paper"]
 VARIANTS: tuple[str, ...] = ("W*D*C", "WD*C", "WDC", "WD*", "WD", "W", "W*D*C*", "WD*C*",
                              "W*DC*", "W!D*C", "W!D*C*")
 
-_GRAMMAR = re.compile(r"^W(?P<init>[*!]?)(?:D(?P<dist>\*?)(?P<comm>C\*?)?)?$")
+#: The corrected protocol's initialization controls of ``W*D*C``.
+CONTROLS: tuple[str, ...] = ("WdiagD*C", "WoffD*C", "WrandD*C")
+
+_GRAMMAR = re.compile(r"^W(?P<init>[*!]?|diag|off|rand)(?:D(?P<dist>\*?)(?P<comm>C\*?)?)?$")
+_INITS: dict[str, InitKind] = {"": "orthogonal", "*": "bio", "!": "permuted", "diag": "diagonal",
+                               "off": "off_diagonal", "rand": "random_positive"}
+
+
+def default_variants(protocol: Protocol) -> tuple[str, ...]:
+    """What ``--variants all`` means: the eleven, plus :data:`CONTROLS` under ``corrected``."""
+    return VARIANTS + CONTROLS if protocol == "corrected" else VARIANTS
 
 
 @dataclass(frozen=True)
@@ -56,7 +73,8 @@ def parse_variant(name: str, *, canonical_only: bool = True) -> Variant:
     name
         A name such as ``"W*D*C"``.
     canonical_only
-        Refuse well-formed names that are not among the study's eleven (e.g. ``"W*D"``).
+        Refuse well-formed names that are not among the study's eleven or the controls
+        (e.g. ``"W*D"``).
 
     Returns
     -------
@@ -73,12 +91,12 @@ def parse_variant(name: str, *, canonical_only: bool = True) -> Variant:
     Variant(name='W!D*C*', init='permuted', distance='real', regularizer='C*')
     """
     match = _GRAMMAR.match(name) if isinstance(name, str) else None
-    if match is None or (canonical_only and name not in VARIANTS):
+    if match is None or (canonical_only and name not in VARIANTS + CONTROLS):
         raise UnknownVariantError(
-            f"unknown variant {name!r}; expected one of {', '.join(VARIANTS)} "
-            "(W/W*/W! init, optional D/D* distance, optional C/C* communicability term)",
-            name=str(name), known=VARIANTS)
-    init: InitKind = {"": "orthogonal", "*": "bio", "!": "permuted"}[match["init"]]
+            f"unknown variant {name!r}; expected one of {', '.join(VARIANTS + CONTROLS)} "
+            "(W/W*/W!/Wdiag/Woff/Wrand init, optional D/D* distance, optional C/C* "
+            "communicability term)", name=str(name), known=VARIANTS + CONTROLS)
+    init = _INITS[match["init"]]
     if match["dist"] is None:
         return Variant(name, init, None, "L1")
     distance: DistanceKind = "real" if match["dist"] == "*" else "grid"
@@ -101,7 +119,8 @@ def build_variant(name: str, *, w_bio_modulation: np.ndarray, distance_um: np.nd
     runs
         Runs R.
     seed
-        Seed of the initialization (the permutation of ``W!`` uses ``seed + 1``).
+        Seed of the initialization (the permutation of ``W!`` uses ``seed + 1``, the scattering
+        of ``Wrand`` ``seed + 2``; every bio-based init starts from the same ``W*`` draws).
     protocol
         ``"corrected"`` (grid distances min-max normalized, L1 scaled by ``strength``) or
         ``"paper"`` (raw integer grid distances, L1 coefficient 1: flaws 2 and 3).
@@ -141,6 +160,12 @@ def build_variant(name: str, *, w_bio_modulation: np.ndarray, distance_um: np.nd
         w = bio(w_bio_modulation, runs=runs, seed=seed)
         if v.init == "permuted":
             w = permuted(w, seed=seed + 1)
+        elif v.init == "diagonal":
+            w = diagonal_only(w)
+        elif v.init == "off_diagonal":
+            w = off_diagonal_only(w)
+        elif v.init == "random_positive":
+            w = random_positive_matched(w, seed=seed + 2)
     if v.distance is None:
         d = None
     elif v.distance == "real":

@@ -60,7 +60,8 @@ def test_cxp_train_errors(store, tmp_path, capsys):
 
 
 def test_parse_variants():
-    assert parse_variants("all") == VARIANTS
+    assert parse_variants("all", "paper") == VARIANTS
+    assert parse_variants("all") == VARIANTS + ("WdiagD*C", "WoffD*C", "WrandD*C")
     assert parse_variants(" W*D*C , W ") == ("W*D*C", "W")
     with pytest.raises(TrainingError, match="names no variant"):
         parse_variants(" , ")

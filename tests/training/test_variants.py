@@ -10,7 +10,8 @@ from priors_store.derive import communicability as store_communicability
 from training.errors import UnknownVariantError
 from training.init import spectral_radius
 from training.regularizers import grid_distances, grid_distances_paper
-from training.variants import VARIANTS, Variant, build_variant, parse_variant
+from training.variants import (CONTROLS, VARIANTS, Variant, build_variant, default_variants,
+                               parse_variant)
 
 
 def test_eleven_canonical_variants_parse_as_in_method():
@@ -33,7 +34,7 @@ def test_eleven_canonical_variants_parse_as_in_method():
 def test_unknown_names_raise(bad):
     with pytest.raises(UnknownVariantError, match="unknown variant") as err:
         parse_variant(bad)
-    assert err.value.known == VARIANTS
+    assert err.value.known == VARIANTS + CONTROLS
 
 
 def test_non_canonical_but_well_formed():
@@ -83,3 +84,34 @@ def test_build_variant_errors():
         build_variant("W*D", **prior, runs=1, seed=0)
     with pytest.raises(ValueError, match="same square"):
         build_variant("W", **{**prior, "distance_um": np.ones((5, 5))}, runs=1, seed=0)
+
+
+def test_controls_change_only_the_init_of_w_star_d_star_c():
+    assert [parse_variant(c) for c in CONTROLS] == [
+        Variant("WdiagD*C", "diagonal", "real", "WDC"),
+        Variant("WoffD*C", "off_diagonal", "real", "WDC"),
+        Variant("WrandD*C", "random_positive", "real", "WDC")]
+    assert default_variants("paper") == VARIANTS
+    assert default_variants("corrected") == VARIANTS + CONTROLS
+    prior = _prior()
+    bio, _ = build_variant("W*D*C", **prior, runs=2, seed=4)
+    diag, reg = build_variant("WdiagD*C", **prior, runs=2, seed=4)
+    off, _ = build_variant("WoffD*C", **prior, runs=2, seed=4)
+    rand, _ = build_variant("WrandD*C", **prior, runs=2, seed=4)
+    assert reg.kind == "WDC"
+    eye = torch.eye(12, dtype=torch.bool)
+    # the controls start from the same W* draws
+    assert torch.all(diag[:, ~eye] == 0) and torch.all(diag[:, eye] > 0)
+    ratio = diag[:, eye] / bio[:, eye]
+    assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), rtol=1e-5)
+    assert torch.all(off[:, eye] == 0)
+    assert torch.allclose(off[:, ~eye] / bio[:, ~eye], (off[:, ~eye] / bio[:, ~eye])[:, :1],
+                          rtol=1e-5)
+    for w in (diag, off):
+        assert np.allclose(spectral_radius(w), 0.95, atol=1e-5)
+    assert np.allclose(spectral_radius(rand), spectral_radius(bio), rtol=1e-5)
+    # same values (up to the radius-matching scale) at other positions
+    scale = torch.sort(rand.flatten(1)).values[:, -5:] / torch.sort(bio.flatten(1)).values[:, -5:]
+    assert torch.allclose(scale, scale[:, :1].expand_as(scale), rtol=1e-5)
+    assert (rand > 0).sum() == (bio > 0).sum()
+    assert not torch.allclose(rand, bio * scale[:, :1, None], rtol=1e-3)  # moved, not rescaled
