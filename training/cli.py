@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
                    help="runs trained together as one batched model (default: automatic, "
                         "5 at N=312; results do not depend on it)")
     t.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    t.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                   help="spread the task x variant cells over a Dask cluster: 'local' (a "
+                        "LocalCluster, one single-threaded worker per core) or an address such "
+                        "as tcp://127.0.0.1:8786")
     t.add_argument("--out", required=True, metavar="DIR",
                    help="output folder; rerunning the same command into it resumes: finished "
                         "task x variant cells are reused")
@@ -89,7 +93,8 @@ def run(args: argparse.Namespace) -> None:
           f"protocol {config.protocol}")
     t0 = time.perf_counter()
     out = Path(args.out)
-    runs = run_experiment(prior, config, out_dir=out, progress=not args.no_progress)
+    runs = run_experiment(prior, config, out_dir=out, progress=not args.no_progress,
+                          scheduler=args.dask_scheduler)
     stats = {m: compare(runs, m) for m in ("test_accuracy", "modularity_q", "small_world_sigma")}
     path = write_report(out, runs, summarize(runs), stats, prior.manifest, config)
     n_div = int(runs["diverged"].sum())

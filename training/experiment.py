@@ -31,11 +31,11 @@ from .checkpoint import checkpoint_name, save_checkpoint
 from .metrics import organization
 from .model import BatchedRNN, ModelConfig
 from .tasks import TASKS
-from .train import FitConfig, evaluate, fit, make_splits
+from .train import FitConfig, Splits, evaluate, fit, make_splits
 from .variants import VARIANTS, Protocol, build_variant, parse_variant
 
 __all__ = ["ExperimentConfig", "run_experiment", "run_seed", "RUN_COLUMNS", "write_parquet",
-           "config_dict", "fingerprint", "runs_per_batch"]
+           "config_dict", "fingerprint", "runs_per_batch", "train_cell"]
 
 #: Columns of ``runs.parquet``, in order.
 RUN_COLUMNS: tuple[str, ...] = (
@@ -105,7 +105,7 @@ def _derived(seed: int, tag: int) -> int:
 
 
 def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLike,
-                   progress: bool = False) -> pd.DataFrame:
+                   progress: bool = False, scheduler=None) -> pd.DataFrame:
     """Train every task x variant of ``config`` on ``prior``; write ``runs``/``curves`` parquet.
 
     Each task x variant is a *cell*: when it finishes, its rows go to
@@ -126,6 +126,11 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
         ``curves.parquet`` (one row per run and epoch); created if missing.
     progress
         Show a progress bar over task x variant.
+    scheduler
+        ``None`` (train here, one cell after another), ``"local"`` (a Dask ``LocalCluster`` of
+        one single-threaded worker per core), a scheduler address such as
+        ``"tcp://host:8786"``, or a ``distributed.Client``: the cells are spread over the
+        cluster's workers (:mod:`training.distributed`); files are written here as cells finish.
 
     Returns
     -------
@@ -147,28 +152,43 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
     prior_ref = f"{getattr(prior, 'name', '?')}@{getattr(prior, 'version', '?')}"
     cells = out / "cells" / fingerprint(config, prior_ref)
     cells.mkdir(parents=True, exist_ok=True)
-    fcfg = _fit_config(config)
-    rows, curves = [], []
-    bar = tqdm(total=len(config.tasks) * len(config.variants), desc="train", unit="variant",
+
+    def files(task: str, variant: str) -> tuple[Path, Path]:
+        stem = checkpoint_name(task, variant).removesuffix(".safetensors")
+        return cells / f"{stem}.runs.parquet", cells / f"{stem}.curves.parquet"
+
+    def store(task: str, variant: str, result: tuple) -> None:
+        cell_runs, cell_curves, model = result
+        save_checkpoint(out / "checkpoints" / checkpoint_name(task, variant), model, task=task,
+                        variant=variant, seeds=cell_runs["seed"].tolist(), prior=prior_ref,
+                        config=config_dict(config), code_version=code_version())
+        runs_file, curves_file = files(task, variant)
+        write_parquet(cell_curves, curves_file)
+        write_parquet(cell_runs, runs_file)  # written last: marks the cell complete
+
+    grid = [(t, v) for t in config.tasks for v in config.variants]
+    todo = [(t, v) for t, v in grid if not all(f.exists() for f in files(t, v))]
+    bar = tqdm(total=len(grid), initial=len(grid) - len(todo), desc="train", unit="variant",
                disable=not progress)
     with bar:
-        for task in config.tasks:
-            splits = None
-            for variant in config.variants:
+        if scheduler is None:
+            splits: dict[str, Splits] = {}
+            for task, variant in todo:
                 bar.set_postfix_str(f"{task} {variant}")
-                runs_file = cells / checkpoint_name(task, variant).replace(".safetensors",
-                                                                           ".runs.parquet")
-                curves_file = runs_file.with_name(runs_file.name.replace(".runs.", ".curves."))
-                if not (runs_file.exists() and curves_file.exists()):
-                    splits = splits if splits is not None else make_splits(task, fcfg)
-                    cell_runs, cell_curves = _train_cell(
-                        task, variant, arrays, config, fcfg, splits, n=n, prior_ref=prior_ref,
-                        checkpoint=out / "checkpoints" / checkpoint_name(task, variant))
-                    write_parquet(cell_curves, curves_file)
-                    write_parquet(cell_runs, runs_file)  # written last: marks the cell complete
-                rows.append(pd.read_parquet(runs_file))
-                curves.append(pd.read_parquet(curves_file))
+                if task not in splits:
+                    splits = {task: make_splits(task, _fit_config(config))}
+                store(task, variant, train_cell(task, variant, arrays, config,
+                                                splits=splits[task]))
                 bar.update()
+        else:
+            from .distributed import map_cells  # noqa: PLC0415 (dask only when asked for)
+
+            for (task, variant), result in map_cells(scheduler, todo, arrays, config):
+                store(task, variant, result)
+                bar.set_postfix_str(f"{task} {variant}")
+                bar.update()
+    rows = [pd.read_parquet(files(t, v)[0]) for t, v in grid]
+    curves = [pd.read_parquet(files(t, v)[1]) for t, v in grid]
     runs = pd.concat(rows, ignore_index=True)[list(RUN_COLUMNS)]
     runs["epochs_to_criterion"] = runs["epochs_to_criterion"].astype("Int64")
     runs["diverged"] = runs["diverged"].astype(bool)
@@ -201,8 +221,17 @@ def _fit_config(config: ExperimentConfig) -> FitConfig:
                      positive_only=config.positive_only, data_seed=_derived(config.seed, 2))
 
 
-def _train_cell(task, variant, arrays, config, fcfg, splits, *, n, prior_ref, checkpoint):
-    """Train the runs of one task x variant in batches; return (runs rows, curves)."""
+def train_cell(task: str, variant: str, arrays: dict[str, np.ndarray],
+               config: ExperimentConfig, *, splits: Splits | None = None) -> tuple[pd.DataFrame, pd.DataFrame, BatchedRNN]:
+    """Train the runs of one task x variant, :func:`runs_per_batch` at a time.
+
+    Returns the runs rows (:data:`RUN_COLUMNS`), the per-epoch curves and one batched model
+    holding every run's trained weights. Pure computation (no files): the unit of work that
+    :func:`run_experiment` runs in-process or on a Dask cluster.
+    """
+    fcfg = _fit_config(config)
+    splits = splits if splits is not None else make_splits(task, fcfg)
+    n = np.shape(arrays["distance_um"])[0]
     init_seed = _derived(config.seed, 3)
     seeds = [run_seed(config.seed, r) for r in range(config.runs)]
     w0, reg = build_variant(variant, **arrays, runs=config.runs, seed=init_seed,
@@ -238,14 +267,12 @@ def _train_cell(task, variant, arrays, config, fcfg, splits, *, n, prior_ref, ch
     merged = BatchedRNN(ModelConfig(**{**asdict(models[0].config), "runs": config.runs}),
                         w0, seeds=seeds)
     merged.load_state_dict({k: torch.cat([s[k] for s in states]) for k in states[0]})
-    save_checkpoint(checkpoint, merged, task=task, variant=variant, seeds=seeds,
-                    prior=prior_ref, config=config_dict(config), code_version=code_version())
     runs = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
     runs["epochs_to_criterion"] = runs["epochs_to_criterion"].astype("Int64")
     curve_df = pd.concat(curves, ignore_index=True)[
         ["task", "variant", "run", "seed", "protocol", "epoch", "train_accuracy",
          "val_accuracy", "val_loss", "penalty", "diverged"]]
-    return runs, curve_df
+    return runs, curve_df, merged
 
 
 def _metrics(w: torch.Tensor, *, diverged: bool, n_null: int, seed: int) -> dict[str, float]:

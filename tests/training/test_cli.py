@@ -46,6 +46,15 @@ def test_cxp_train_end_to_end(store, tmp_path, capsys):
     assert "SYNTHETIC" in md
     assert all((out / p).is_file() for p in ("accuracy.png", "curves.png", "metrics.png",
                                              "report.html", "summary.csv", "stats.json"))
+    # the same command again resumes: both cells are reused, their checkpoints untouched
+    ck = out / "checkpoints" / "T2__WxDxC.safetensors"
+    stamp = ck.stat().st_mtime_ns
+    assert main(["train", "--prior", "tiny", "--store", str(path), "--tasks", "T2", "--variants",
+                 "W,W*D*C", "--runs", "2", "--epochs", "1", "--n-train", "192", "--n-val", "64",
+                 "--n-test", "64", "--seed", "1", "--out", str(out), "--no-progress",
+                 "--runs-per-batch", "1"]) == 0
+    assert ck.stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet"), runs)
 
 
 def test_cxp_train_errors(store, tmp_path, capsys):
@@ -57,6 +66,10 @@ def test_cxp_train_errors(store, tmp_path, capsys):
     assert "unknown variant 'W*D'" in capsys.readouterr().err
     assert main(base + ["--prior", "tiny", "--tasks", "T9"]) == 2
     assert "unknown task 'T9'" in capsys.readouterr().err
+    assert main(base + ["--prior", "tiny", "--dask-scheduler", "nowhere", "--tasks", "T2",
+                        "--variants", "W", "--runs", "1", "--epochs", "1", "--n-train", "64",
+                        "--n-val", "32", "--n-test", "32"]) == 2
+    assert "expected 'local' or an address" in capsys.readouterr().err
 
 
 def test_parse_variants():

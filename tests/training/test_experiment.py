@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import priors_store
 from etl.pipeline import run_etl
@@ -177,3 +178,33 @@ def test_checkpoint_refuses_a_foreign_file(tmp_path):
         load_checkpoint(bad)
     with pytest.raises(TrainingError, match="missing.safetensors"):
         load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_grid_on_a_dask_cluster_matches_the_local_run(experiment, tmp_path):
+    """The cells spread over a real distributed scheduler (LocalCluster, two workers) give the
+    same tables and checkpoints as the in-process run."""
+    from distributed import Client, LocalCluster
+
+    from training.checkpoint import load_checkpoint
+
+    prior, out, runs = experiment
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        spread = run_experiment(prior, CFG, out_dir=tmp_path, scheduler=client)
+    cols = ["task", "variant", "run", "seed", "diverged"]
+    pd.testing.assert_frame_equal(spread[cols], runs[cols])
+    for col in ("test_accuracy", "task_loss", "modularity_q"):
+        np.testing.assert_allclose(spread[col], runs[col], rtol=1e-5)
+    a = load_checkpoint(tmp_path / "checkpoints" / "T2__WxDxC.safetensors").model
+    b = load_checkpoint(out / "checkpoints" / "T2__WxDxC.safetensors").model
+    assert torch.allclose(a.W, b.W, atol=1e-6)
+
+
+def test_bad_scheduler_address_is_a_clear_error(experiment, tmp_path):
+    from dataclasses import replace
+
+    from training.errors import TrainingError
+
+    prior, _, _ = experiment
+    with pytest.raises(TrainingError, match="expected 'local' or an address"):
+        run_experiment(prior, replace(CFG, seed=11), out_dir=tmp_path, scheduler="nowhere")

@@ -1,0 +1,147 @@
+"""Training speed: batched vs one-at-a-time runs side by side, the expm, and the full paper grid.
+
+Three measurements, all on the same machine in one process:
+
+1. ``side-by-side``: the same runs of a few task x variant cells trained (a) one at a time,
+   (b) in cache-sized batches (the default, :func:`training.experiment.runs_per_batch`) and (c) all
+   together; the modes alternate over ``--repeats`` so background load hits them alike. Prints
+   seconds per run-epoch and the speed-ups.
+2. ``expm``: one forward + backward of the communicability penalty's matrix exponential with
+   ``torch.linalg.matrix_exp`` vs :func:`training.expm.expm`.
+3. ``--grid DIR``: the full paper grid (3 tasks x 11 variants x 20 runs x 10 epochs) on the
+   blueprint prior of 6_6_2, written to DIR and resumable (rerun to continue a killed grid); at
+   the end prints its total fitting time. With ``--grid DIR --report-only`` it only reads DIR.
+
+The prior is built from the shared blueprint data into a temporary store unless ``--store`` names
+one that holds ``--prior``.
+
+    .venv/bin/python bench/train_grid.py                       # 1 and 2 (~5 min on 2 cores)
+    .venv/bin/python bench/train_grid.py --grid /tmp/paper     # + the full grid (hours)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_prior(store: Path, name: str):
+    import priors_store
+    from etl.pipeline import run_etl
+    from priors_store.population import Population
+
+    if not (store / "artifacts" / name).exists():
+        data = ROOT.parent / "shared" / "data" / "cortical-blueprint"
+        run_etl("blueprint", data, store=store, fields=["6_6_2"])
+        priors_store.build(name, Population.of_fields("6_6_2"), store=store,
+                           root=store / "artifacts")
+    return priors_store.load(name, root=store / "artifacts")
+
+
+def side_by_side(prior, cells, runs, epochs, repeats) -> pd.DataFrame:
+    from training.experiment import ExperimentConfig, run_experiment, runs_per_batch
+
+    n = len(prior)
+    auto = runs_per_batch(ExperimentConfig(runs=runs), n)
+    modes = {"one at a time": 1, f"batches of {auto} (default)": auto, f"all {runs} together": runs}
+    rows = []
+    for rep in range(repeats):
+        for task, variant in cells:
+            for mode, k in modes.items():
+                cfg = ExperimentConfig(tasks=(task,), variants=(variant,), runs=runs,
+                                       epochs=epochs, protocol="paper", runs_per_batch=k,
+                                       n_null=1)
+                with tempfile.TemporaryDirectory() as out:
+                    t = time.perf_counter()
+                    run_experiment(prior, cfg, out_dir=out)
+                    wall = time.perf_counter() - t
+                rows.append({"task": task, "variant": variant, "mode": mode, "repeat": rep,
+                             "s_per_run_epoch": wall / runs / epochs})
+                print(f"  {task} {variant:7s} {mode:24s} {wall / runs / epochs:6.2f} s/run-epoch",
+                      flush=True)
+    return pd.DataFrame(rows)
+
+
+def expm_speed(n: int, repeats: int = 10) -> tuple[float, float]:
+    from training.expm import expm
+
+    w = (torch.rand(1, n, n, generator=torch.Generator().manual_seed(0)) * 0.01).requires_grad_()
+    times = {}
+    for name, fn in (("matrix_exp", torch.linalg.matrix_exp), ("expm", expm)):
+        fn(w).sum().backward()  # warm-up
+        t = time.perf_counter()
+        for _ in range(repeats):
+            (fn(w.abs() / w.abs().sum(-1, keepdim=True).sqrt()) * w).sum().backward()
+        times[name] = (time.perf_counter() - t) / repeats
+    return times["matrix_exp"], times["expm"]
+
+
+def grid(prior, out: Path, report_only: bool) -> None:
+    from training.experiment import ExperimentConfig, run_experiment
+
+    cfg = ExperimentConfig(protocol="paper")  # 3 tasks x 11 variants x 20 runs x 10 epochs
+    if not report_only:
+        t = time.perf_counter()
+        run_experiment(prior, cfg, out_dir=out, progress=True)
+        print(f"grid call: {time.perf_counter() - t:.0f} s wall (cells finished earlier are "
+              "reused, not re-timed)")
+    runs = pd.read_parquet(out / "runs.parquet")
+    cell = runs.groupby(["task", "variant"])["fit_seconds"].sum()
+    print(f"paper grid: {len(runs)} runs in {len(cell)} cells; fitting + metrics "
+          f"{cell.sum():.0f} s = {cell.sum() / 3600:.2f} h (sum over cells, each timed once)")
+    print(cell.unstack("task").round(0).to_string())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", type=Path, default=None, help="store holding --prior")
+    ap.add_argument("--prior", default="study_6_6_2")
+    ap.add_argument("--runs", type=int, default=10, help="runs per cell, side by side")
+    ap.add_argument("--epochs", type=int, default=1, help="epochs per run, side by side")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--cells", default="T2:W,T2:W*D*C", help="task:variant list, side by side")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--grid", type=Path, default=None, help="also run the full paper grid here")
+    ap.add_argument("--report-only", action="store_true", help="with --grid: only read it")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    sys.path.insert(0, str(ROOT))
+    with tempfile.TemporaryDirectory() as tmp:
+        prior = build_prior(args.store or Path(tmp) / "store", args.prior)
+        n = len(prior)
+        print(f"prior {prior.name}@{prior.version}: N = {n}; torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads")
+        if args.grid is not None and args.report_only:
+            grid(prior, args.grid, True)
+            return 0
+        old, new = expm_speed(n)
+        print(f"expm forward+backward at N={n}: torch.linalg.matrix_exp {old * 1e3:.1f} ms, "
+              f"training.expm {new * 1e3:.1f} ms ({old / new:.1f}x)")
+        cells = [tuple(c.split(":")) for c in args.cells.split(",")]
+        print(f"side by side: {args.runs} runs x {args.epochs} epoch(s), paper protocol, "
+              "5,120 training trials")
+        df = side_by_side(prior, cells, args.runs, args.epochs, args.repeats)
+        table = df.groupby(["task", "variant", "mode"], sort=False)["s_per_run_epoch"].median()
+        table = table.unstack("mode")
+        one = table.columns[0]
+        for col in table.columns[1:]:
+            table[f"speed-up {col.split(' (')[0]}"] = table[one] / table[col]
+        print(table.round(2).to_string())
+        if args.grid is not None:
+            grid(prior, args.grid, False)
+    return 0
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=3)
+    sys.exit(main())

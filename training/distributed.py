@@ -1,0 +1,73 @@
+"""Spread the cells of an experiment (task x variant) over a Dask cluster.
+
+Each cell is one task: :func:`training.experiment.train_cell` on a worker, with the prior's
+arrays scattered to every worker once. Workers train with one torch thread each (run one worker
+per core): on a shared CPU, several OpenMP threads per process contend and slow each other down.
+The caller writes results as cells complete (:func:`map_cells` yields them in completion order),
+so a grid interrupted on a cluster resumes like a local one.
+
+``scheduler``: ``"local"`` starts a ``LocalCluster`` (one single-threaded worker process per
+core) for the duration of the call; an address (``"tcp://host:8786"``) connects to a running
+scheduler (``dask scheduler`` + ``dask worker ADDRESS --nthreads 1`` on each machine, every one with
+this package installed); a ``distributed.Client`` is used as is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+__all__ = ["map_cells", "client_for"]
+
+
+@contextmanager
+def client_for(scheduler):
+    """A ``distributed.Client`` for ``scheduler`` (see the module docstring); closed on exit
+    unless it was passed in."""
+    from distributed import Client, LocalCluster  # noqa: PLC0415
+
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
+    if scheduler == "local":
+        with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1,
+                          processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            yield client
+        return
+    if not isinstance(scheduler, str) or "://" not in scheduler:
+        from .errors import TrainingError  # noqa: PLC0415
+
+        raise TrainingError(f"--dask-scheduler {scheduler!r}: expected 'local' or an address "
+                            "such as tcp://127.0.0.1:8786")
+    with Client(scheduler, timeout="30s") as client:
+        yield client
+
+
+def _cell(task: str, variant: str, arrays: dict[str, np.ndarray], config):
+    import torch  # noqa: PLC0415
+
+    from .experiment import train_cell  # noqa: PLC0415
+
+    torch.set_num_threads(1)
+    return train_cell(task, variant, arrays, config)
+
+
+def map_cells(scheduler, cells: list[tuple[str, str]], arrays: dict[str, np.ndarray],
+              config) -> Iterator[tuple[tuple[str, str], tuple]]:
+    """Train ``cells`` on the cluster; yield ``((task, variant), train_cell result)`` as each
+    finishes. A failing cell raises its error here (the finished ones were already yielded)."""
+    if not cells:
+        return
+    from distributed import as_completed  # noqa: PLC0415
+
+    with client_for(scheduler) as client:
+        shared = client.scatter(arrays, broadcast=True)
+        futures = {client.submit(_cell, task, variant, shared, config, pure=False,
+                                 key=f"cell-{task}-{variant}"): (task, variant)
+                   for task, variant in cells}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
