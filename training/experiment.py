@@ -199,10 +199,13 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
 
 
 def fingerprint(config: ExperimentConfig, prior_ref: str) -> str:
-    """Identity of an experiment's results: its config (less ``runs_per_batch``, which changes
-    nothing but speed) and the prior's ``name@version``; 16 hex digits."""
+    """Identity of a cell's results: the config less what does not change a cell (the task and
+    variant lists, which only choose the cells, and ``runs_per_batch``, which changes speed) and
+    the prior's ``name@version``; 16 hex digits. A grid can thus be extended or reordered and
+    still reuse its finished cells."""
     d = config_dict(config)
-    d.pop("runs_per_batch", None)
+    for key in ("runs_per_batch", "tasks", "variants"):
+        d.pop(key)
     text = json.dumps({"config": d, "prior": prior_ref}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -143,6 +143,8 @@ def test_runs_per_batch_changes_speed_not_results(tiny, tmp_path):
     cfg = replace(CFG, variants=("W",), runs=3, runs_per_batch=1)
     assert fingerprint(cfg, "p@1") == fingerprint(replace(cfg, runs_per_batch=3), "p@1")
     assert fingerprint(cfg, "p@1") != fingerprint(replace(cfg, seed=4), "p@1")
+    assert fingerprint(cfg, "p@1") != fingerprint(cfg, "p@2")
+    assert fingerprint(cfg, "p@1") == fingerprint(replace(cfg, variants=("W*D*C", "W")), "p@1")
     one = run_experiment(prior, cfg, out_dir=tmp_path / "one")
     three = run_experiment(prior, replace(cfg, runs_per_batch=3), out_dir=tmp_path / "three")
     np.testing.assert_allclose(one["task_loss"], three["task_loss"], rtol=1e-4)
