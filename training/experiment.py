@@ -147,7 +147,8 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
     out.mkdir(parents=True, exist_ok=True)
     arrays = {"w_bio_modulation": np.asarray(prior["w_bio_modulation"], dtype=np.float64),
               "distance_um": np.asarray(prior["distance_um"], dtype=np.float64),
-              "communicability_empirical": np.asarray(prior["communicability"], dtype=np.float64)}
+              "communicability_empirical": np.asarray(prior["communicability"], dtype=np.float64),
+              "positions_vox": prior.neurons[["x_vox", "y_vox", "z_vox"]].to_numpy(np.float64)}
     n = arrays["distance_um"].shape[0]
     prior_ref = f"{getattr(prior, 'name', '?')}@{getattr(prior, 'version', '?')}"
     cells = out / "cells" / fingerprint(config, prior_ref)

@@ -14,7 +14,8 @@ return one penalty per run, ``(R,)``:
 
 Distances: ``D*`` are real soma distances min-max normalized (:func:`real_distances`); ``D`` are
 grid distances (:func:`grid_distances`), min-max normalized the same way in the corrected
-protocol (flaw 3), raw integers in the ``paper`` protocol (:func:`grid_distances_paper`).
+protocol (flaw 3), raw integers in the ``paper`` protocol (:func:`grid_distances_paper`), whose
+``D*`` are the study's scrambled coordinates (flaw 4, :func:`scrambled_distances_paper`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from priors_store.derive.distance import minmax_normalized
 from .expm import expm
 
 __all__ = ["RegularizerKind", "Regularizer", "communicability", "grid_shape", "grid_distances",
-           "grid_distances_paper", "real_distances"]
+           "grid_distances_paper", "real_distances", "scrambled_distances_paper"]
 
 RegularizerKind = Literal["L1", "WD", "WDC", "C*"]
 
@@ -103,6 +104,24 @@ def grid_distances(n: int, *, layers: int = 2) -> np.ndarray:
     if n < 2:
         raise ValueError(f"grid distances need at least 2 units; found {n}")
     return minmax_normalized(grid_distances_paper(n, layers=layers))
+
+
+def scrambled_distances_paper(positions_vox: np.ndarray) -> np.ndarray:
+    """The study's "real" distances (flaw 4): coordinates taken from ``positions.reshape(3, -1)``.
+
+    The study's code reshaped the ``(N, 3)`` voxel positions to ``(3, N)`` instead of
+    transposing them, so unit ``i`` got the coordinates ``(flat[i], flat[N + i], flat[2N + i])``
+    of the flattened array: distances that no longer follow the somata (on 6_6_2 they correlate
+    with the true ones at r ~ 0.0, METHOD.md 4). Returned min-max normalized, ``(N, N)``. The
+    scramble depends on the row order: the study used its release's order, a prior uses its own,
+    so the matrix differs from the study's while being as uninformative.
+    """
+    pos = np.asarray(positions_vox, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise ValueError(f"positions must be (N, 3) voxel coordinates; found shape {pos.shape}")
+    coords = pos.reshape(3, -1).T  # the flaw: a reshape where a transpose was meant
+    diff = coords[:, None, :] - coords[None, :, :]
+    return minmax_normalized(np.sqrt((diff ** 2).sum(-1)))
 
 
 def real_distances(distance_um: np.ndarray) -> np.ndarray:

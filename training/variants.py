@@ -25,7 +25,7 @@ from .errors import UnknownVariantError
 from .init import (bio, diagonal_only, off_diagonal_only, orthogonal, permuted,
                    random_positive_matched)
 from .regularizers import (Regularizer, RegularizerKind, grid_distances, grid_distances_paper,
-                           real_distances)
+                           real_distances, scrambled_distances_paper)
 
 __all__ = ["InitKind", "DistanceKind", "Protocol", "Variant", "VARIANTS", "CONTROLS",
            "parse_variant", "build_variant", "default_variants"]
@@ -107,7 +107,8 @@ def parse_variant(name: str, *, canonical_only: bool = True) -> Variant:
 def build_variant(name: str, *, w_bio_modulation: np.ndarray, distance_um: np.ndarray,
                   communicability_empirical: np.ndarray, runs: int, seed: int,
                   protocol: Protocol = "corrected", strength: float = 0.3,
-                  emd_strength: float = 0.1) -> tuple[torch.Tensor, Regularizer]:
+                  emd_strength: float = 0.1,
+                  positions_vox: np.ndarray | None = None) -> tuple[torch.Tensor, Regularizer]:
     """Initial recurrent matrices and the penalty of a variant, from a prior's arrays.
 
     Parameters
@@ -123,9 +124,13 @@ def build_variant(name: str, *, w_bio_modulation: np.ndarray, distance_um: np.nd
         of ``Wrand`` ``seed + 2``; every bio-based init starts from the same ``W*`` draws).
     protocol
         ``"corrected"`` (grid distances min-max normalized, L1 scaled by ``strength``) or
-        ``"paper"`` (raw integer grid distances, L1 coefficient 1: flaws 2 and 3).
+        ``"paper"`` (L1 coefficient 1, raw integer grid distances, real distances from scrambled
+        coordinates: flaws 2, 3 and 4).
     strength, emd_strength
         lambda and lambda_EMD.
+    positions_vox
+        ``(N, 3)`` soma positions in voxels, in the prior's order: required by the ``paper``
+        protocol's ``D*`` (flaw 4).
 
     Returns
     -------
@@ -168,6 +173,11 @@ def build_variant(name: str, *, w_bio_modulation: np.ndarray, distance_um: np.nd
             w = random_positive_matched(w, seed=seed + 2)
     if v.distance is None:
         d = None
+    elif v.distance == "real" and protocol == "paper":
+        if positions_vox is None:
+            raise ValueError(f"variant {name!r} under the paper protocol needs positions_vox "
+                             "(its D* reproduces the study's scrambled coordinates, flaw 4)")
+        d = scrambled_distances_paper(positions_vox)
     elif v.distance == "real":
         d = real_distances(distance_um)
     else:

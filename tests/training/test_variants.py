@@ -115,3 +115,27 @@ def test_controls_change_only_the_init_of_w_star_d_star_c():
     assert torch.allclose(scale, scale[:, :1].expand_as(scale), rtol=1e-5)
     assert (rand > 0).sum() == (bio > 0).sum()
     assert not torch.allclose(rand, bio * scale[:, :1, None], rtol=1e-3)  # moved, not rescaled
+
+
+def test_paper_real_distances_reproduce_the_reshape_scramble():
+    """Flaw 4 by hand: 3 units at voxel positions p; reshape(3, -1) gives unit i the
+    coordinates (flat[i], flat[3 + i], flat[6 + i]) of the flattened array."""
+    from training.regularizers import scrambled_distances_paper
+
+    p = np.array([[0.0, 1.0, 2.0], [10.0, 11.0, 12.0], [20.0, 21.0, 22.0]])
+    coords = np.array([[0.0, 10.0, 20.0], [1.0, 11.0, 21.0], [2.0, 12.0, 22.0]])  # = p.T
+    d = np.sqrt(((coords[:, None] - coords[None]) ** 2).sum(-1))
+    np.testing.assert_allclose(scrambled_distances_paper(p), d / d.max())
+    # on real-looking data the scrambled distances do not follow the somata
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(0, 1, (300, 3)) * [80000.0, 80000.0, 2000.0]
+    true = np.sqrt((((pos[:, None] - pos[None]) * [4, 4, 40]) ** 2).sum(-1))
+    iu = np.triu_indices(300, 1)
+    assert abs(np.corrcoef(scrambled_distances_paper(pos)[iu], true[iu])[0, 1]) < 0.1
+    prior = {**_prior(), "positions_vox": rng.uniform(0, 1000, (12, 3))}
+    _, paper = build_variant("WD*", **prior, runs=1, seed=0, protocol="paper")
+    _, fixed = build_variant("WD*", **prior, runs=1, seed=0)
+    np.testing.assert_allclose(paper.distance, scrambled_distances_paper(prior["positions_vox"]))
+    np.testing.assert_allclose(fixed.distance, prior["distance_um"] / prior["distance_um"].max())
+    with pytest.raises(ValueError, match="needs positions_vox"):
+        build_variant("W*D*C", **_prior(), runs=1, seed=0, protocol="paper")
