@@ -101,8 +101,21 @@ class Store:
                              "Is another cxp process loading into this store?") from err
         for name in ("snapshots",) + STORE_TABLES:
             con.execute(_ddl(name))
+        self._relax_not_null(con)
         self._remove_orphans(con)
         return con
+
+    @staticmethod
+    def _relax_not_null(con: duckdb.DuckDBPyConnection) -> None:
+        """Migrate a store created under an older contract: drop NOT NULL where a column has since
+        become nullable (e.g. functional_units.nucleus_id, null in nwb snapshots)."""
+        strict = {(t, c) for t, c in con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE is_nullable = 'NO'").fetchall()}
+        for name in STORE_TABLES:
+            for col in store_contract(name)["columns"]:
+                if col["nullable"] and (name, col["name"]) in strict:
+                    con.execute(f'ALTER TABLE {name} ALTER COLUMN "{col["name"]}" DROP NOT NULL')
 
     def _remove_orphans(self, con: duckdb.DuckDBPyConnection) -> None:
         """Delete raw folders that belong to no committed snapshot (left by a failure or a kill)."""

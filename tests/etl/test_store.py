@@ -14,6 +14,7 @@ import pytest
 
 from etl.errors import ReadOnlyError, StoreError, ValidationError
 from etl.store import Store, content_hash
+from etl.tables import SourceTables
 from tests.conftest import REPO, tiny_source, tiny_tables
 
 
@@ -168,3 +169,25 @@ def test_default_location_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("CXP_STORE", str(tmp_path / "env-store"))
     assert Store().directory == tmp_path / "env-store"
     assert Store(tmp_path / "arg").directory == tmp_path / "arg"
+
+
+def test_store_from_an_older_contract_accepts_units_without_a_cell(tmp_path):
+    """A store created when functional_units.nucleus_id was NOT NULL is migrated on the next
+    write, so an activity-only snapshot (nucleus_id null) loads; earlier rows are kept."""
+    import duckdb
+
+    store = Store(tmp_path)
+    first = store.load(tiny_source())
+    con = duckdb.connect(str(tmp_path / "store.duckdb"))
+    con.execute("ALTER TABLE functional_units ALTER COLUMN nucleus_id SET NOT NULL")
+    con.close()
+    tables = tiny_tables()
+    units = tables["functional_units"]
+    units = units.set_column(units.schema.get_field_index("nucleus_id"), "nucleus_id",
+                             pa.array([None] * 3, pa.int64()))
+    second = store.load(SourceTables(source="nwb", tables={"functional_units": units,
+                                                          "spikes": tables["spikes"]}))
+    assert second["snapshot_id"] != first["snapshot_id"]
+    rows = store.sql("SELECT count(*) AS n, count(nucleus_id) AS cells FROM functional_units",
+                     snapshot="all")
+    assert rows.to_dict("records") == [{"n": 6, "cells": 3}]
