@@ -181,7 +181,10 @@ def validate_table(table: pa.Table, name: str, *, origin: str) -> pa.Table:
 def validate_tables(tables: Mapping[str, pa.Table], *, origins: Mapping[str, str]) -> dict[str, pa.Table]:
     """Validate every table (contract order), then every foreign key; return the cast tables.
 
-    Unknown table names are refused. Tables a source does not provide are simply absent.
+    A foreign key is checked for rows whose key columns are non-null (a nullable reference, such as
+    ``functional_units.nucleus_id`` of an ``nwb`` snapshot, may be null); a table whose references
+    are all null needs no table to join against. Unknown table names are refused. Tables a source
+    does not provide are simply absent.
     """
     unknown = sorted(set(tables) - set(STORE_TABLES))
     if unknown:
@@ -196,12 +199,24 @@ def validate_tables(tables: Mapping[str, pa.Table], *, origins: Mapping[str, str
         for fk in store_contract(name).get("foreign_keys", []):
             ref = fk["references"]
             origin = origins.get(name, "?")
+            table_fk = _non_null(table, fk["columns"])  # a null reference refers to nothing
+            if table_fk.num_rows == 0:
+                continue
             if ref["table"] not in out:
                 raise ValidationError(table=name, column=",".join(fk["columns"]), origin=origin,
                                       expected=f"table {ref['table']} to join against",
                                       found=f"no {ref['table']} table in this source")
-            _check_join(table, fk["columns"], out[ref["table"]], ref, name, origin)
+            _check_join(table_fk, fk["columns"], out[ref["table"]], ref, name, origin)
     return out
+
+
+def _non_null(table: pa.Table, cols: list[str]) -> pa.Table:
+    """Rows of ``table`` whose foreign-key columns are all non-null (only those must join)."""
+    mask = None
+    for c in cols:
+        valid = pc.is_valid(table.column(c))
+        mask = valid if mask is None else pc.and_(mask, valid)
+    return table if mask is None or pc.all(mask).as_py() is not False else table.filter(mask)
 
 
 def _check_join(table: pa.Table, cols: list[str], ref_table: pa.Table, ref: dict, name: str,
