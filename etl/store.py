@@ -56,6 +56,16 @@ def content_hash(source: str, tables: dict[str, pa.Table]) -> str:
     return digest.hexdigest()
 
 
+def _identity(digest: str, extracted: SourceTables) -> str:
+    """What names a snapshot: its content, plus the materialization it claims where it has one (a
+    new CAVE version is a new snapshot even when the rows did not change, so a refresh records
+    it once and then sees it as stored)."""
+    if extracted.materialization_version is None:
+        return digest
+    key = f"{digest}\0{extracted.datastack}\0{extracted.materialization_version}"
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def _ddl(name: str) -> str:
     contract = store_contract(name)
     cols = ["snapshot_id VARCHAR NOT NULL"]
@@ -127,7 +137,8 @@ class Store:
     def load(self, extracted: SourceTables, *, on_table: Callable[[str], None] | None = None) -> dict:
         """Validate ``extracted`` and store it as one snapshot, all or nothing.
 
-        Loading the same content again returns the existing snapshot (``created`` False).
+        Loading the same content again (from the same materialization version, where there is
+        one) returns the existing snapshot (``created`` False).
 
         Parameters
         ----------
@@ -143,7 +154,7 @@ class Store:
         """
         tables = validate_tables(extracted.tables, origins=extracted.origins)
         digest = content_hash(extracted.source, tables)
-        snapshot_id = f"{extracted.source}-{digest[:16]}"
+        snapshot_id = f"{extracted.source}-{_identity(digest, extracted)[:16]}"
         con = self._connect_rw()
         try:
             existing = self._snapshot_row(con, snapshot_id)

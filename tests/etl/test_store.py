@@ -191,3 +191,25 @@ def test_store_from_an_older_contract_accepts_units_without_a_cell(tmp_path):
     rows = store.sql("SELECT count(*) AS n, count(nucleus_id) AS cells FROM functional_units",
                      snapshot="all")
     assert rows.to_dict("records") == [{"n": 6, "cells": 3}]
+
+
+def test_a_new_materialization_with_unchanged_rows_is_a_new_snapshot(tmp_path):
+    """Identity = content + the materialization it claims: version 2 with the rows of version 1
+    is stored (once), so a refresh sees version 2 as stored; sources without a version keep
+    content-only identity."""
+    import dataclasses
+
+    store = Store(tmp_path)
+    v1 = dataclasses.replace(tiny_source(), source="cave", datastack="minnie65_public",
+                             materialization_version=1)
+    a = store.load(v1)
+    b = store.load(dataclasses.replace(v1, materialization_version=2))
+    again = store.load(dataclasses.replace(v1, materialization_version=2))
+    assert a["created"] and b["created"] and not again["created"]
+    assert a["snapshot_id"] != b["snapshot_id"] == again["snapshot_id"]
+    assert a["content_hash"] == b["content_hash"]
+    versions = store.sql("SELECT materialization_version AS v FROM snapshots ORDER BY v",
+                         snapshot="all")["v"].tolist()
+    assert versions == [1, 2]
+    plain = store.load(tiny_source())
+    assert plain["snapshot_id"] == "synthetic-" + plain["content_hash"][:16]
