@@ -1,0 +1,97 @@
+"""``cxp refresh``: keep a store at the newest CAVE materialization, safe to run from cron.
+
+Under an exclusive lock (``<store>/.cave-refresh.lock``; a second refresh is refused at once), ask
+the server for its newest version; if the store already holds a ``cave`` snapshot of that version
+for the datastack, stop (nothing written). Otherwise pull it as one new snapshot: the store's
+load is atomic, so readers keep seeing the previous snapshot until the new one is committed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from ...errors import CxpError
+from ...store import Store
+from .client import CaveConfig, connect
+
+__all__ = ["LOCK_NAME", "RefreshLockedError", "refresh", "refresh_lock", "stored_versions"]
+
+LOCK_NAME = ".cave-refresh.lock"
+
+
+class RefreshLockedError(CxpError):
+    """Another refresh of the same store is running. ``path`` is the lock file."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+@contextmanager
+def refresh_lock(store_dir: str | os.PathLike) -> Iterator[Path]:
+    """Hold the store's refresh lock (non-blocking; :class:`RefreshLockedError` if taken).
+
+    The lock is an ``flock`` on a file, so it is released when the holder exits or is killed.
+    """
+    directory = Path(store_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise RefreshLockedError(f"another refresh of {directory} is running (pid {holder}, lock "
+                                     f"{path}); this one stops without changing anything",
+                                     path=str(path)) from err
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield path
+    finally:
+        os.close(fd)
+
+
+def stored_versions(store: Store, datastack: str) -> set[int]:
+    """Materialization versions of ``datastack`` the store already holds as ``cave`` snapshots."""
+    if not store.exists():
+        return set()
+    snaps = store.snapshots()
+    rows = snaps[(snaps["source"] == "cave") & (snaps["datastack"] == datastack)]
+    return {int(v) for v in rows["materialization_version"].dropna()}
+
+
+def refresh(config: CaveConfig, *, store: Store | str | os.PathLike | None = None,
+            progress: bool = False, on_pull: Callable[[int], None] | None = None) -> dict:
+    """Bring ``store`` up to the newest materialization version of ``config.datastack``.
+
+    Returns
+    -------
+    dict
+        ``{"version": N, "pulled": False}`` when version N was already stored; otherwise the
+        new snapshot's row (as :func:`etl.run_etl` returns it) plus ``version`` and
+        ``pulled: True``.
+
+    Raises
+    ------
+    RefreshLockedError
+        When another refresh holds the store's lock.
+    """
+    from ...pipeline import run_etl  # noqa: PLC0415 (pipeline imports this package)
+
+    store = store if isinstance(store, Store) else Store(store)
+    with refresh_lock(store.directory):
+        conn = connect(config)
+        newest = conn.resolve_version("latest")
+        if newest in stored_versions(store, config.datastack):
+            return {"version": newest, "pulled": False, "store": str(store.directory)}
+        if on_pull is not None:
+            on_pull(newest)
+        snap = run_etl("cave", store=store, cave=replace(config, version=newest), progress=progress,
+                       cave_connection=conn)
+        return {**snap, "version": newest, "pulled": True}

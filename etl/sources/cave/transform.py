@@ -1,0 +1,356 @@
+"""CAVE tables (as the materialization engine returns them) -> the store's canonical tables.
+
+A pure function shared by the ``cave`` source (live queries) and the ``files`` source (static
+exports of the same tables): no I/O, no network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ...errors import SourceError
+from ...tables import SourceTables
+
+__all__ = [
+    "CELLTYPES_TABLE", "COREG_TABLES", "FUNCTIONAL_TABLES", "NUCLEUS_TABLE", "SYNAPSE_TABLE",
+    "NeuronSelection", "canonical_tables", "layer_of", "normalize_angles",
+]
+
+NUCLEUS_TABLE = "nucleus_detection_v0"
+CELLTYPES_TABLE = "aibs_metamodel_celltypes_v661"
+#: Co-registration tables, in order of preference (manual first).
+COREG_TABLES = ("coregistration_manual_v4", "coregistration_auto_phase3_fwd_apl_vess_combined_v2")
+#: Functional-property tables, in order of preference; the value is the unit of their angles.
+FUNCTIONAL_TABLES = {"digital_twin_properties_bcm_coreg_v4": "deg", "functional_properties_v3_bcm": "rad"}
+SYNAPSE_TABLE = "synapses_pni_2"
+
+#: Which cells become ``neurons`` (and so whose synapses count).
+NeuronSelection = Literal["coregistered_excitatory", "coregistered", "excitatory", "neurons", "all"]
+_SELECTIONS = ("coregistered_excitatory", "coregistered", "excitatory", "neurons", "all")
+
+#: minnie65 voxel size (nm) of positions given in voxels, unless ``parameters`` says otherwise.
+DEFAULT_VOXEL_NM = (4.0, 4.0, 40.0)
+
+_CLASS = {"excitatory_neuron": "excitatory", "excitatory": "excitatory",
+          "inhibitory_neuron": "inhibitory", "inhibitory": "inhibitory"}
+
+
+def layer_of(cell_type: str | None) -> str | None:
+    """Cortical layer implied by an excitatory AIBS metamodel label (``23P`` -> ``L2/3``).
+
+    Inhibitory and non-neuronal labels imply no layer (``None``).
+    """
+    if not isinstance(cell_type, str):
+        return None
+    for prefix, layer in (("23P", "L2/3"), ("4P", "L4"), ("5P", "L5"), ("6P", "L6")):
+        if cell_type.startswith(prefix):
+            return layer
+    return None
+
+
+def normalize_angles(pref_ori, pref_dir, *, unit: Literal["deg", "rad"]):
+    """Preferred orientation/direction -> the store's convention (degrees, 0 = horizontal drift,
+    counter-clockwise; orientation in [0, 180), direction in [0, 360)).
+
+    ``"deg"`` (``digital_twin_properties_bcm_coreg_v4``) is already in that convention and is only
+    wrapped. ``"rad"`` (``functional_properties_v3_bcm``) is in radians measured clockwise (screen
+    coordinates, y pointing down), so it is converted and its sign flipped.
+
+    Examples
+    --------
+    >>> normalize_angles([np.pi / 4], [np.pi / 2], unit="rad")
+    (array([135.]), array([270.]))
+    """
+    ori = np.asarray(pref_ori, dtype=np.float64)
+    drn = np.asarray(pref_dir, dtype=np.float64)
+    if unit == "rad":
+        ori, drn = -np.degrees(ori), -np.degrees(drn)
+    elif unit != "deg":
+        raise ValueError(f"unit must be 'deg' or 'rad', not {unit!r}")
+    ori = np.mod(ori, 180.0)
+    drn = np.mod(drn, 360.0)
+    ori[ori >= 180.0] = 0.0  # np.mod(-1e-17, 180) rounds to 180.0
+    drn[drn >= 360.0] = 0.0
+    return ori, drn
+
+
+def _need(df: pd.DataFrame, table: str, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise SourceError(f"CAVE table {table!r} lacks column(s) {missing}; expected at least "
+                          f"{columns} (positions split into _x/_y/_z, in voxels); found "
+                          f"{list(df.columns)}", path=table)
+
+
+def _valid(df: pd.DataFrame) -> pd.DataFrame:
+    if "valid" in df.columns:
+        df = df[df["valid"].astype(bool)]
+    return df
+
+
+def _root(values) -> pa.Array:
+    arr = np.asarray(values, dtype=np.int64)
+    return pa.array(arr, pa.int64(), mask=arr == 0)
+
+
+def _pick(raw: Mapping[str, pd.DataFrame], names) -> tuple[str | None, pd.DataFrame | None]:
+    for name in names:
+        if name in raw and raw[name] is not None:
+            return name, raw[name]
+    return None, None
+
+
+def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
+                     materialization_version: int | None, materialization_timestamp: str | None,
+                     neurons: NeuronSelection = "coregistered_excitatory",
+                     origins: Mapping[str, str] | None = None,
+                     parameters: dict | None = None) -> SourceTables:
+    """Turn CAVE tables into the store's canonical tables, keyed on nucleus id.
+
+    Parameters
+    ----------
+    raw
+        CAVE table name -> DataFrame with the columns CAVE returns (``split_positions=True``,
+        positions in **voxels**). Used columns:
+
+        ``nucleus_detection_v0`` (required)
+            ``id`` (nucleus id), ``pt_root_id``, ``pt_position_x/_y/_z``; optional ``valid``.
+        ``aibs_metamodel_celltypes_v661``
+            ``target_id`` (nucleus id), ``classification_system`` (``excitatory_neuron``,
+            ``inhibitory_neuron``, ...), ``cell_type`` (``23P``, ``BC``, ...); optional ``id``,
+            ``valid``.
+        ``coregistration_manual_v4`` (or ``coregistration_auto_phase3_fwd_apl_vess_combined_v2``)
+            ``target_id``, ``session``, ``scan_idx``, ``field``, ``unit_id``, ``pt_root_id``;
+            optional ``score``, ``residual``, ``valid``.
+        ``digital_twin_properties_bcm_coreg_v4`` (degrees) or ``functional_properties_v3_bcm``
+        (radians, clockwise)
+            ``session``, ``scan_idx``, ``unit_id``, ``pref_ori``, ``pref_dir``, and ``gOSI``/``gDSI``
+            (or ``OSI``/``DSI``).
+        ``synapses_pni_2``
+            ``id``, ``pre_pt_root_id``, ``post_pt_root_id``, ``size``,
+            ``ctr_pt_position_x/_y/_z``.
+
+        Tables other than the nucleus table may be absent; their store tables are then absent.
+    datastack, materialization_version, materialization_timestamp
+        Provenance recorded on the snapshot (timestamp ISO-8601 UTC).
+    neurons
+        Which cells become ``neurons``: ``coregistered_excitatory`` (default: co-registered cells
+        of class excitatory), ``coregistered``, ``excitatory``, ``neurons`` (excitatory or
+        inhibitory), or ``all`` (every nucleus that passes the identity checks).
+    origins
+        Store table -> description of where it came from (error messages); defaults name the CAVE
+        tables.
+    parameters
+        Recorded on the snapshot; ``voxel_resolution_nm`` (default ``[4, 4, 40]``) converts
+        voxels to nm.
+
+    Returns
+    -------
+    SourceTables
+        ``source="cave"`` (callers such as the ``files`` source override it). ``report`` counts
+        the nuclei excluded for root id 0, for sharing a root id with another nucleus, and the
+        duplicates dropped.
+
+    Notes
+    -----
+    Identity: a nucleus whose ``pt_root_id`` is 0 (no segment), or whose root id carries several
+    nuclei (a merge error), is excluded and counted. Cells are keyed on the nucleus id, so a new
+    materialization whose root ids changed maps onto the same cells without duplicates.
+
+    Examples
+    --------
+    >>> st = canonical_tables(raw, datastack="minnie65_public", materialization_version=1300,
+    ...                       materialization_timestamp=None)   # doctest: +SKIP
+    """
+    if neurons not in _SELECTIONS:
+        raise SourceError(f"neuron selection must be one of {', '.join(_SELECTIONS)}; "
+                          f"found {neurons!r}")
+    parameters = dict(parameters or {})
+    voxel = tuple(float(v) for v in parameters.get("voxel_resolution_nm", DEFAULT_VOXEL_NM))
+    parameters.setdefault("voxel_resolution_nm", list(voxel))
+    parameters.setdefault("neurons", neurons)
+    report: dict = {}
+    tables: dict[str, pa.Table] = {}
+    used: dict[str, str] = {}
+
+    if NUCLEUS_TABLE not in raw:
+        raise SourceError(f"CAVE tables lack {NUCLEUS_TABLE!r}, which keys every cell; "
+                          f"found {sorted(raw)}", path=NUCLEUS_TABLE)
+    nuc = raw[NUCLEUS_TABLE]
+    _need(nuc, NUCLEUS_TABLE, ["id", "pt_root_id", "pt_position_x", "pt_position_y", "pt_position_z"])
+    nuc = _valid(nuc).drop_duplicates("id").sort_values("id", kind="stable")
+    used["neurons"] = NUCLEUS_TABLE
+    zero = nuc["pt_root_id"].to_numpy() == 0
+    report["nuclei_total"] = int(len(nuc))
+    report["excluded_root_id_zero"] = int(zero.sum())
+    nuc = nuc[~zero]
+    per_root = nuc.groupby("pt_root_id")["id"].transform("size")
+    multi = per_root.to_numpy() > 1
+    report["excluded_multi_nucleus_roots"] = int(nuc.loc[multi, "pt_root_id"].nunique())
+    report["excluded_multi_nucleus_nuclei"] = int(multi.sum())
+    nuc = nuc[~multi]
+
+    cells = nuc[["id", "pt_root_id", "pt_position_x", "pt_position_y", "pt_position_z"]].rename(
+        columns={"id": "nucleus_id", "pt_root_id": "root_id", "pt_position_x": "x_vox",
+                 "pt_position_y": "y_vox", "pt_position_z": "z_vox"})
+    ct = raw.get(CELLTYPES_TABLE)
+    if ct is not None:
+        _need(ct, CELLTYPES_TABLE, ["target_id", "classification_system", "cell_type"])
+        ct = _valid(ct)
+        ct = ct.sort_values(["target_id", "id"] if "id" in ct.columns else ["target_id"], kind="stable")
+        dup = ct.duplicated("target_id")
+        report["celltype_duplicates_dropped"] = int(dup.sum())
+        ct = ct[~dup]
+        ct = pd.DataFrame({"nucleus_id": ct["target_id"].to_numpy(),
+                           "cell_type": ct["cell_type"].to_numpy(),
+                           "cell_class": ct["classification_system"].map(_CLASS).to_numpy()})
+        cells = cells.merge(ct, on="nucleus_id", how="left")
+        used["neurons"] += f" + {CELLTYPES_TABLE}"
+    else:
+        cells["cell_type"] = None
+        cells["cell_class"] = None
+    cells["cell_type"] = cells["cell_type"].astype(object).where(cells["cell_type"].notna(), None)
+    cells["cell_class"] = cells["cell_class"].astype(object).where(cells["cell_class"].notna(), None)
+    cells["layer"] = [layer_of(t) if c == "excitatory" else None
+                      for t, c in zip(cells["cell_type"], cells["cell_class"])]
+
+    coreg_name, coreg = _pick(raw, COREG_TABLES)
+    if coreg is not None:
+        _need(coreg, coreg_name, ["target_id", "session", "scan_idx", "field", "unit_id", "pt_root_id"])
+        coreg = _valid(coreg)
+        coregistered = np.isin(cells["nucleus_id"].to_numpy(), coreg["target_id"].to_numpy())
+    else:
+        coregistered = np.zeros(len(cells), dtype=bool)
+    if neurons not in ("all", "coregistered") and ct is None:
+        raise SourceError(f"neuron selection {neurons!r} needs {CELLTYPES_TABLE!r}, which is absent")
+    if neurons.startswith("coregistered") and coreg is None:
+        raise SourceError(f"neuron selection {neurons!r} needs a co-registration table "
+                          f"({' or '.join(COREG_TABLES)}), which is absent")
+    excit = (cells["cell_class"] == "excitatory").to_numpy()
+    keep = {"coregistered_excitatory": coregistered & excit, "coregistered": coregistered,
+            "excitatory": excit, "neurons": cells["cell_class"].notna().to_numpy(),
+            "all": np.ones(len(cells), dtype=bool)}[neurons]
+    cells = cells[keep].sort_values("nucleus_id", kind="stable")
+    report["neurons_selected"] = int(len(cells))
+    xv, yv, zv = (cells[c].to_numpy(np.float64) for c in ("x_vox", "y_vox", "z_vox"))
+    tables["neurons"] = pa.table({
+        "nucleus_id": pa.array(cells["nucleus_id"].to_numpy(np.int64)),
+        "root_id": _root(cells["root_id"]),
+        "x_vox": xv, "y_vox": yv, "z_vox": zv,
+        "x_nm": xv * voxel[0], "y_nm": yv * voxel[1], "z_nm": zv * voxel[2],
+        "cell_type": pa.array(list(cells["cell_type"]), pa.string()),
+        "cell_class": pa.array(list(cells["cell_class"]), pa.string()),
+        "layer": pa.array(list(cells["layer"]), pa.string()),
+    })
+    selected = cells["nucleus_id"].to_numpy(np.int64)
+
+    units = None
+    if coreg is not None:
+        fu = coreg[np.isin(coreg["target_id"].to_numpy(), selected)]
+        fu = fu.sort_values(["session", "scan_idx", "unit_id", "target_id"], kind="stable")
+        key = ["session", "scan_idx", "unit_id"]
+        dup = fu.duplicated(key, keep=False)
+        report["units_ambiguous_dropped"] = int(dup.sum())
+        fu = fu[~dup]
+        n = len(fu)
+        units = pa.table({
+            "session": fu["session"].to_numpy(np.int64), "scan_idx": fu["scan_idx"].to_numpy(np.int64),
+            "field": fu["field"].to_numpy(np.int64), "unit_id": fu["unit_id"].to_numpy(np.int64),
+            "nucleus_id": fu["target_id"].to_numpy(np.int64),
+            "root_id": _root(fu["pt_root_id"]),
+            "score": (fu["score"].to_numpy(np.float64) if "score" in fu else np.full(n, np.nan)),
+            "residual": (fu["residual"].to_numpy(np.float64) if "residual" in fu
+                         else np.full(n, np.nan)),
+        })
+        for col in ("score", "residual"):  # NaN -> null
+            arr = units.column(col).to_numpy()
+            units = units.set_column(units.schema.get_field_index(col), col,
+                                     pa.array(arr, pa.float64(), mask=np.isnan(arr)))
+        tables["functional_units"] = units
+        used["functional_units"] = coreg_name
+
+    func_name, func = _pick(raw, FUNCTIONAL_TABLES)
+    if func is not None and units is not None:
+        osi = "gOSI" if "gOSI" in func.columns else "OSI"
+        dsi = "gDSI" if "gDSI" in func.columns else "DSI"
+        _need(func, func_name, ["session", "scan_idx", "unit_id", "pref_ori", "pref_dir", osi, dsi])
+        func = _valid(func).sort_values(["session", "scan_idx", "unit_id"], kind="stable")
+        func = func.drop_duplicates(["session", "scan_idx", "unit_id"])
+        known = pd.DataFrame({k: units.column(k).to_numpy() for k in ("session", "scan_idx", "unit_id")})
+        func = func.merge(known, on=["session", "scan_idx", "unit_id"], how="inner")
+        ori, drn = normalize_angles(func["pref_ori"], func["pref_dir"], unit=FUNCTIONAL_TABLES[func_name])
+
+        def nullable(values) -> pa.Array:
+            arr = np.asarray(values, dtype=np.float64)
+            return pa.array(arr, pa.float64(), mask=np.isnan(arr))
+
+        tables["tuning"] = pa.table({
+            "session": func["session"].to_numpy(np.int64), "scan_idx": func["scan_idx"].to_numpy(np.int64),
+            "unit_id": func["unit_id"].to_numpy(np.int64),
+            "pref_ori_deg": nullable(ori), "pref_dir_deg": nullable(drn),
+            "osi": nullable(func[osi]), "dsi": nullable(func[dsi]),
+        })
+        used["tuning"] = f"{func_name} (angles {FUNCTIONAL_TABLES[func_name]})"
+        parameters.setdefault("functional_table", func_name)
+
+    syn = raw.get(SYNAPSE_TABLE)
+    if syn is not None:
+        _need(syn, SYNAPSE_TABLE, ["id", "pre_pt_root_id", "post_pt_root_id", "size"])
+        roots = tables["neurons"].column("root_id").drop_null().to_numpy()
+        among = np.isin(syn["pre_pt_root_id"].to_numpy(), roots) & np.isin(
+            syn["post_pt_root_id"].to_numpy(), roots)
+        syn = syn[among].drop_duplicates("id").sort_values("id", kind="stable")
+        n = len(syn)
+
+        def pos(col: str) -> np.ndarray:
+            return syn[col].to_numpy(np.float64) if col in syn else np.full(n, np.nan)
+
+        synapses = pa.table({
+            "synapse_id": syn["id"].to_numpy(np.int64),
+            "pre_root_id": syn["pre_pt_root_id"].to_numpy(np.int64),
+            "post_root_id": syn["post_pt_root_id"].to_numpy(np.int64),
+            "size": syn["size"].to_numpy(np.float64),
+            "x_vox": pos("ctr_pt_position_x"), "y_vox": pos("ctr_pt_position_y"),
+            "z_vox": pos("ctr_pt_position_z"),
+        })
+        tables["synapses"] = synapses
+        tables["connections"] = _connections(synapses, tables["neurons"])
+        used["synapses"] = SYNAPSE_TABLE
+        used["connections"] = f"{SYNAPSE_TABLE} aggregated by nucleus id"
+        report["synapses_among_neurons"] = int(n)
+
+    all_origins = {name: f"CAVE {datastack or '?'} v{materialization_version} {desc}"
+                   for name, desc in used.items()}
+    all_origins.update(origins or {})
+    return SourceTables(source="cave", tables=tables, parameters=parameters, report=report,
+                        origins=all_origins, datastack=datastack,
+                        materialization_version=materialization_version,
+                        materialization_timestamp=materialization_timestamp)
+
+
+def _connections(synapses: pa.Table, neurons: pa.Table) -> pa.Table:
+    """Synapses -> connections by nucleus id (the shared aggregator when present)."""
+    try:
+        from ...aggregate import synapses_to_connections  # noqa: PLC0415 (another module's work)
+    except ImportError:
+        synapses_to_connections = None
+    if synapses_to_connections is not None:
+        return synapses_to_connections(synapses, neurons.select(["nucleus_id", "root_id"]))
+    import duckdb  # noqa: PLC0415
+
+    con = duckdb.connect()
+    try:
+        con.register("syn", synapses)
+        con.register("neu", neurons.select(["nucleus_id", "root_id"]))
+        return con.execute(
+            "SELECT a.nucleus_id AS pre_nucleus_id, b.nucleus_id AS post_nucleus_id, "
+            "count(*)::BIGINT AS n_synapses, sum(s.size)::DOUBLE AS sum_size "
+            "FROM syn s JOIN neu a ON s.pre_root_id = a.root_id JOIN neu b ON s.post_root_id = b.root_id "
+            "GROUP BY 1, 2 ORDER BY 1, 2").fetch_arrow_table()
+    finally:
+        con.close()

@@ -1,0 +1,67 @@
+"""``cxp refresh``: newest version or a quick no-op, atomically, one refresh at a time."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from etl import Store, run_etl
+from etl.cli import main
+from etl.sources.cave.refresh import RefreshLockedError, refresh, refresh_lock, stored_versions
+from etl.sources.cave.standin import Fault, StandinCave
+from tests.etl._cave import fast_config, fixture_versions, isolated_home  # noqa: F401 (fixture)
+
+
+@pytest.fixture
+def cave(isolated_home):
+    with StandinCave(fixture_versions()) as server:
+        yield server
+
+
+def test_refresh_pulls_newest_then_is_a_quick_noop(cave, tmp_path, capsys):
+    store = Store(tmp_path / "s")
+    run_etl("cave", store=store, cave=fast_config(cave.url, version=1))
+    out = refresh(fast_config(cave.url), store=store)
+    assert out["pulled"] and out["version"] == 2 and out["created"]
+    assert stored_versions(store, "minnie65_public") == {1, 2}
+    before = cave.query_count
+    t0 = time.monotonic()
+    rc = main(["refresh", "--server", cave.url, "--store", str(store.directory), "--no-progress"])
+    elapsed = time.monotonic() - t0
+    assert rc == 0 and "up to date: minnie65_public materialization v2 is already stored" in \
+        capsys.readouterr().out
+    assert cave.query_count == before  # asked for versions only; no table query
+    assert elapsed < 10
+    assert len(store.snapshots()) == 2
+
+
+def test_concurrent_refresh_is_refused_by_the_lock(cave, tmp_path, capsys):
+    store = tmp_path / "s"
+    with refresh_lock(store):
+        with pytest.raises(RefreshLockedError, match="another refresh of .* is running"):
+            refresh(fast_config(cave.url), store=store)
+        rc = main(["refresh", "--server", cave.url, "--store", str(store), "--no-progress"])
+        assert rc == 2 and "another refresh" in capsys.readouterr().err
+    assert cave.query_count == 0 and not Store(store).exists()
+    assert refresh(fast_config(cave.url), store=store)["version"] == 2  # lock released
+
+
+def test_readers_keep_the_previous_snapshot_until_the_new_one_is_complete(cave, tmp_path):
+    store = Store(tmp_path / "s")
+    v1 = run_etl("cave", store=store, cave=fast_config(cave.url, version=1))
+    cave.add_fault(Fault("stall", match="synapses_pni_2", seconds=3, times=1))
+    done: dict = {}
+    worker = threading.Thread(target=lambda: done.update(refresh(fast_config(cave.url), store=store)))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while cave.state.faults[0].fired == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # mid-pull: the refresh holds the lock, and readers still see version 1 only
+    assert worker.is_alive()
+    assert store.latest_snapshot() == v1["snapshot_id"]
+    with pytest.raises(RefreshLockedError):
+        refresh(fast_config(cave.url), store=store)
+    worker.join(60)
+    assert done["pulled"] and store.latest_snapshot() == done["snapshot_id"] != v1["snapshot_id"]
