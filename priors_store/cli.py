@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
                    help="one artifact per field, named NAME_<session>_<scan>_<field>")
     b.add_argument("--jobs", type=int, default=1, help="with --per-field: worker processes")
     b.add_argument("--snapshot", default=None, help="snapshot id (default: the store's latest)")
+    b.add_argument("--activity-snapshot", metavar="ID|auto", default=None,
+                   help="take spike trains from this snapshot (e.g. an nwb one), joined on (session, "
+                        "scan_idx, unit_id); 'auto': the latest snapshot that has them all "
+                        "(default: only the population's snapshot)")
     b.add_argument("--no-precision", action="store_true", help="skip the (slow) precision matrix")
     b.add_argument("--seed", type=int, default=0, help="seed of module detection and precision CV")
     b.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -82,6 +86,9 @@ def run(args: argparse.Namespace) -> None:
     if cmd == "build" and args.per_field:
         if not args.fields:
             raise PriorsError("--per-field needs --fields (a list, or 'all')")
+        if args.activity_snapshot:
+            raise PriorsError("--activity-snapshot is not supported with --per-field yet; build the "
+                              "fields one by one (--fields F --activity-snapshot ...)")
         params = DeriveParams(precision=not args.no_precision, precision_seed=args.seed,
                               module_seed=args.seed)
         fields = None if args.fields == "all" else args.fields.split(",")
@@ -93,12 +100,13 @@ def run(args: argparse.Namespace) -> None:
                   f"{len(m['kinds'])} kinds)")
         print(f"{len(manifests)} artifacts in {root}")
     elif cmd == "build":
+        which = {"snapshot": args.snapshot, "activity_snapshot": args.activity_snapshot}
         if args.fields:
-            population = Population.of_fields(*args.fields.split(","), snapshot=args.snapshot)
+            population = Population.of_fields(*args.fields.split(","), **which)
         elif args.pooled:
-            population = Population.pooled(snapshot=args.snapshot)
+            population = Population.pooled(**which)
         else:
-            population = Population.of_sql(args.sql, snapshot=args.snapshot)
+            population = Population.of_sql(args.sql, **which)
         params = DeriveParams(precision=not args.no_precision, precision_seed=args.seed,
                               module_seed=args.seed)
         m = build(args.name, population, store=args.store, root=root, params=params,
@@ -106,6 +114,9 @@ def run(args: argparse.Namespace) -> None:
         print(f"published {m['name']}@{m['version']} ({m['population']['n_neurons']} neurons, "
               f"snapshot {m['source_snapshot']['snapshot_id']}) in {root / m['name'] / m['version']}")
         print("  kinds: " + ", ".join(sorted(m["kinds"])))
+        if m["source_snapshot"].get("activity_snapshot"):
+            act = m["source_snapshot"]["activity_snapshot"]
+            print(f"  spikes from snapshot {act['snapshot_id']} (source {act['source']})")
         for reason in m["parameters"].get("skipped", {}).values():
             print(f"  skipped: {reason}")
     elif cmd == "list":
@@ -148,6 +159,9 @@ def _show(prior) -> None:
     print(f"  snapshot:   {snap['snapshot_id']} (source {snap['source']}"
           f"{', SYNTHETIC data' if snap.get('synthetic') else ''}"
           f"{', version ' + str(snap['materialization_version']) if snap.get('materialization_version') else ''})")
+    if snap.get("activity_snapshot"):
+        print(f"  activity:   {snap['activity_snapshot']['snapshot_id']} (source "
+              f"{snap['activity_snapshot']['source']}; spikes joined on session, scan_idx, unit_id)")
     sizes = {f["path"]: f for f in m["files"]}
     for kind in prior.kinds:
         entry = m["kinds"][kind]

@@ -149,7 +149,8 @@ def build(name: str, population: Population, *, store: Store | str | os.PathLike
                 "datastack": snap.get("datastack"),
                 "materialization_version": _int_or_none(snap.get("materialization_version")),
                 "materialization_timestamp": _str_or_none(snap.get("materialization_timestamp")),
-                "content_hash": snap["content_hash"], "synthetic": snap["source"] == "synthetic"},
+                "content_hash": snap["content_hash"], "synthetic": snap["source"] == "synthetic",
+                **({"activity_snapshot": resolved.activity} if resolved.activity else {})},
             parameters={**asdict(params), "skipped": skipped, "functional_source": functional_source})
 
 

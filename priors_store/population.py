@@ -4,10 +4,19 @@ A population is one or more imaging fields, every co-registered neuron of a snap
 any read-only SQL selection returning ``nucleus_id``. Its neuron order is explicit: fields are
 ordered by (session, scan_idx, field, unit_id); pooled and SQL populations by nucleus_id. A
 neuron imaged in several of the selected fields appears once, with its first unit in that order.
+
+Activity may come from another snapshot: a ``cave`` snapshot holds cells, wiring and the
+co-registration of units to cells, an ``nwb`` snapshot the units' spike trains. With
+``activity_snapshot`` (an id, or ``"auto"``) the population's spike trains are read from that
+snapshot, joined strictly on (session, scan_idx, unit_id) of the population's co-registered units
+(never on root ids, which change between materializations), and the field of every joined unit
+must agree. ``"auto"`` keeps the population's own snapshot when it has every train, else takes the
+latest other snapshot that has them all (never a synthetic one for measured data, or vice versa).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -40,28 +49,36 @@ class Population:
     """For kind 'sql': a SELECT returning a nucleus_id column (read-only, over the store)."""
     snapshot: str | None = None
     """Snapshot id to read; None means the store's latest."""
+    activity_snapshot: str | None = None
+    """Where spike trains come from: None (the population's snapshot only), a snapshot id, or
+    'auto' (see the module docstring)."""
 
     @classmethod
-    def of_fields(cls, *names: str, snapshot: str | None = None) -> Population:
+    def of_fields(cls, *names: str, snapshot: str | None = None,
+                  activity_snapshot: str | None = None) -> Population:
         """A population of one or more fields."""
         bad = [n for n in names if not _FIELD.match(n)]
         if not names or bad:
             raise PopulationError(f"fields must look like '6_6_2' (session_scan_field); got {list(names)}")
-        return cls("fields", fields=tuple(names), snapshot=snapshot)
+        return cls("fields", fields=tuple(names), snapshot=snapshot, activity_snapshot=activity_snapshot)
 
     @classmethod
-    def pooled(cls, *, snapshot: str | None = None) -> Population:
+    def pooled(cls, *, snapshot: str | None = None, activity_snapshot: str | None = None) -> Population:
         """Every co-registered neuron of the snapshot."""
-        return cls("pooled", snapshot=snapshot)
+        return cls("pooled", snapshot=snapshot, activity_snapshot=activity_snapshot)
 
     @classmethod
-    def of_sql(cls, query: str, *, snapshot: str | None = None) -> Population:
+    def of_sql(cls, query: str, *, snapshot: str | None = None,
+               activity_snapshot: str | None = None) -> Population:
         """The neurons whose nucleus_id a read-only query returns."""
-        return cls("sql", sql=query, snapshot=snapshot)
+        return cls("sql", sql=query, snapshot=snapshot, activity_snapshot=activity_snapshot)
 
     def describe(self) -> dict:
         """JSON-ready description (recorded in the manifest)."""
-        return {"kind": self.kind, "fields": list(self.fields), "sql": self.sql}
+        out = {"kind": self.kind, "fields": list(self.fields), "sql": self.sql}
+        if self.activity_snapshot is not None:  # absent otherwise: older versions stay the same
+            out["activity_snapshot"] = self.activity_snapshot
+        return out
 
 
 @dataclass
@@ -81,6 +98,9 @@ class ResolvedPopulation:
     study: dict[str, np.ndarray] | None = field(default=None)
     """Released functional matrices (kind -> (N, N), symmetric) for a one-field population whose
     source released them (the store's study_functional table); None otherwise."""
+    activity: dict | None = field(default=None)
+    """The snapshot the spike trains came from (snapshot_id, source, content_hash) when it is not
+    the population's own; None otherwise."""
 
     @property
     def positions_um(self) -> np.ndarray:
@@ -120,11 +140,12 @@ def resolve(population: Population, store: Store) -> ResolvedPopulation:
         cond = " OR ".join(f"(session = {s} AND scan_idx = {c} AND field = {f})" for s, c, f in keys)
         units = store.sql(f"{units_sql} WHERE {cond} ORDER BY session, scan_idx, field, unit_id",
                           snapshot=sid)
-        units = units.drop_duplicates("nucleus_id", keep="first")
-        nuclei = units.nucleus_id.tolist()
+        units = units.dropna(subset=["nucleus_id"]).drop_duplicates("nucleus_id", keep="first")
+        nuclei = units.nucleus_id.astype(np.int64).tolist()
     else:
         if population.kind == "pooled":
-            nuclei = store.sql("SELECT DISTINCT nucleus_id FROM functional_units ORDER BY nucleus_id",
+            nuclei = store.sql("SELECT DISTINCT nucleus_id FROM functional_units "
+                               "WHERE nucleus_id IS NOT NULL ORDER BY nucleus_id",
                                snapshot=sid).nucleus_id.tolist()
         else:
             chosen = store.sql(population.sql or "", snapshot=sid)
@@ -135,7 +156,11 @@ def resolve(population: Population, store: Store) -> ResolvedPopulation:
         units = store.sql(f"{units_sql} ORDER BY session, scan_idx, field, unit_id", snapshot=sid)
         units = units[units.nucleus_id.isin(nuclei)].drop_duplicates("nucleus_id", keep="first")
     if not nuclei:
-        raise PopulationError(f"population {population.describe()} selects no neuron in snapshot {sid}")
+        hint = (f"; snapshot {sid} is from source {snapshot['source']!r}, whose units are not "
+                "co-registered to cells: build from a cave snapshot and take spikes from this one "
+                f"with activity_snapshot={sid!r} (--activity-snapshot)") if snapshot["source"] == "nwb" else ""
+        raise PopulationError(f"population {population.describe()} selects no neuron in snapshot {sid}"
+                              + hint)
     cells = store.sql("SELECT nucleus_id, root_id, x_nm, y_nm, z_nm, x_vox, y_vox, z_vox, cell_type, "
                       f"cell_class, layer FROM neurons WHERE nucleus_id IN {_in_list(nuclei)}",
                       snapshot=sid)
@@ -159,9 +184,59 @@ def resolve(population: Population, store: Store) -> ResolvedPopulation:
         "n_synapses": conns.n_synapses.to_numpy(),
         "sum_size": conns.sum_size.to_numpy(),
     })
+    spikes, activity = _activity(store, snaps, snapshot, population, neurons)
     return ResolvedPopulation(population=population, snapshot=snapshot, neurons=neurons,
-                              connections=connections, spikes=_spikes(store, sid, neurons),
-                              study=_study(store, sid, population, neurons))
+                              connections=connections, spikes=spikes,
+                              study=_study(store, sid, population, neurons), activity=activity)
+
+
+def _activity(store: Store, snaps: pd.DataFrame, snapshot: dict, population: Population,
+              neurons: pd.DataFrame) -> tuple[list[np.ndarray] | None, dict | None]:
+    """Spike trains per neuron and, when they come from another snapshot, that snapshot's identity."""
+    sid = str(snapshot["snapshot_id"])
+    want = population.activity_snapshot
+    own = _spikes(store, sid, neurons)
+    if want is None or want == sid or (want == "auto" and own is not None):
+        return own, None
+    single_scan = not neurons.unit_id.isna().any() and len(neurons[["session", "scan_idx"]]
+                                                           .drop_duplicates()) == 1
+    if want != "auto":
+        match = snaps[snaps.snapshot_id == want]
+        if match.empty:
+            raise PopulationError(f"no activity snapshot {want!r} in {store.directory}; known: "
+                                  f"{snaps.snapshot_id.tolist()}")
+        if not single_scan:  # functional kinds need one scan; nothing to join
+            return None, None
+        trains = _spikes(store, want, neurons, against=sid)
+        if trains is None:
+            raise PopulationError(_missing(store, want, neurons))
+        return trains, _identity(match.iloc[0])
+    if not single_scan:
+        return None, None
+    synthetic = snapshot["source"] == "synthetic"
+    for rec in snaps.iloc[::-1].itertuples(index=False):  # latest first
+        if rec.snapshot_id == sid or (rec.source == "synthetic") != synthetic \
+                or json.loads(rec.row_counts).get("spikes", 0) == 0:
+            continue
+        trains = _spikes(store, rec.snapshot_id, neurons, against=sid)
+        if trains is not None:
+            return trains, _identity(pd.Series(rec._asdict()))
+    return None, None
+
+
+def _identity(rec: pd.Series) -> dict:
+    return {"snapshot_id": str(rec["snapshot_id"]), "source": str(rec["source"]),
+            "content_hash": str(rec["content_hash"])}
+
+
+def _missing(store: Store, sid: str, neurons: pd.DataFrame) -> str:
+    session, scan_idx = (int(v) for v in neurons[["session", "scan_idx"]].iloc[0])
+    have = store.sql(f"SELECT unit_id FROM spikes WHERE session = {session} AND scan_idx = {scan_idx}",
+                     snapshot=sid).unit_id.astype(np.int64)
+    lacking = sorted(set(neurons.unit_id.astype(np.int64)) - set(have))
+    return (f"activity snapshot {sid} holds no spike train for {len(lacking)} of the population's "
+            f"{len(neurons)} units of session {session} scan {scan_idx} (joined on session, scan_idx, "
+            f"unit_id), e.g. unit_id {lacking[:5]}")
 
 
 def _study(store: Store, sid: str, population: Population, neurons: pd.DataFrame
@@ -191,23 +266,31 @@ def _study(store: Store, sid: str, population: Population, neurons: pd.DataFrame
     return out or None
 
 
-def _spikes(store: Store, sid: str, neurons: pd.DataFrame) -> list[np.ndarray] | None:
+def _spikes(store: Store, sid: str, neurons: pd.DataFrame, *, against: str | None = None
+            ) -> list[np.ndarray] | None:
     """Spike trains in neuron order, only when every neuron has one from the same scan: trains of
-    different scans are different recordings, so pairwise statistics across them mean nothing."""
+    different scans are different recordings, so pairwise statistics across them mean nothing.
+
+    ``against`` (the population's snapshot, when the trains come from another one): each joined
+    unit must lie in the same field in both, or :class:`PopulationError` is raised."""
     scans = neurons[["session", "scan_idx"]].drop_duplicates()
     if neurons.unit_id.isna().any() or len(scans) != 1:
         return None
     session, scan_idx = (int(v) for v in scans.iloc[0])
-    trains = store.sql("SELECT session, scan_idx, unit_id, spike_times FROM spikes "
+    trains = store.sql("SELECT session, scan_idx, unit_id, field, spike_times FROM spikes "
                        f"WHERE session = {session} AND scan_idx = {scan_idx}", snapshot=sid)
     if trains.empty:
         return None
-    keyed = {(int(s), int(c), int(u)): np.asarray(t, dtype=np.float64)
-             for s, c, u, t in trains.itertuples(index=False)}
+    keyed = {(int(s), int(c), int(u)): (int(f), np.asarray(t, dtype=np.float64))
+             for s, c, u, f, t in trains.itertuples(index=False)}
     out = []
-    for s, c, u in neurons[["session", "scan_idx", "unit_id"]].itertuples(index=False):
-        train = keyed.get((int(s), int(c), int(u)))
-        if train is None:
+    for s, c, u, f in neurons[["session", "scan_idx", "unit_id", "field"]].itertuples(index=False):
+        hit = keyed.get((int(s), int(c), int(u)))
+        if hit is None:
             return None
-        out.append(train)
+        if against is not None and hit[0] != int(f):
+            raise PopulationError(f"unit (session {s}, scan_idx {c}, unit_id {u}) lies in field {f} in "
+                                  f"snapshot {against} but in field {hit[0]} in activity snapshot {sid}: "
+                                  "the two snapshots do not describe the same scan")
+        out.append(hit[1])
     return out

@@ -1,0 +1,210 @@
+"""A ``cave`` snapshot (cells, wiring, co-registration) plus an ``nwb`` snapshot (spike trains) of the
+same scan give a field population with positions, wiring and spikes, joined on (session, scan_idx,
+unit_id), and ``cxp priors build`` derives every kind for it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from etl import Store, run_etl
+from etl.cli import main
+from etl.sources.nwb.synth import SynthField, dandi_name, write_scan_file
+from etl.tables import SourceTables
+from priors_store.artifact import validate_manifest
+from priors_store.errors import PopulationError
+from priors_store.pipeline import DeriveParams, build
+from priors_store.population import Population, resolve
+
+N_FRAMES = 400
+RATE = 6.3009
+ALL_KINDS = {"distance_um", "distance_minmax", "connectome", "connectome_size", "communicability",
+             "modules_wiring", "correlation", "sttc", "precision", "w_bio_modulation",
+             "modules_functional"}
+
+
+def nwb_fields(seed: int = 0) -> list[SynthField]:
+    """Field 1: units 1..12 (5 and 10 are artifacts); field 3: units 101..109. Each unit has its own
+    events; the file's root ids are stale (they name *other* cells of the cave snapshot)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for field, ids in ((1, np.arange(1, 13)), (3, np.arange(101, 110))):
+        events = [np.sort(rng.choice(np.arange(0, N_FRAMES, 2), size=int(rng.integers(8, 30)),
+                                     replace=False)) for _ in ids]
+        kinds = ["artifact" if u in (5, 10) else "soma" for u in ids]
+        stale = np.array([cave_root(u + 1) for u in ids])  # points at the next unit's cell
+        out.append(SynthField(field, ids, events, mask_type=kinds, pt_root_id=stale,
+                              pt_position=np.tile([1, 2, 3], (len(ids), 1))))
+    return out
+
+
+def cave_root(unit: int) -> int:
+    return 864691136000000000 + unit
+
+
+def event_times(field: SynthField, unit: int, n_fields: int = 2) -> np.ndarray:
+    j = int(np.flatnonzero(field.unit_ids == unit)[0])
+    return (field.event_frames[j] + (field.field - 1) / n_fields) / RATE
+
+
+def cave_tables(*, field_of=lambda unit: 1 if unit < 100 else 3) -> SourceTables:
+    """A cave-shaped snapshot: one cell per soma unit of scan 4-7, co-registration, wiring."""
+    units = [u for u in range(1, 13) if u not in (5, 10)] + list(range(101, 110))
+    rng = np.random.default_rng(1)
+    n = len(units)
+    nuclei = [2000 + u for u in units]
+    vox = rng.uniform([150000, 80000, 15000], [250000, 180000, 25000], size=(n, 3))
+    pre, post = np.nonzero(rng.random((n, n)) < 0.2)
+    keep = pre != post
+    neurons = pa.table({
+        "nucleus_id": nuclei, "root_id": [cave_root(u) for u in units],
+        "x_vox": vox[:, 0], "y_vox": vox[:, 1], "z_vox": vox[:, 2],
+        "x_nm": vox[:, 0] * 4, "y_nm": vox[:, 1] * 4, "z_nm": vox[:, 2] * 40,
+        "cell_type": ["23P"] * n, "cell_class": ["excitatory"] * n, "layer": ["L2/3"] * n,
+    })
+    fu = pa.table({
+        "session": [4] * n, "scan_idx": [7] * n, "field": [field_of(u) for u in units],
+        "unit_id": units, "nucleus_id": nuclei, "root_id": [cave_root(u) for u in units],
+        "score": [0.9] * n, "residual": [2.0] * n,
+    })
+    conns = pa.table({
+        "pre_nucleus_id": [nuclei[i] for i in pre[keep]], "post_nucleus_id": [nuclei[i] for i in post[keep]],
+        "n_synapses": rng.integers(1, 4, keep.sum()).tolist(),
+        "sum_size": rng.uniform(100, 900, keep.sum()).tolist(),
+    })
+    return SourceTables(source="cave", tables={"neurons": neurons, "functional_units": fu,
+                                               "connections": conns},
+                        datastack="minnie65_public", materialization_version=1300,
+                        origins={"functional_units": "fixture coregistration_manual_v4"})
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A store with the cave-shaped snapshot, then the nwb snapshot of the same scan."""
+    root = tmp_path_factory.mktemp("join")
+    fields = nwb_fields()
+    path = write_scan_file(root / dandi_name(4, 7), fields, session=4, scan_idx=7, n_frames=N_FRAMES,
+                           frame_rate_hz=RATE)
+    store = Store(root / "store")
+    cave = store.load(cave_tables())["snapshot_id"]
+    nwb = run_etl("nwb", [path], store=store)["snapshot_id"]
+    return {"root": root, "store": store, "cave": cave, "nwb": nwb, "fields": fields, "path": path}
+
+
+def test_a_field_gets_positions_wiring_and_spikes_joined_on_unit_keys(world):
+    store, fields = world["store"], world["fields"]
+    pop = Population.of_fields("4_7_1", snapshot=world["cave"], activity_snapshot="auto")
+    res = resolve(pop, store)
+    assert res.neurons.unit_id.tolist() == [1, 2, 3, 4, 6, 7, 8, 9, 11, 12]
+    assert res.neurons.nucleus_id.tolist() == [2000 + u for u in res.neurons.unit_id]
+    assert res.neurons.root_id.tolist() == [cave_root(u) for u in res.neurons.unit_id]  # cave's, not the file's
+    assert np.isfinite(res.positions_um).all() and len(res.connections) > 0
+    assert res.activity["snapshot_id"] == world["nwb"] and res.activity["source"] == "nwb"
+    for unit, train in zip(res.neurons.unit_id, res.spikes):
+        # the file's root id of unit u names the cell of unit u+1: a root-id join would shift trains
+        np.testing.assert_allclose(train, event_times(fields[0], unit), rtol=0, atol=1e-9)
+
+
+def test_without_an_activity_snapshot_behaviour_is_unchanged(world):
+    res = resolve(Population.of_fields("4_7_1", snapshot=world["cave"]), world["store"])
+    assert res.spikes is None and res.activity is None
+
+
+def test_priors_build_derives_every_kind_and_records_the_activity_snapshot(world):
+    pop = Population.of_fields("4_7_3", snapshot=world["cave"], activity_snapshot="auto")
+    m = build("joined_4_7_3", pop, store=world["store"], root=world["root"] / "art")
+    assert set(m["kinds"]) == ALL_KINDS
+    validate_manifest(m)
+    act = m["source_snapshot"]["activity_snapshot"]
+    assert act["snapshot_id"] == world["nwb"] and act["source"] == "nwb" and len(act["content_hash"]) == 64
+    assert m["source_snapshot"]["snapshot_id"] == world["cave"]
+    assert m["population"]["activity_snapshot"] == "auto"
+    assert m["parameters"]["functional_source"] == "derived from spike trains"
+    plain = build("plain_4_7_3", Population.of_fields("4_7_3", snapshot=world["cave"]),
+                  store=world["store"], root=world["root"] / "art", params=DeriveParams(precision=False))
+    assert "activity_snapshot" not in plain["source_snapshot"] and "correlation" not in plain["kinds"]
+    assert "activity_snapshot" not in plain["population"]
+
+
+def test_an_explicit_activity_snapshot_and_its_errors(world):
+    store = world["store"]
+    res = resolve(Population.of_fields("4_7_1", snapshot=world["cave"], activity_snapshot=world["nwb"]),
+                  store)
+    assert res.activity["snapshot_id"] == world["nwb"] and len(res.spikes) == 10
+    with pytest.raises(PopulationError, match="no activity snapshot 'nwb-0000'"):
+        resolve(Population.of_fields("4_7_1", snapshot=world["cave"], activity_snapshot="nwb-0000"), store)
+
+
+def test_the_nwb_snapshot_alone_is_not_a_cell_population(world):
+    with pytest.raises(PopulationError, match=r"selects no neuron in snapshot nwb-.*not co-registered to "
+                                              r"cells: build from a cave snapshot"):
+        resolve(Population.of_fields("4_7_1", snapshot=world["nwb"]), world["store"])
+
+
+def test_fields_that_disagree_between_the_snapshots_are_refused(world, tmp_path):
+    store = Store(tmp_path / "store")
+    shutil.copytree(world["store"].directory, store.directory)
+    moved = store.load(cave_tables(field_of=lambda u: 2 if u < 100 else 3))["snapshot_id"]
+    with pytest.raises(PopulationError, match=r"unit \(session 4, scan_idx 7, unit_id 1\) lies in field 2 "
+                                              r"in snapshot cave-.* but in field 1 in activity snapshot nwb-"):
+        resolve(Population.of_fields("4_7_2", snapshot=moved, activity_snapshot=world["nwb"]), store)
+
+
+def test_auto_never_takes_spikes_from_synthetic_data_for_measured_cells(world, tmp_path):
+    store = Store(tmp_path / "store")
+    shutil.copytree(world["store"].directory, store.directory)
+    units = [u for u in range(1, 13) if u not in (5, 10)]
+    n = len(units)
+    fake = SourceTables(source="synthetic", tables={
+        "functional_units": pa.table({"session": [4] * n, "scan_idx": [7] * n, "field": [1] * n,
+                                      "unit_id": units, "nucleus_id": pa.array([None] * n, pa.int64()),
+                                      "root_id": pa.array([None] * n, pa.int64()),
+                                      "score": pa.array([None] * n, pa.float64()),
+                                      "residual": pa.array([None] * n, pa.float64())}),
+        "spikes": pa.table({"session": [4] * n, "scan_idx": [7] * n, "field": [1] * n, "unit_id": units,
+                            "n_spikes": [1] * n, "spike_times": [[1.0]] * n})})
+    store.load(fake)  # the latest snapshot with spikes for these keys, but generated
+    res = resolve(Population.of_fields("4_7_1", snapshot=world["cave"], activity_snapshot="auto"), store)
+    assert res.activity["snapshot_id"] == world["nwb"]
+
+
+def test_cli_etl_then_priors_build_with_activity_snapshot(world, tmp_path, capsys):
+    store = str(tmp_path / "store")
+    Store(store).load(cave_tables())
+    assert main(["etl", "--source", "nwb", str(world["path"]), "--store", store, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "from source 'nwb'" in out and "functional_units 19, spikes 19" in out
+    snaps = Store(store).snapshots()
+    cave = snaps[snaps.source == "cave"].snapshot_id.iloc[0]
+    assert main(["priors", "build", "j471", "--fields", "4_7_1", "--snapshot", cave, "--activity-snapshot",
+                 "auto", "--no-precision", "--store", store, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "kinds: communicability, connectome, connectome_size, correlation" in out
+    assert f"spikes from snapshot {world['nwb']} (source nwb)" in out
+    assert main(["priors", "show", "j471", "--store", store]) == 0
+    assert f"activity:   {world['nwb']} (source nwb; spikes joined on session, scan_idx, unit_id)" \
+        in capsys.readouterr().out
+    assert main(["priors", "build", "x", "--fields", "all", "--per-field", "--activity-snapshot", "auto",
+                 "--store", store]) == 2
+    assert "--activity-snapshot is not supported with --per-field" in capsys.readouterr().err
+    params = json.loads(Store(store).snapshots().query("source == 'nwb'").parameters.iloc[0])
+    assert params["events"]["threshold"] == 0.01
+
+
+def test_an_activity_snapshot_without_the_population_units_is_named(world, tmp_path):
+    store = Store(tmp_path / "store")
+    shutil.copytree(world["store"].directory, store.directory)
+    only3 = write_scan_file(tmp_path / dandi_name(4, 7), [world["fields"][1]], session=4, scan_idx=7,
+                            n_frames=50, frame_rate_hz=RATE)
+    partial = run_etl("nwb", [only3], store=store)["snapshot_id"]
+    with pytest.raises(PopulationError, match=rf"activity snapshot {partial} holds no spike train for 10 of "
+                                              r"the population's 10 units of session 4 scan 7 .*unit_id "
+                                              r"\[1, 2, 3, 4, 6\]"):
+        resolve(Population.of_fields("4_7_1", snapshot=world["cave"], activity_snapshot=partial), store)
+    # auto skips it (it lacks units) and still finds the complete one
+    res = resolve(Population.of_fields("4_7_1", snapshot=world["cave"], activity_snapshot="auto"), store)
+    assert res.activity["snapshot_id"] == world["nwb"]
