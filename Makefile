@@ -35,6 +35,10 @@ bench: setup
 	$(BIN)/python bench/priors_pooled.py
 	$(BIN)/python bench/priors_fields.py --jobs 2
 	$(BIN)/python bench/sttc_speed.py
+	$(BIN)/python bench/aggregate_synapses.py --no-progress
+	$(BIN)/python bench/etl_cave.py
+	$(BIN)/python bench/nwb_read.py
+	$(BIN)/python bench/train_grid.py
 
 clean:
 	rm -rf .cxp build *.egg-info

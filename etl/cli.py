@@ -12,6 +12,9 @@ import pandas as pd
 from .config import STORE_ENV
 from .errors import CxpError
 from .pipeline import run_etl
+from .sources.cave import cli as cave_cli
+from .sources.nwb.cli import add_arguments as add_nwb_arguments
+from .sources.nwb.cli import resolve_arguments as resolve_nwb_arguments
 from .store import Store
 
 __all__ = ["main", "build_parser"]
@@ -30,15 +33,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     etl = sub.add_parser("etl", help="extract a source into the neuron store (one snapshot)")
-    etl.add_argument("--source", choices=["synthetic", "blueprint"], default="synthetic",
-                     help="synthetic (embedded default, generated) or blueprint (the study's arrays)")
-    etl.add_argument("path", nargs="?", default=None, help="source path (blueprint: the release root)")
+    etl.add_argument("--source", choices=["synthetic", "blueprint", "cave", "files", "nwb"],
+                     default="synthetic",
+                     help="synthetic (embedded default, generated), blueprint (the study's arrays), "
+                          "cave (a CAVE server through caveclient), files (static CAVE table "
+                          "exports) or nwb (DANDI 000402 scan files)")
+    etl.add_argument("path", nargs="?", default=None,
+                     help="source path (blueprint: the release root; files: a folder of CAVE "
+                          "table exports; nwb: .nwb files or folders)")
     etl.add_argument("--seed", type=int, default=0, help="synthetic: generator seed (default 0)")
     etl.add_argument("--mode", choices=["strict", "lenient"], default="strict",
                      help="blueprint: abort on a failing field (strict) or skip and report it")
     etl.add_argument("--fields", default=None, help="blueprint: comma-separated fields, e.g. 6_6_2,5_6_8")
     etl.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_store(etl)
+    add_nwb_arguments(etl)
+    cave_cli.add_arguments(etl)
+    cave_cli.register_refresh(sub, _add_store)
 
     status = sub.add_parser("status", help="list snapshots with row counts")
     status.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -58,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     from training.cli import register as register_train  # noqa: PLC0415
 
     register_train(sub, _add_store)
+    from .aggregate.cli import register as register_aggregate  # noqa: PLC0415
+
+    register_aggregate(sub, _add_store)
     return parser
 
 
@@ -84,8 +98,10 @@ def _emit(df: pd.DataFrame, fmt: str, out: str | None) -> None:
 
 def _cmd_etl(args: argparse.Namespace) -> None:
     fields = args.fields.split(",") if args.fields else None
-    snap = run_etl(args.source, args.path, store=args.store, mode=args.mode, seed=args.seed,
-                   fields=fields, progress=not args.no_progress)
+    nwb_paths, events = resolve_nwb_arguments(args, progress=not args.no_progress)
+    snap = run_etl(args.source, nwb_paths if args.source == "nwb" else args.path, store=args.store,
+                   mode=args.mode, seed=args.seed, fields=fields, progress=not args.no_progress,
+                   events=events, cave=cave_cli.config_from_args(args))
     verb = "stored" if snap["created"] else "already stored (same content hash), nothing written:"
     counts = json.loads(snap["row_counts"])
     print(f"{verb} snapshot {snap['snapshot_id']} from source {snap['source']!r} in {snap['store']}")
@@ -94,6 +110,8 @@ def _cmd_etl(args: argparse.Namespace) -> None:
     if report.get("fields_skipped"):
         print(f"  skipped fields: {', '.join(report['fields_skipped'])} (see `cxp sql \"SELECT report "
               "FROM snapshots\"`)")
+    if snap["source"] == "cave":
+        print(cave_cli.describe(snap))
     if snap["source"] == "synthetic":
         print("  note: this snapshot is SYNTHETIC (generated, not measured data)")
 
@@ -119,8 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     from priors_store.cli import run as run_priors  # noqa: PLC0415
     from training.cli import run as run_train  # noqa: PLC0415
 
-    handlers = {"etl": _cmd_etl, "status": _cmd_status, "sql": _cmd_sql, "priors": run_priors,
+    handlers = {"etl": _cmd_etl, "status": _cmd_status, "sql": _cmd_sql,
+                "refresh": cave_cli.run_refresh, "priors": run_priors,
                 "train": run_train}
+    from .aggregate.cli import run_aggregate, run_synth  # noqa: PLC0415
+
+    handlers.update({"aggregate": run_aggregate, "synth-synapses": run_synth})
     try:
         handlers[args.command](args)
     except CxpError as err:

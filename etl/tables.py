@@ -10,7 +10,7 @@ import pyarrow as pa
 __all__ = ["Source", "SourceTables"]
 
 #: The sources the ETL knows.
-Source = Literal["synthetic", "blueprint", "cave", "files"]
+Source = Literal["synthetic", "blueprint", "cave", "files", "nwb"]
 
 
 @dataclass

@@ -51,5 +51,9 @@ def test_wrong_arguments_are_explained(tmp_path):
         run_etl("synthetic", "/some/path", store=tmp_path)
     with pytest.raises(EtlError, match="source 'blueprint' needs PATH"):
         run_etl("blueprint", store=tmp_path)
-    with pytest.raises(EtlError, match="source 'cave' is not available yet"):
-        run_etl("cave", store=tmp_path)
+    with pytest.raises(EtlError, match="source 'files' needs PATH"):
+        run_etl("files", store=tmp_path)
+    with pytest.raises(EtlError, match="source 'nwb' needs PATH"):
+        run_etl("nwb", store=tmp_path)
+    with pytest.raises(EtlError, match="unknown source 'csv'; expected synthetic, blueprint, cave"):
+        run_etl("csv", store=tmp_path)
