@@ -34,7 +34,7 @@ def client_for(scheduler):
         return
     if scheduler == "local":
         with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1,
-                          processes=True, dashboard_address=None) as cluster, \
+                          processes=True, dashboard_address=":0") as cluster, \
                 Client(cluster) as client:
             yield client
         return

@@ -191,7 +191,7 @@ def test_grid_on_a_dask_cluster_matches_the_local_run(experiment, tmp_path):
 
     prior, out, runs = experiment
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         spread = run_experiment(prior, CFG, out_dir=tmp_path, scheduler=client)
     cols = ["task", "variant", "run", "seed", "diverged"]
     pd.testing.assert_frame_equal(spread[cols], runs[cols])
