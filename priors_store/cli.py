@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import pandas as pd
 
+from etl.aggregate.cli import SCHEDULER_ENV
 from etl.store import Store
 
 from .pipeline import DeriveParams, build, build_per_field
 from .config import ARTIFACTS_ENV, artifact_root
 from .diff import diff
+from .distributed import ENGINES
 from .errors import PriorsError
 from .export import export
 from .load import list_artifacts, load, parse_ref, resolve_version, verify
@@ -48,6 +51,12 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
                         "(default: only the population's snapshot)")
     b.add_argument("--no-precision", action="store_true", help="skip the (slow) precision matrix")
     b.add_argument("--seed", type=int, default=0, help="seed of module detection and precision CV")
+    b.add_argument("--engine", choices=list(ENGINES), default="local",
+                   help="local (this process, default) or dask (distance row blocks on a Dask "
+                        "cluster; same artifact, same version)")
+    b.add_argument("--dask-scheduler", default=os.environ.get(SCHEDULER_ENV), metavar="ADDR",
+                   help=f"with --engine dask: tcp://HOST:PORT of an existing scheduler (default "
+                        f"${SCHEDULER_ENV}, else a LocalCluster of 2 worker processes)")
     b.add_argument("--no-progress", action="store_true", help="hide progress bars")
     common(b)
 
@@ -89,6 +98,9 @@ def run(args: argparse.Namespace) -> None:
         if args.activity_snapshot:
             raise PriorsError("--activity-snapshot is not supported with --per-field yet; build the "
                               "fields one by one (--fields F --activity-snapshot ...)")
+        if args.engine != "local":
+            raise PriorsError("--engine dask is for one large build (e.g. --pooled); --per-field "
+                              "builds small fields, in parallel with --jobs")
         params = DeriveParams(precision=not args.no_precision, precision_seed=args.seed,
                               module_seed=args.seed)
         fields = None if args.fields == "all" else args.fields.split(",")
@@ -110,6 +122,8 @@ def run(args: argparse.Namespace) -> None:
         params = DeriveParams(precision=not args.no_precision, precision_seed=args.seed,
                               module_seed=args.seed)
         m = build(args.name, population, store=args.store, root=root, params=params,
+                  engine=args.engine,
+                  scheduler=args.dask_scheduler if args.engine == "dask" else None,
                   progress=not args.no_progress)
         print(f"published {m['name']}@{m['version']} ({m['population']['n_neurons']} neurons, "
               f"snapshot {m['source_snapshot']['snapshot_id']}) in {root / m['name'] / m['version']}")

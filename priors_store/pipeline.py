@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +26,8 @@ from etl.store import Store
 from . import derive
 from .artifact import ArtifactWriter
 from .config import artifact_root
+from .distributed import Engine, check_engine, write_distance_dask
+from .errors import PriorsError
 from .population import Population, ResolvedPopulation, resolve
 
 __all__ = ["DeriveParams", "build", "build_per_field", "write_distance"]
@@ -51,23 +55,30 @@ class DeriveParams:
     """Rows per block when writing the distance matrices (bounds memory for pooled populations)."""
 
 
-def write_distance(positions_um: np.ndarray, writer: ArtifactWriter, *, block: int = 1024) -> None:
+def write_distance(positions_um: np.ndarray, writer: ArtifactWriter, *, block: int = 1024,
+                   blocks: Iterable[tuple[int, np.ndarray, float, float]] | None = None) -> None:
     """Write ``distance_um`` and ``distance_minmax`` (float32) block by block.
 
     ``distance_minmax`` is :func:`derive.minmax_normalized` of the distances: the diagonal zeros
-    set the minimum, so it is ``distance_um / max(distance_um)``.
+    set the minimum, so it is ``distance_um / max(distance_um)``. ``blocks`` (default: computed
+    here, in order) yields ``(start, rows, sum, max)`` per row block of ``block`` rows in any
+    order (the dask engine, :mod:`priors_store.distributed`); the sums are added in block order,
+    so the recorded mean does not depend on the completion order.
     """
     n = len(positions_um)
     dist = np.lib.format.open_memmap(writer.path("distance_um.npy"), mode="w+", dtype=np.float32,
                                      shape=(n, n))
-    hi, total = 0.0, 0.0
+    hi, sums = 0.0, {}
+    for start, rows, rows_sum, rows_max in (_distance_blocks(positions_um, block) if blocks is None
+                                            else blocks):
+        dist[start:start + len(rows)] = rows
+        sums[start], hi = rows_sum, max(hi, rows_max)
+    if sorted(sums) != list(range(0, n, block)):
+        raise PriorsError(f"distance_um.npy: got row blocks starting at {sorted(sums)[:5]}...; "
+                          f"expected one per {block} rows of {n}")
+    total = 0.0
     for start in range(0, n, block):
-        rows = derive.distance_um(positions_um[start:start + block], positions_um)
-        own = np.arange(len(rows))
-        rows[own, start + own] = 0.0
-        dist[start:start + block] = rows
-        total += float(rows.sum(dtype=np.float64))
-        hi = max(hi, float(rows.max()))
+        total += sums[start]
     dist.flush()
     norm = np.lib.format.open_memmap(writer.path("distance_minmax.npy"), mode="w+", dtype=np.float32,
                                      shape=(n, n))
@@ -83,19 +94,34 @@ def write_distance(positions_um: np.ndarray, writer: ArtifactWriter, *, block: i
                  stats={"max_um": hi})
 
 
+def _distance_blocks(positions_um: np.ndarray, block: int):
+    """Row blocks of the distance matrix computed here: (start, float64 rows, sum, max)."""
+    for start in range(0, len(positions_um), block):
+        rows = derive.distance_um(positions_um[start:start + block], positions_um)
+        own = np.arange(len(rows))
+        rows[own, start + own] = 0.0
+        yield start, rows, float(rows.sum(dtype=np.float64)), float(rows.max())
+
+
 def build(name: str, population: Population, *, store: Store | str | os.PathLike | None = None,
           root: str | os.PathLike | None = None, params: DeriveParams = DeriveParams(),
-          progress: bool = False) -> dict:
+          engine: Engine = "local", scheduler: Any = None, progress: bool = False) -> dict:
     """Derive all kinds for ``population`` from ``store`` and publish artifact ``name``.
 
     Returns the manifest. The version derives from the content, so building the same population
     of the same snapshot with the same parameters yields the same version (and writes nothing new).
+
+    ``engine`` ``"local"`` (default) computes everything in this process; ``"dask"`` computes the
+    distance matrix's row blocks on a Dask cluster (``scheduler``: ``None`` for a fresh
+    ``LocalCluster``, a ``"tcp://HOST:PORT"`` address or a ``distributed.Client``; see
+    :mod:`priors_store.distributed`). Both give byte-identical files and the same version.
 
     Examples
     --------
     >>> m = build("v1_6_6_2", Population.of_fields("6_6_2"), store="/tmp/store")  # doctest: +SKIP
     >>> m["version"]                                                               # doctest: +SKIP
     """
+    check_engine(engine, scheduler)
     store = store if isinstance(store, Store) else Store(store)
     root = artifact_root(root, store=store.directory)
     resolved = resolve(population, store)
@@ -122,7 +148,11 @@ def build(name: str, population: Population, *, store: Store | str | os.PathLike
 
         writer.table("neurons.parquet", resolved.neurons)
         step("distance")
-        write_distance(resolved.positions_um, writer, block=params.distance_block)
+        if engine == "dask":
+            write_distance_dask(resolved.positions_um, writer, block=params.distance_block,
+                                scheduler=scheduler, progress=progress)
+        else:
+            write_distance(resolved.positions_um, writer, block=params.distance_block)
         bar.update()
         step("connectome")
         counts = _wiring(resolved, writer)
