@@ -31,7 +31,7 @@ from .checkpoint import checkpoint_name, save_checkpoint
 from .metrics import organization
 from .model import BatchedRNN, ModelConfig
 from .tasks import TASKS
-from .train import FitConfig, Splits, evaluate, fit, make_splits
+from .train import FitConfig, Splits, fit, make_splits
 from .variants import VARIANTS, Protocol, build_variant, parse_variant
 
 __all__ = ["ExperimentConfig", "run_experiment", "run_seed", "RUN_COLUMNS", "write_parquet",
@@ -247,7 +247,6 @@ def train_cell(task: str, variant: str, arrays: dict[str, np.ndarray],
         t0 = time.perf_counter()
         res = fit(task, w0[lo:hi], seeds=seeds[lo:hi], regularizer=reg, config=fcfg,
                   splits=splits)
-        _, test_loss = evaluate(res.model, *splits.test, fcfg.eval_batch)
         per_run = (time.perf_counter() - t0) / (hi - lo)
         last = res.records[res.records["epoch"] == config.epochs].set_index("run")
         w_eff = res.model.effective_recurrent().detach()  # (R, N, N) [run, pre, post]
@@ -260,7 +259,7 @@ def train_cell(task: str, variant: str, arrays: dict[str, np.ndarray],
                 "protocol": config.protocol, "test_accuracy": float(res.test_accuracy[i]),
                 "train_accuracy": float(last.loc[i, "train_accuracy"]),
                 "val_accuracy": float(last.loc[i, "val_accuracy"]),
-                "task_loss": float(test_loss[i]), "epochs_to_criterion": res.epochs_to_criterion[i],
+                "task_loss": float(res.test_loss[i]), "epochs_to_criterion": res.epochs_to_criterion[i],
                 "diverged": diverged, **metrics, "init_seed": init_seed,
                 "data_seed": fcfg.data_seed, "n_units": n, "fit_seconds": per_run})
         rec = res.records.assign(run=res.records["run"] + lo)

@@ -74,6 +74,8 @@ class FitResult:
     penalty, diverged."""
     test_accuracy: np.ndarray
     """``(R,)`` held-out test accuracy without noise."""
+    test_loss: np.ndarray
+    """``(R,)`` held-out test cross-entropy without noise or penalty (inf where not finite)."""
     epochs_to_criterion: list[int | None]
     """First epoch (1-based) whose validation accuracy reaches the criterion, per run."""
     diverged: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
@@ -182,8 +184,9 @@ def fit(task: TaskName, recurrent: torch.Tensor, *, seeds: Sequence[int],
                          "val_accuracy": float(val_acc[i]), "val_loss": float(val_loss[i]),
                          "penalty": _finite_or_inf(float(pen[i])),
                          "diverged": bool(diverged[i])})
-    test_acc, _ = evaluate(model, *splits.test, config.eval_batch)
+    test_acc, test_loss = evaluate(model, *splits.test, config.eval_batch)
     return FitResult(model=model, records=pd.DataFrame(rows), test_accuracy=test_acc,
+                     test_loss=test_loss,
                      epochs_to_criterion=hits, diverged=diverged.numpy().copy())
 
 
