@@ -95,11 +95,14 @@ def grid(prior, out: Path, report_only: bool) -> None:
         run_experiment(prior, cfg, out_dir=out, progress=True)
         print(f"grid call: {time.perf_counter() - t:.0f} s wall (cells finished earlier are "
               "reused, not re-timed)")
-    runs = pd.read_parquet(out / "runs.parquet")
+    # finished cells (a grid still running or interrupted has no runs.parquet yet)
+    runs = pd.concat([pd.read_parquet(f) for f in sorted(out.glob("cells/*/*.runs.parquet"))])
     cell = runs.groupby(["task", "variant"])["fit_seconds"].sum()
-    print(f"paper grid: {len(runs)} runs in {len(cell)} cells; fitting + metrics "
-          f"{cell.sum():.0f} s = {cell.sum() / 3600:.2f} h (sum over cells, each timed once)")
+    print(f"paper grid: {len(runs)} runs in {len(cell)} of 33 cells; fitting "
+          f"{cell.sum():.0f} s = {cell.sum() / 3600:.2f} h (sum over finished cells)")
     print(cell.unstack("task").round(0).to_string())
+    table = runs.groupby(["task", "variant"])[["train_accuracy", "test_accuracy"]].mean()
+    print(table.round(3).to_string())
 
 
 def main(argv=None) -> int:
