@@ -26,24 +26,20 @@ __all__ = ["map_cells", "client_for"]
 @contextmanager
 def client_for(scheduler):
     """A ``distributed.Client`` for ``scheduler`` (see the module docstring); closed on exit
-    unless it was passed in."""
-    from distributed import Client, LocalCluster  # noqa: PLC0415
+    unless it was passed in. The clients come from :func:`etl.aggregate.engine_dask.dask_client`,
+    the one place that starts or reaches clusters."""
+    from distributed import Client  # noqa: PLC0415
 
-    if isinstance(scheduler, Client):
-        yield scheduler
-        return
-    if scheduler == "local":
-        with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1,
-                          processes=True, dashboard_address=":0") as cluster, \
-                Client(cluster) as client:
-            yield client
-        return
-    if not isinstance(scheduler, str) or "://" not in scheduler:
+    from etl.aggregate.engine_dask import dask_client  # noqa: PLC0415
+
+    if not isinstance(scheduler, Client) and scheduler != "local" and (
+            not isinstance(scheduler, str) or "://" not in scheduler):
         from .errors import TrainingError  # noqa: PLC0415
 
         raise TrainingError(f"--dask-scheduler {scheduler!r}: expected 'local' or an address "
                             "such as tcp://127.0.0.1:8786")
-    with Client(scheduler, timeout="30s") as client:
+    with dask_client(None if scheduler == "local" else scheduler,
+                     n_workers=os.cpu_count() or 1) as client:
         yield client
 
 

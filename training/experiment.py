@@ -2,8 +2,8 @@
 
 For each task and variant the initial weights and the penalty come from the prior
 (:func:`~training.variants.build_variant`); the runs of a variant train together as batched
-models (:func:`~training.train.fit`, :func:`runs_per_batch` runs at a time); organization metrics are computed per run on the *effective*
-recurrent matrix. Seeds are explicit and recorded: trials use ``data_seed`` (the same trials for
+models (:func:`~training.train.fit`, :func:`runs_per_batch` runs at a time); organization
+metrics are computed per run on the *effective* recurrent matrix. Seeds are explicit and recorded: trials use ``data_seed`` (the same trials for
 every variant of a task), run ``r`` uses ``run_seed(seed, r)`` for its input/readout init, trial
 order and noise (shared across variants and tasks: common random numbers), and the initial
 recurrent matrices use ``init_seed`` (shared across variants, so ``W!`` permutes the same draws as
@@ -241,7 +241,7 @@ def train_cell(task: str, variant: str, arrays: dict[str, np.ndarray],
     w0, reg = build_variant(variant, **arrays, runs=config.runs, seed=init_seed,
                             protocol=config.protocol)
     step = runs_per_batch(config, n)
-    rows, curves, states, models = [], [], [], []
+    rows, curves, states = [], [], []
     for lo in range(0, config.runs, step):
         hi = min(config.runs, lo + step)
         t0 = time.perf_counter()
@@ -266,8 +266,7 @@ def train_cell(task: str, variant: str, arrays: dict[str, np.ndarray],
         curves.append(rec.assign(task=task, variant=variant, protocol=config.protocol,
                                  seed=[seeds[r] for r in rec["run"]]))
         states.append(res.model.state_dict())
-        models.append(res.model)
-    merged = BatchedRNN(ModelConfig(**{**asdict(models[0].config), "runs": config.runs}),
+    merged = BatchedRNN(ModelConfig(**{**asdict(res.model.config), "runs": config.runs}),
                         w0, seeds=seeds)
     merged.load_state_dict({k: torch.cat([s[k] for s in states]) for k in states[0]})
     runs = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
