@@ -163,7 +163,7 @@ def write_distance_dask(positions_um: np.ndarray, writer: ArtifactWriter, *, blo
     --------
     >>> write_distance_dask(pos, writer, scheduler="tcp://10.0.0.5:8786")  # doctest: +SKIP
     """
-    from etl.aggregate.engine_dask import dask_client  # noqa: PLC0415 (only with the dask engine)
+    from etl.cluster import dask_client  # noqa: PLC0415 (only with the dask engine)
 
     from .pipeline import write_distance  # noqa: PLC0415 (pipeline imports this module lazily)
 

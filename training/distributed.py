@@ -26,11 +26,11 @@ __all__ = ["map_cells", "client_for"]
 @contextmanager
 def client_for(scheduler):
     """A ``distributed.Client`` for ``scheduler`` (see the module docstring); closed on exit
-    unless it was passed in. The clients come from :func:`etl.aggregate.engine_dask.dask_client`,
+    unless it was passed in. The clients come from :func:`etl.cluster.dask_client`,
     the one place that starts or reaches clusters."""
     from distributed import Client  # noqa: PLC0415
 
-    from etl.aggregate.engine_dask import dask_client  # noqa: PLC0415
+    from etl.cluster import dask_client  # noqa: PLC0415
 
     if not isinstance(scheduler, Client) and scheduler != "local" and (
             not isinstance(scheduler, str) or "://" not in scheduler):

@@ -13,7 +13,6 @@ read correctly, but by one task.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,20 +23,19 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ..errors import EtlError, SourceError
+from ..cluster import dask_client
+from ..errors import SourceError
 from .engine_duckdb import _check_arrow_types, _csv_first_line
 from .inputs import SynapseFiles, pick_columns
 from .mapping import RootMap
 from .partial import aggregate_batch, combine, decode
 
-__all__ = ["aggregate_dask", "dask_client", "BATCH_ROWS"]
+__all__ = ["aggregate_dask", "BATCH_ROWS"]
 
 #: Rows per streamed batch (Parquet); CSV blocks are sized to about as many rows.
 BATCH_ROWS = 1 << 20
 _CSV_BLOCK = 16 << 20
 _FAN_IN = 8
-#: How long to wait for a given scheduler before giving up.
-CONNECT_TIMEOUT = "10s"
 
 
 @dataclass(frozen=True)
@@ -103,31 +101,6 @@ def _pick(parts: tuple[pd.DataFrame, ...], b: int) -> pd.DataFrame:
 
 def _combine_task(*parts: pd.DataFrame) -> pd.DataFrame:
     return combine(parts)
-
-
-@contextmanager
-def dask_client(scheduler=None, *, n_workers: int = 2, memory_limit: str = "2GiB"):
-    """A ``distributed.Client``: the given one, one connected to ``scheduler`` (an address), or one
-    on a fresh ``LocalCluster`` of ``n_workers`` single-threaded processes (closed on exit)."""
-    from distributed import Client, LocalCluster  # noqa: PLC0415
-
-    if isinstance(scheduler, Client):
-        yield scheduler
-        return
-    if scheduler:
-        try:
-            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
-        except (OSError, TimeoutError) as err:
-            raise EtlError(f"cannot reach the Dask scheduler at {scheduler}: {err}. Start one with "
-                           "`dask scheduler` (and workers with `dask worker ADDRESS`), or leave "
-                           "--dask-scheduler out for a local cluster") from err
-        with client:
-            yield client
-        return
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                      memory_limit=memory_limit, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
-        yield client
 
 
 def _spec(src: SynapseFiles) -> _Spec:

@@ -184,7 +184,7 @@ def test_errors_name_what_is_wrong(tmp_path, synth):
 
 
 def test_unreachable_scheduler_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr("etl.aggregate.engine_dask.CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr("etl.cluster.CONNECT_TIMEOUT", "1s")
     with pytest.raises(EtlError, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         synapses_to_connections(_hand_synapses(), NEURONS, engine="dask",
                                 scheduler="tcp://127.0.0.1:9")

@@ -9,7 +9,7 @@ import socket
 import numpy as np
 import pytest
 
-import etl.aggregate.engine_dask as engine_dask
+import etl.cluster as cluster
 from etl.cli import main
 from priors_store import load
 from priors_store.artifact import ArtifactWriter
@@ -147,7 +147,7 @@ def test_cli_refuses_dask_with_per_field(small_store, tmp_path, capsys):
 
 def test_cli_unreachable_scheduler_is_a_clear_error(small_store, tmp_path, capsys, monkeypatch):
     """A scheduler address where none listens: exit 2 naming the address, no artifact."""
-    monkeypatch.setattr(engine_dask, "CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
     with socket.socket() as s:  # a free port, closed again: nothing listens there
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
