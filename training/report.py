@@ -82,6 +82,8 @@ def write_report(out_dir: str | os.PathLike, runs: pd.DataFrame, summary: pd.Dat
     curves_path = out / "curves.parquet"
     curves = pd.read_parquet(curves_path) if curves_path.is_file() else None
     images = _plots(out, runs, summary, curves)
+    if _is_paper_field(prior_manifest, cfg):
+        images.append(_published_plot(out, summary))
     blocks = _blocks(runs, summary, stats, prior_manifest, cfg, images)
     _atomic(out / "report.md", lambda tmp: Path(tmp).write_text(_markdown(blocks)))
     _atomic(out / "report.html", lambda tmp: Path(tmp).write_text(_html(blocks)))
@@ -282,6 +284,34 @@ def _plots(out: Path, runs, summary, curves) -> list[tuple[str, str]]:
     images.append(_savefig(fig, out / "metrics.png", plt,
                            "Organization metrics per task and variant (non-diverged runs)"))
     return images
+
+
+def _published_plot(out: Path, summary: pd.DataFrame) -> tuple[str, str]:
+    """Per task, the study's published "accuracy" beside our train (noisy, as published) and
+    test accuracy, variant by variant (variants without a published value get no grey bar)."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    tasks = list(dict.fromkeys(summary["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.0 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        s = summary[summary["task"] == task]
+        x = np.arange(len(s))
+        pub = np.array([PUBLISHED_6_6_2.get(v, {}).get(task, np.nan) for v in s["variant"]])
+        ax.bar(x - 0.27, pub, 0.27, color="0.6", label="published")
+        ax.bar(x, s["train_accuracy_mean"].to_numpy(float), 0.27, color="tab:orange",
+               label="ours, train (noisy)")
+        ax.bar(x + 0.27, s["test_accuracy_mean"].to_numpy(float), 0.27, color="tab:blue",
+               label="ours, test")
+        ax.set_xticks(x, s["variant"], rotation=60, fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.axhline(0.5, color="k", lw=0.5, ls=":")
+        ax.set_title(f"{task}: published vs ours (mean of runs)")
+        ax.legend(fontsize=7, loc="lower left")
+    return _savefig(fig, out / "published.png", plt,
+                    "The study's published accuracy beside ours, per task and variant")
 
 
 def _savefig(fig, path: Path, plt, alt: str) -> tuple[str, str]:

@@ -73,6 +73,7 @@ def test_report_names_prior_and_synthetic(experiment, tiny):
     snap = prior.manifest["source_snapshot"]["snapshot_id"]
     assert f"tiny@{prior.version}" in md and snap in md and "SYNTHETIC" in md
     assert "Published table" not in md  # corrected protocol, synthetic prior
+    assert not (out / "published.png").exists()
     html = (out / "report.html").read_text()
     assert prior.version in html and "SYNTHETIC" in html and "<table" in html
     for png in ("accuracy.png", "curves.png", "metrics.png"):
@@ -89,6 +90,8 @@ def test_paper_table_beside_ours_for_blueprint_6_6_2(experiment, tmp_path):
     cfg = {"protocol": "paper"}
     md = write_report(tmp_path, runs, summarize(runs), {}, manifest, cfg).read_text()
     assert "Published table" in md and "0.948" in md and "SYNTHETIC" not in md
+    assert "![The study's published accuracy beside ours" in md
+    assert (tmp_path / "published.png").read_bytes()[:4] == b"\x89PNG"
     assert tuple(PUBLISHED_6_6_2) == VARIANTS and PUBLISHED_6_6_2["W*D*C*"]["T3"] == 0.880
 
 
