@@ -298,6 +298,8 @@ def _published_plot(out: Path, summary: pd.DataFrame) -> tuple[str, str]:
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.0 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         s = summary[summary["task"] == task]
+        s = s.sort_values("variant", key=lambda v: v.map(
+            lambda name: VARIANTS.index(name) if name in VARIANTS else len(VARIANTS)), kind="stable")
         x = np.arange(len(s))
         pub = np.array([PUBLISHED_6_6_2.get(v, {}).get(task, np.nan) for v in s["variant"]])
         ax.bar(x - 0.27, pub, 0.27, color="0.6", label="published")
@@ -306,10 +308,11 @@ def _published_plot(out: Path, summary: pd.DataFrame) -> tuple[str, str]:
         ax.bar(x + 0.27, s["test_accuracy_mean"].to_numpy(float), 0.27, color="tab:blue",
                label="ours, test")
         ax.set_xticks(x, s["variant"], rotation=60, fontsize=8)
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 1.2)
+        ax.set_yticks(np.linspace(0, 1, 6))
         ax.axhline(0.5, color="k", lw=0.5, ls=":")
         ax.set_title(f"{task}: published vs ours (mean of runs)")
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="upper center", ncol=3)
     return _savefig(fig, out / "published.png", plt,
                     "The study's published accuracy beside ours, per task and variant")
 
