@@ -95,6 +95,27 @@ def test_paper_table_beside_ours_for_blueprint_6_6_2(experiment, tmp_path):
     assert tuple(PUBLISHED_6_6_2) == VARIANTS and PUBLISHED_6_6_2["W*D*C*"]["T3"] == 0.880
 
 
+def test_experiment_config_passes_every_training_setting_to_fit():
+    """ExperimentConfig is the flat, user-facing config; the settings it shares with FitConfig
+    have the same defaults and all reach fit (a new FitConfig field must be wired through)."""
+    from dataclasses import fields
+
+    from training.experiment import _fit_config
+    from training.train import FitConfig
+
+    shared = {f.name for f in fields(FitConfig)} & {f.name for f in fields(ExperimentConfig)}
+    assert shared == {"epochs", "lr", "batch_size", "n_train", "n_val", "n_test",
+                      "positive_only"}
+    assert all(getattr(FitConfig(), k) == getattr(ExperimentConfig(), k) for k in shared)
+    changed = ExperimentConfig(epochs=3, lr=0.01, batch_size=16, n_train=64, n_val=32, n_test=48,
+                               positive_only=True)
+    fcfg = _fit_config(changed)
+    assert all(getattr(fcfg, k) == getattr(changed, k) for k in shared)
+    # the trials' seed derives from the master seed
+    assert _fit_config(ExperimentConfig(seed=1)).data_seed != _fit_config(
+        ExperimentConfig(seed=2)).data_seed
+
+
 def test_config_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown variant 'W\\*D'"):
         ExperimentConfig(variants=("W*D",))
