@@ -101,8 +101,40 @@ def grid(prior, out: Path, report_only: bool, scheduler: str | None) -> None:
     print(f"paper grid: {len(runs)} runs in {len(cell)} of 33 cells; fitting "
           f"{cell.sum():.0f} s = {cell.sum() / 3600:.2f} h (sum over finished cells)")
     print(cell.unstack("task").round(0).to_string())
+    missing = [f"{t} {v}" for t in cfg.tasks for v in cfg.variants if (t, v) not in cell.index]
+    if missing:
+        print(f"not finished ({len(missing)}): {', '.join(missing)}")
     table = runs.groupby(["task", "variant"])[["train_accuracy", "test_accuracy"]].mean()
     print(table.round(3).to_string())
+    for metric in ("train_accuracy", "test_accuracy"):
+        print(f"published pattern on {metric} (bio-initialized above W, WD, WDC; Mann-Whitney, "
+              "Holm over all pairs of the task):")
+        print(pattern_check(runs, metric).to_string(index=False))
+
+
+#: The study's claim (METHOD.md section 3): these variants clearly above those, on every task.
+ABOVE = ("W*D*C", "W*D*C*", "W*DC*", "W!D*C", "W!D*C*")
+BELOW = ("W", "WD", "WDC")
+
+
+def pattern_check(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per task and (above, below) pair present in ``runs``: the mean difference of ``metric``
+    and its Holm-adjusted two-sided p; ``holds`` when the difference is positive and p < 0.05."""
+    from training.stats import compare
+
+    res = compare(runs[~runs["diverged"].astype(bool)], metric)["tasks"]
+    rows = []
+    for task, t in res.items():
+        p = {frozenset((q["a"], q["b"])): q["p_holm"] for q in t["pairwise"]}
+        means = runs[runs["task"] == task].groupby("variant")[metric].mean()
+        for a in ABOVE:
+            for b in BELOW:
+                key = frozenset((a, b))
+                if key in p and p[key] is not None:
+                    diff = means[a] - means[b]
+                    rows.append({"task": task, "above": a, "below": b, "diff": round(diff, 3),
+                                 "p_holm": f"{p[key]:.1e}", "holds": diff > 0 and p[key] < 0.05})
+    return pd.DataFrame(rows, columns=["task", "above", "below", "diff", "p_holm", "holds"])
 
 
 def main(argv=None) -> int:
