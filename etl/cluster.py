@@ -9,12 +9,14 @@ worker processes that is closed on exit.
 from __future__ import annotations
 
 import os
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager, nullcontext
 
 from .errors import EtlError
 
-__all__ = ["CONNECT_TIMEOUT", "MALLOC_TRIM_ENV", "dask_client"]
+__all__ = ["CONNECT_TIMEOUT", "MALLOC_TRIM_ENV", "SCHEDULER_ENV", "dask_client"]
 
+#: Environment variable naming a scheduler address for every ``--dask-scheduler`` default.
+SCHEDULER_ENV = "CXP_DASK_SCHEDULER"
 #: How long to wait for a given scheduler before giving up.
 CONNECT_TIMEOUT = "10s"
 #: The glibc variable Dask's nanny sets in its workers (65536) so that freed memory is returned to
@@ -55,14 +57,11 @@ def dask_client(scheduler=None, *, n_workers: int = 2, memory_limit: str = "2GiB
         with client:
             yield client
         return
-    with ExitStack() as stack:
-        if not trim_memory:
-            stack.enter_context(_without_malloc_trim())
+    with nullcontext() if trim_memory else _without_malloc_trim():  # only while workers spawn
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                memory_limit=memory_limit, dashboard_address=":0")
-        stack.close()  # the workers have started; the environment is restored
-        with cluster, Client(cluster) as client:
-            yield client
+    with cluster, Client(cluster) as client:
+        yield client
 
 
 @contextmanager

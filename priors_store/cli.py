@@ -8,7 +8,7 @@ import os
 
 import pandas as pd
 
-from etl.aggregate.cli import SCHEDULER_ENV
+from etl.cluster import SCHEDULER_ENV
 from etl.store import Store
 
 from .pipeline import DeriveParams, build, build_per_field

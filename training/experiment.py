@@ -3,11 +3,11 @@
 For each task and variant the initial weights and the penalty come from the prior
 (:func:`~training.variants.build_variant`); the runs of a variant train together as batched
 models (:func:`~training.train.fit`, :func:`runs_per_batch` runs at a time); organization
-metrics are computed per run on the *effective* recurrent matrix. Seeds are explicit and recorded: trials use ``data_seed`` (the same trials for
-every variant of a task), run ``r`` uses ``run_seed(seed, r)`` for its input/readout init, trial
-order and noise (shared across variants and tasks: common random numbers), and the initial
-recurrent matrices use ``init_seed`` (shared across variants, so ``W!`` permutes the same draws as
-``W*``).
+metrics are computed per run on the *effective* recurrent matrix. Seeds are explicit and
+recorded: trials use ``data_seed`` (the same trials for every variant of a task), run ``r`` uses
+``run_seed(seed, r)`` for its input/readout init, trial order and noise (shared across variants
+and tasks: common random numbers), and the initial recurrent matrices use ``init_seed`` (shared
+across variants, so ``W!`` permutes the same draws as ``W*``).
 """
 
 from __future__ import annotations

@@ -231,12 +231,17 @@ def _html(blocks) -> str:
 
 # --- plots ----------------------------------------------------------------------------------
 
-def _plots(out: Path, runs, summary, curves) -> list[tuple[str, str]]:
+def _pyplot():
     import matplotlib  # noqa: PLC0415 (only when a report is written)
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
+    return plt
+
+
+def _plots(out: Path, runs, summary, curves) -> list[tuple[str, str]]:
+    plt = _pyplot()
     images = []
     tasks = list(dict.fromkeys(summary["task"]))
 
@@ -289,17 +294,13 @@ def _plots(out: Path, runs, summary, curves) -> list[tuple[str, str]]:
 def _published_plot(out: Path, summary: pd.DataFrame) -> tuple[str, str]:
     """Per task, the study's published "accuracy" beside our train (noisy, as published) and
     test accuracy, variant by variant (variants without a published value get no grey bar)."""
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
+    plt = _pyplot()
+    rank = {v: i for i, v in enumerate(VARIANTS)}  # canonical order; controls after
     tasks = list(dict.fromkeys(summary["task"]))
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.0 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        s = summary[summary["task"] == task]
-        s = s.sort_values("variant", key=lambda v: v.map(
-            lambda name: VARIANTS.index(name) if name in VARIANTS else len(VARIANTS)), kind="stable")
+        s = summary[summary["task"] == task].sort_values(
+            "variant", key=lambda col: col.map(lambda v: rank.get(v, len(rank))), kind="stable")
         x = np.arange(len(s))
         pub = np.array([PUBLISHED_6_6_2.get(v, {}).get(task, np.nan) for v in s["variant"]])
         ax.bar(x - 0.27, pub, 0.27, color="0.6", label="published")

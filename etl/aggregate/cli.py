@@ -11,12 +11,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..cluster import SCHEDULER_ENV
 from ..errors import CxpError, SourceError
 
-__all__ = ["register", "run_aggregate", "run_synth", "SCHEDULER_ENV"]
-
-#: Environment variable naming a Dask scheduler address (default of ``--dask-scheduler``).
-SCHEDULER_ENV = "CXP_DASK_SCHEDULER"
+__all__ = ["register", "run_aggregate", "run_synth"]
 
 
 def register(sub: argparse._SubParsersAction, add_store) -> None:
