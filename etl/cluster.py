@@ -40,7 +40,7 @@ def dask_client(scheduler=None, *, n_workers: int = 2, memory_limit: str = "2GiB
     Raises
     ------
     EtlError
-        The address does not answer within :data:`CONNECT_TIMEOUT`.
+        ``scheduler`` is not an address, or does not answer within :data:`CONNECT_TIMEOUT`.
     """
     from distributed import Client, LocalCluster  # noqa: PLC0415 (dask only when asked for)
 
@@ -50,10 +50,12 @@ def dask_client(scheduler=None, *, n_workers: int = 2, memory_limit: str = "2GiB
     if scheduler:
         try:
             client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except ValueError as err:  # distributed's address parser
+            raise EtlError(f"{scheduler!r} is not a Dask scheduler address ({err}); expected one "
+                           "such as tcp://127.0.0.1:8786") from err
         except (OSError, TimeoutError) as err:
             raise EtlError(f"cannot reach the Dask scheduler at {scheduler}: {err}. Start one with "
-                           "`dask scheduler` (and workers with `dask worker ADDRESS`), or leave "
-                           "--dask-scheduler out for a local cluster") from err
+                           "`dask scheduler` (and workers with `dask worker ADDRESS`)") from err
         with client:
             yield client
         return

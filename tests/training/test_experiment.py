@@ -232,5 +232,5 @@ def test_bad_scheduler_address_is_a_clear_error(experiment, tmp_path):
     from training.errors import TrainingError
 
     prior, _, _ = experiment
-    with pytest.raises(TrainingError, match="expected 'local' or an address"):
+    with pytest.raises(TrainingError, match="'nowhere' is not a Dask scheduler address .* or 'local' for a local cluster"):
         run_experiment(prior, replace(CFG, seed=11), out_dir=tmp_path, scheduler="nowhere")
