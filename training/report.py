@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from etl.version import code_version
+
 from .experiment import _atomic
 from .variants import VARIANTS
 
@@ -116,7 +118,9 @@ def _blocks(runs, summary, stats, manifest, cfg, images) -> list[tuple]:
         ("snapshot id", snap.get("snapshot_id")), ("source", snap.get("source")),
         ("synthetic", "YES (SYNTHETIC)" if synthetic else "no"),
         ("materialization version", snap.get("materialization_version")),
-        ("content hash", snap.get("content_hash")), ("code version", manifest.get("code_version")),
+        ("content hash", snap.get("content_hash")),
+        ("prior built by", manifest.get("code_version")),
+        ("report written by", code_version()),
     ], columns=["field", "value"])
     b.append(("table", prov))
     b.append(("h", 2, "Configuration"))

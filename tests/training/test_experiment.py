@@ -12,6 +12,7 @@ import torch
 
 import priors_store
 from etl.pipeline import run_etl
+from etl.version import code_version
 from etl.sources.synthetic import SyntheticConfig
 from priors_store.pipeline import DeriveParams
 from priors_store.population import Population
@@ -72,6 +73,8 @@ def test_report_names_prior_and_synthetic(experiment, tiny):
     md = path.read_text()
     snap = prior.manifest["source_snapshot"]["snapshot_id"]
     assert f"tiny@{prior.version}" in md and snap in md and "SYNTHETIC" in md
+    assert f"| prior built by | {prior.manifest['code_version']} |" in md
+    assert f"| report written by | {code_version()} |" in md
     assert "Published table" not in md  # corrected protocol, synthetic prior
     assert not (out / "published.png").exists()
     html = (out / "report.html").read_text()
