@@ -147,6 +147,18 @@ def test_session_and_scan_from_the_file_name_when_metadata_lacks_them(tmp_path):
     assert set(fu.column("session").to_pylist()) == {6} and set(fu.column("scan_idx").to_pylist()) == {2}
 
 
+def test_a_field_whose_rois_match_no_cell_writes_and_reads(tmp_path):
+    """The synthetic writer handles a field without any CAVE id (hdmf cannot type an all-empty
+    ragged column), and the reader keeps its units with a null root id."""
+    events = [np.array([4, 10]), np.array([6]), np.array([8, 20])]
+    field = SynthField(2, np.arange(1, 4), events, pt_root_id=np.zeros(3, dtype=np.int64),
+                       pt_position=np.zeros((3, 3)))
+    path = write_scan_file(tmp_path / dandi_name(4, 7), [field], session=4, scan_idx=7, n_frames=40)
+    fu = read_nwb(path).tables["functional_units"]
+    assert fu.column("unit_id").to_pylist() == [1, 2, 3]
+    assert fu.column("root_id").null_count == 3
+
+
 def test_metadata_and_name_that_disagree_are_refused(tmp_path):
     path = write_scan_file(tmp_path / dandi_name(6, 2), scan_fields(4), session=6, scan_idx=3, n_frames=60)
     with pytest.raises(NwbLayoutError, match=r"session_id '6-scan-3' says session/scan \(6, 3\) but the "

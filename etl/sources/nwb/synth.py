@@ -138,6 +138,10 @@ def write_scan_file(path: str | os.PathLike, fields: Sequence[SynthField], *, se
             for name in ("pt_supervoxel_id", "pt_root_id", "pt_x_position", "pt_y_position",
                          "pt_z_position"):
                 ps.add_column(name, f"{name} from CAVE materialization 343 (SYNTHETIC)")
+        # hdmf cannot type a ragged column whose every row is empty: a field that matches no cell
+        # (possible in synthetic files only) goes without it; the reader does not use it
+        cave_ids = structural and bool(np.any(np.asarray(spec.pt_root_id) != 0))
+        if cave_ids:
             ps.add_column("cave_ids", "CAVE ids of the matched cells (ragged)", index=True)
         kinds = spec.mask_type or ["soma"] * n
         pos = spec.pt_position if spec.pt_position is not None else np.zeros((n, 3))
@@ -148,7 +152,9 @@ def write_scan_file(path: str | os.PathLike, fields: Sequence[SynthField], *, se
                 root = int(spec.pt_root_id[j])
                 row.update(pt_supervoxel_id=root // 7 if root else 0, pt_root_id=root,
                            pt_x_position=int(pos[j, 0]), pt_y_position=int(pos[j, 1]),
-                           pt_z_position=int(pos[j, 2]), cave_ids=[root] if root else [])
+                           pt_z_position=int(pos[j, 2]))
+                if cave_ids:
+                    row["cave_ids"] = [root] if root else []
             ps.add_row(**row)
         region = ps.create_roi_table_region(region=list(range(n)), description=f"all rois in field {spec.field}")
         stamps[spec.field] = _timestamps(spec, n_frames, frame_rate_hz, len(fields))
