@@ -12,8 +12,8 @@ import torch
 
 import priors_store
 from etl.pipeline import run_etl
-from etl.version import code_version
 from etl.sources.synthetic import SyntheticConfig
+from etl.version import code_version
 from priors_store.pipeline import DeriveParams
 from priors_store.population import Population
 from training.experiment import RUN_COLUMNS, ExperimentConfig, run_experiment, run_seed
@@ -235,5 +235,6 @@ def test_bad_scheduler_address_is_a_clear_error(experiment, tmp_path):
     from training.errors import TrainingError
 
     prior, _, _ = experiment
-    with pytest.raises(TrainingError, match="'nowhere' is not a Dask scheduler address .* or 'local' for a local cluster"):
+    with pytest.raises(TrainingError, match="'nowhere' is not a Dask scheduler address .* "
+                                            "or 'local' for a local cluster"):
         run_experiment(prior, replace(CFG, seed=11), out_dir=tmp_path, scheduler="nowhere")
