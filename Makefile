@@ -10,10 +10,11 @@ STORE  ?= $(CURDIR)/.cxp/store
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/requirements-schemas.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --no-deps -r tests/requirements-schemas.txt
 	touch $(STAMP)
 
 run: setup
