@@ -31,9 +31,9 @@ import pandas as pd
 import psutil
 import pyarrow.parquet as pq
 
-from etl.aggregate import synapses_to_connections
-from etl.sources.export_header import read_header
-from etl.sources.synapse_synth import SynapseSynthConfig, write_synthetic_synapses
+from connectome_priors.etl.aggregate import synapses_to_connections
+from connectome_priors.etl.sources.export_header import read_header
+from connectome_priors.testing.synapse_synth import SynapseSynthConfig, write_synthetic_synapses
 
 
 class PeakRSS:

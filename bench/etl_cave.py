@@ -1,6 +1,6 @@
 """Rows per second ingested by `cxp etl --source cave` from a local stand-in CAVE server.
 
-Starts the stand-in (``python -m etl.sources.cave.standin``, synthetic minnie65-shaped data, the
+Starts the stand-in (``python -m connectome_priors.testing.cave_standin``, synthetic minnie65-shaped data, the
 real engine's 200,000-row cap) in its own process, then runs the real console command against it
 over loopback into a fresh temporary store, with the unmodified caveclient. The synapse pull is
 over 1M rows among the selected neurons, so capped chunks are split on the way. Prints wall time,
@@ -42,7 +42,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="cxp-bench-cave-"))
     env = {**os.environ, "HOME": str(work / "home"), "PYTHONPATH": str(REPO)}
     env.pop("CXP_CAVE_TOKEN", None)
-    server = subprocess.Popen([sys.executable, "-m", "etl.sources.cave.standin", "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "connectome_priors.testing.cave_standin", "--port", str(port),
                                "--cells", str(args.cells), "--synapses", str(args.synapses)],
                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)

@@ -27,7 +27,7 @@ import numpy as np
 
 READ = """
 import sys, time
-from etl.sources.nwb import read_nwb
+from connectome_priors.etl.sources.nwb import read_nwb
 t = time.perf_counter()
 out = read_nwb(sys.argv[1])
 print(f"{time.perf_counter() - t:.2f} {out.tables['spikes'].num_rows} {out.report['events']}")
@@ -56,7 +56,7 @@ def measured(cmd: list[str]) -> tuple[float, float, str]:
 
 
 def ensure_file(folder: Path, *, fields: int, rois: int, frames: int) -> Path:
-    from etl.sources.nwb.synth import SynthField, dandi_name, write_scan_file  # noqa: PLC0415
+    from connectome_priors.testing.nwb_writer import SynthField, dandi_name, write_scan_file  # noqa: PLC0415
 
     path = folder / f"f{fields}_r{rois}_t{frames}" / dandi_name(9, 9, subject="bench")
     if path.is_file():

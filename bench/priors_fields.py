@@ -18,8 +18,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from etl.pipeline import run_etl
-from priors_store import DeriveParams, build_per_field
+from connectome_priors.etl.pipeline import run_etl
+from connectome_priors.priors_store import DeriveParams, build_per_field
 
 REPO = Path(__file__).resolve().parent.parent
 

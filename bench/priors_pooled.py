@@ -29,7 +29,7 @@ from pathlib import Path
 LOAD = """
 import sys, time
 t = time.perf_counter()
-from priors_store import load
+from connectome_priors.priors_store import load
 imported = time.perf_counter() - t
 t = time.perf_counter()
 prior = load("pooled", root=sys.argv[1])

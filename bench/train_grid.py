@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def build_prior(store: Path, name: str):
-    import priors_store
-    from etl.pipeline import run_etl
-    from priors_store.population import Population
+    from connectome_priors import priors_store
+    from connectome_priors.etl.pipeline import run_etl
+    from connectome_priors.priors_store.population import Population
 
     if not (store / "artifacts" / name).exists():
         data = ROOT.parent / "shared" / "data" / "cortical-blueprint"
@@ -49,7 +49,8 @@ def build_prior(store: Path, name: str):
 
 
 def side_by_side(prior, cells, runs, epochs, repeats) -> pd.DataFrame:
-    from training.experiment import ExperimentConfig, run_experiment, runs_per_batch
+    from connectome_priors.training.config import ExperimentConfig, FitConfig
+    from connectome_priors.training.experiment import run_experiment, runs_per_batch
 
     n = len(prior)
     auto = runs_per_batch(ExperimentConfig(runs=runs), n)
@@ -59,8 +60,8 @@ def side_by_side(prior, cells, runs, epochs, repeats) -> pd.DataFrame:
         for task, variant in cells:
             for mode, k in modes.items():
                 cfg = ExperimentConfig(tasks=(task,), variants=(variant,), runs=runs,
-                                       epochs=epochs, protocol="paper", runs_per_batch=k,
-                                       n_null=1)
+                                       fit=FitConfig(epochs=epochs), protocol="paper",
+                                       runs_per_batch=k, n_null=1)
                 with tempfile.TemporaryDirectory() as out:
                     t = time.perf_counter()
                     run_experiment(prior, cfg, out_dir=out)
@@ -73,7 +74,7 @@ def side_by_side(prior, cells, runs, epochs, repeats) -> pd.DataFrame:
 
 
 def expm_speed(n: int, repeats: int = 10) -> tuple[float, float]:
-    from training.expm import expm
+    from connectome_priors.training.expm import expm
 
     w = (torch.rand(1, n, n, generator=torch.Generator().manual_seed(0)) * 0.01).requires_grad_()
     times = {}
@@ -87,7 +88,8 @@ def expm_speed(n: int, repeats: int = 10) -> tuple[float, float]:
 
 
 def grid(prior, out: Path, report_only: bool, scheduler: str | None) -> None:
-    from training.experiment import ExperimentConfig, run_experiment
+    from connectome_priors.training.config import ExperimentConfig
+    from connectome_priors.training.experiment import run_experiment
 
     cfg = ExperimentConfig(protocol="paper")  # 3 tasks x 11 variants x 20 runs x 10 epochs
     if not report_only:
@@ -120,7 +122,7 @@ BELOW = ("W", "WD", "WDC")
 def pattern_check(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per task and (above, below) pair present in ``runs``: the mean difference of ``metric``
     and its Holm-adjusted two-sided p; ``holds`` when the difference is positive and p < 0.05."""
-    from training.stats import compare
+    from connectome_priors.training.stats import compare
 
     res = compare(runs[~runs["diverged"].astype(bool)], metric)["tasks"]
     rows = []
@@ -164,7 +166,7 @@ def main(argv=None) -> int:
             return 0
         old, new = expm_speed(n)
         print(f"expm forward+backward at N={n}: torch.linalg.matrix_exp {old * 1e3:.1f} ms, "
-              f"training.expm {new * 1e3:.1f} ms ({old / new:.1f}x)")
+              f"connectome_priors.training.expm {new * 1e3:.1f} ms ({old / new:.1f}x)")
         cells = [tuple(c.split(":")) for c in args.cells.split(",")]
         print(f"side by side: {args.runs} runs x {args.epochs} epoch(s), paper protocol, "
               "5,120 training trials")

@@ -1,20 +1,13 @@
 """ETL stage: extract MICrONS tables from a source, validate them against ``schemas/``, and load
 them as one atomic snapshot into the neuron store (DuckDB file + Parquet raw layer)."""
 
-from .config import STORE_ENV, StoreConfig, default_store_dir
-from .contracts import validate_table, validate_tables
-from .errors import (CxpError, EtlError, FieldCheckError, ReadOnlyError, SourceError, StoreError,
-                     UnsafeFileError, ValidationError)
-from .pipeline import extract, run_etl
-from .store import Store, content_hash
-from .tables import Source, SourceTables
+from connectome_priors.kernel.lazy import lazy_exports
 
-__all__ = [
-    "CxpError", "EtlError", "FieldCheckError", "ReadOnlyError", "SourceError", "StoreError",
-    "UnsafeFileError", "ValidationError",
-    "STORE_ENV", "StoreConfig", "default_store_dir",
-    "Source", "SourceTables",
-    "Store", "content_hash",
-    "extract", "run_etl",
-    "validate_table", "validate_tables",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "config": ("STORE_ENV", "StoreConfig", "default_store_dir",),
+    "contracts": ("validate_table", "validate_tables",),
+    "errors": ("CxpError", "EtlError", "FieldCheckError", "ReadOnlyError", "SourceError", "StoreError", "UnsafeFileError", "ValidationError",),
+    "pipeline": ("extract", "run_etl",),
+    "store": ("Store", "content_hash",),
+    "tables": ("Source", "SourceTables",),
+})

@@ -1,4 +1,5 @@
-"""``cxp``: the command-line face of connectome-priors (a thin layer over the library)."""
+"""``cxp etl``, ``cxp status``, ``cxp sql``, ``cxp refresh`` and ``cxp aggregate``: the ETL stage's
+commands (a thin layer over the library), registered by :mod:`connectome_priors.cli`."""
 
 from __future__ import annotations
 
@@ -9,29 +10,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import STORE_ENV
-from .errors import CxpError
+from connectome_priors.kernel.errors import CxpError
+
+from .aggregate import cli as aggregate_cli
 from .pipeline import run_etl
 from .sources.cave import cli as cave_cli
 from .sources.nwb.cli import add_arguments as add_nwb_arguments
 from .sources.nwb.cli import resolve_arguments as resolve_nwb_arguments
 from .store import Store
 
-__all__ = ["main", "build_parser"]
+__all__ = ["register"]
 
 
-def _add_store(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", metavar="DIR", default=None,
-                   help=f"store directory (default: ${STORE_ENV}, else "
-                        "~/.local/share/connectome-priors/store)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``cxp`` argument parser."""
-    parser = argparse.ArgumentParser(prog="cxp", description="Connectome priors: MICrONS structure "
-                                     "and activity -> versioned prior artifacts.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def register(sub: argparse._SubParsersAction, add_store) -> None:
+    """Add the ETL stage's commands to the ``cxp`` parser."""
     etl = sub.add_parser("etl", help="extract a source into the neuron store (one snapshot)")
     etl.add_argument("--source", choices=["synthetic", "blueprint", "cave", "files", "nwb"],
                      default="synthetic",
@@ -46,14 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="blueprint: abort on a failing field (strict) or skip and report it")
     etl.add_argument("--fields", default=None, help="blueprint: comma-separated fields, e.g. 6_6_2,5_6_8")
     etl.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    _add_store(etl)
+    add_store(etl)
     add_nwb_arguments(etl)
     cave_cli.add_arguments(etl)
-    cave_cli.register_refresh(sub, _add_store)
+    etl.set_defaults(handler=_cmd_etl)
+    cave_cli.register_refresh(sub, add_store)
+    sub.choices["refresh"].set_defaults(handler=cave_cli.run_refresh)
 
     status = sub.add_parser("status", help="list snapshots with row counts")
     status.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    _add_store(status)
+    add_store(status)
+    status.set_defaults(handler=_cmd_status)
 
     sql = sub.add_parser("sql", help="run a read-only SQL query over the store")
     sql.add_argument("query", help='e.g. "SELECT count(*) FROM functional_units"')
@@ -61,18 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="snapshot id the tables refer to; 'all' for every snapshot (default: latest)")
     sql.add_argument("--format", choices=["table", "csv", "parquet"], default="table")
     sql.add_argument("--out", default=None, help="write the result here (required for parquet)")
-    _add_store(sql)
+    add_store(sql)
+    sql.set_defaults(handler=_cmd_sql)
 
-    from priors_store.cli import register  # noqa: PLC0415 (the next stage adds its own commands)
-
-    register(sub, _add_store)
-    from training.cli import register as register_train  # noqa: PLC0415
-
-    register_train(sub, _add_store)
-    from .aggregate.cli import register as register_aggregate  # noqa: PLC0415
-
-    register_aggregate(sub, _add_store)
-    return parser
+    aggregate_cli.register(sub, add_store)
 
 
 def _emit(df: pd.DataFrame, fmt: str, out: str | None) -> None:
@@ -129,31 +116,3 @@ def _cmd_status(args: argparse.Namespace) -> None:
 
 def _cmd_sql(args: argparse.Namespace) -> None:
     _emit(Store(args.store).sql(args.query, snapshot=args.snapshot), args.format, args.out)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``cxp`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    from priors_store.cli import run as run_priors  # noqa: PLC0415
-    from training.cli import run as run_train  # noqa: PLC0415
-
-    handlers = {"etl": _cmd_etl, "status": _cmd_status, "sql": _cmd_sql,
-                "refresh": cave_cli.run_refresh, "priors": run_priors,
-                "train": run_train}
-    from .aggregate.cli import run_aggregate, run_synth  # noqa: PLC0415
-
-    handlers.update({"aggregate": run_aggregate, "synth-synapses": run_synth})
-    try:
-        handlers[args.command](args)
-    except CxpError as err:
-        print(f"cxp {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"cxp {args.command}: interrupted; the store is unchanged by the unfinished step",
-              file=sys.stderr)
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,5 @@
-"""Where the neuron store lives, resolved once: argument > environment variable > default."""
+"""Where the neuron store lives: the kernel's ``store`` setting (argument > ``$CXP_STORE`` > config
+file > default)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,18 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from connectome_priors.kernel.settings import env_name, resolve
+
 __all__ = ["STORE_ENV", "StoreConfig", "default_store_dir"]
 
 #: Environment variable that overrides the default store directory.
-STORE_ENV = "CXP_STORE"
+STORE_ENV = env_name("store")
 
 
 def default_store_dir() -> Path:
-    """``$CXP_STORE`` if set, else ``$XDG_DATA_HOME/connectome-priors/store``
-    (``~/.local/share/connectome-priors/store``)."""
-    env = os.environ.get(STORE_ENV)
-    if env:
-        return Path(env).expanduser()
-    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return data_home / "connectome-priors" / "store"
+    """``$CXP_STORE`` if set, else the config file's ``store``, else
+    ``$XDG_DATA_HOME/connectome-priors/store`` (``~/.local/share/connectome-priors/store``)."""
+    return resolve("store")
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class StoreConfig:
     @classmethod
     def resolve(cls, directory: str | os.PathLike | None = None) -> StoreConfig:
         """Use ``directory`` if given, else :func:`default_store_dir`."""
-        return cls(Path(directory).expanduser() if directory is not None else default_store_dir())
+        return cls(resolve("store", directory))
 
     @property
     def database(self) -> Path:

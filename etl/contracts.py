@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas import STORE_TABLES, store_contract
+from connectome_priors.schemas import STORE_TABLES, store_contract
 
 from .errors import ValidationError
 

@@ -1,10 +1,12 @@
 """Exceptions of the ETL stage.
 
-Every exception of the package derives from :class:`CxpError`; each carries the facts of the failure
+Every exception of the package derives from the kernel's :class:`CxpError`; each carries the facts of the failure
 as attributes so callers can branch on them without parsing messages.
 """
 
 from __future__ import annotations
+
+from connectome_priors.kernel.errors import CxpError
 
 __all__ = [
     "CxpError",
@@ -16,10 +18,6 @@ __all__ = [
     "StoreError",
     "ReadOnlyError",
 ]
-
-
-class CxpError(Exception):
-    """Root of every connectome-priors error."""
 
 
 class EtlError(CxpError):

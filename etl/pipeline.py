@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from schemas import STORE_TABLES
+from connectome_priors.schemas import STORE_TABLES
 
 from .errors import EtlError
 from .sources.blueprint import Mode, read_blueprint

@@ -26,13 +26,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas import STORE_TABLES, store_contract
+from connectome_priors.schemas import STORE_TABLES, store_contract
 
 from .config import StoreConfig
 from .contracts import validate_tables
 from .errors import ReadOnlyError, StoreError
 from .tables import SourceTables
-from .version import code_version
+from connectome_priors.kernel.version import code_version
 
 __all__ = ["Store", "content_hash"]
 

@@ -11,17 +11,14 @@ Examples
 >>> prior["distance_um"], prior.get("connectome", as_="torch")    # doctest: +SKIP
 """
 
-from .pipeline import DeriveParams, build, build_per_field
-from .config import ARTIFACTS_ENV, artifact_root
-from .diff import diff
-from .errors import ArtifactIntegrityError, ArtifactNotFoundError, PopulationError, PriorsError
-from .export import export
-from .load import Prior, list_artifacts, load, verify
-from .population import Population, resolve
+from connectome_priors.kernel.lazy import lazy_exports
 
-__all__ = [
-    "ARTIFACTS_ENV", "artifact_root",
-    "ArtifactIntegrityError", "ArtifactNotFoundError", "PopulationError", "PriorsError",
-    "DeriveParams", "Population", "Prior",
-    "build", "build_per_field", "diff", "export", "list_artifacts", "load", "resolve", "verify",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "pipeline": ("DeriveParams", "build", "build_per_field",),
+    "config": ("ARTIFACTS_ENV", "artifact_root",),
+    "diff": ("diff",),
+    "errors": ("ArtifactIntegrityError", "ArtifactNotFoundError", "PopulationError", "PriorsError",),
+    "export": ("export",),
+    "load": ("Prior", "list_artifacts", "load", "verify",),
+    "population": ("Population", "resolve",),
+})

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from etl.version import code_version
+from connectome_priors.kernel.version import code_version
 
 from .errors import ArtifactIntegrityError, PriorsError
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 import pandas as pd
 
-from etl.cluster import SCHEDULER_ENV
-from etl.store import Store
+from connectome_priors.kernel.settings import env_name
+from connectome_priors.etl.store import Store
 
 from .pipeline import DeriveParams, build, build_per_field
 from .config import ARTIFACTS_ENV, artifact_root
@@ -27,6 +26,7 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     """Add the ``priors`` command group to the ``cxp`` parser."""
     priors = sub.add_parser("priors", help="derive, publish, verify, load and export prior artifacts")
     psub = priors.add_subparsers(dest="priors_command", required=True)
+    priors.set_defaults(handler=run)
 
     def common(p: argparse.ArgumentParser) -> None:
         add_store(p)
@@ -54,9 +54,10 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     b.add_argument("--engine", choices=list(ENGINES), default="local",
                    help="local (this process, default) or dask (distance row blocks on a Dask "
                         "cluster; same artifact, same version)")
-    b.add_argument("--dask-scheduler", default=os.environ.get(SCHEDULER_ENV), metavar="ADDR",
-                   help=f"with --engine dask: tcp://HOST:PORT of an existing scheduler (default "
-                        f"${SCHEDULER_ENV}, else a LocalCluster of 2 worker processes)")
+    b.add_argument("--dask-scheduler", default=None, metavar="ADDR",
+                   help=f"with --engine dask: 'local' or tcp://HOST:PORT of an existing scheduler "
+                        f"(default ${env_name('dask_scheduler')}, else a LocalCluster of 2 worker "
+                        "processes)")
     b.add_argument("--no-progress", action="store_true", help="hide progress bars")
     common(b)
 

@@ -1,28 +1,21 @@
-"""Where prior artifacts live, resolved once: argument > environment variable > default."""
+"""Where prior artifacts live: the kernel's ``artifacts`` setting, defaulting beside the store."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from etl.config import default_store_dir
+from connectome_priors.kernel.settings import env_name, resolve
 
 __all__ = ["ARTIFACTS_ENV", "artifact_root"]
 
 #: Environment variable that overrides the default artifact root.
-ARTIFACTS_ENV = "CXP_ARTIFACTS"
+ARTIFACTS_ENV = env_name("artifacts")
 
 
 def artifact_root(root: str | os.PathLike | None = None, *,
                   store: str | os.PathLike | None = None) -> Path:
-    """``root`` if given, else ``$CXP_ARTIFACTS``, else ``<store directory>/artifacts``.
-
-    The store directory is ``store`` or the default store (``$CXP_STORE``, see :mod:`etl.config`).
-    """
-    if root is not None:
-        return Path(root).expanduser()
-    env = os.environ.get(ARTIFACTS_ENV)
-    if env:
-        return Path(env).expanduser()
-    base = Path(store).expanduser() if store is not None else default_store_dir()
-    return base / "artifacts"
+    """``root`` if given, else ``$CXP_ARTIFACTS``, else the config file's ``artifacts``, else
+    ``<store directory>/artifacts`` (``store``, or the ``store`` setting, see
+    :mod:`connectome_priors.kernel.settings`)."""
+    return resolve("artifacts", root, default=lambda: resolve("store", store) / "artifacts")

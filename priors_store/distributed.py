@@ -163,12 +163,10 @@ def write_distance_dask(positions_um: np.ndarray, writer: ArtifactWriter, *, blo
     --------
     >>> write_distance_dask(pos, writer, scheduler="tcp://10.0.0.5:8786")  # doctest: +SKIP
     """
-    from etl.cluster import dask_client  # noqa: PLC0415 (only with the dask engine)
+    from connectome_priors.kernel.dask import dask_client  # noqa: PLC0415 (only with the dask engine)
 
     from .pipeline import write_distance  # noqa: PLC0415 (pipeline imports this module lazily)
 
-    if isinstance(scheduler, str) and scheduler == "local":
-        scheduler = None
     with dask_client(scheduler, n_workers=n_workers, memory_limit=memory_limit) as client:
         write_distance(positions_um, writer, block=block,
                        blocks=distance_blocks(client, positions_um, block=block, progress=progress))

@@ -21,7 +21,7 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from etl.store import Store
+from connectome_priors.etl.store import Store
 
 from . import derive
 from .artifact import ArtifactWriter

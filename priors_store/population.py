@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from etl.store import Store
+from connectome_priors.etl.store import Store
 
 from .errors import PopulationError
 

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from etl.tables import SourceTables
+from connectome_priors.etl.tables import SourceTables
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("CXP_SHARED_DATA", REPO.parent / "shared" / "data"))

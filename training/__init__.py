@@ -10,9 +10,7 @@ Names are imported on first use (PEP 562), so ``cxp`` commands that do not train
 importing torch.
 """
 
-from __future__ import annotations
-
-import importlib
+from connectome_priors.kernel.lazy import lazy_exports
 
 _EXPORTS = {
     "errors": ("TrainingError", "UnknownTaskError", "UnknownVariantError"),
@@ -30,18 +28,5 @@ _EXPORTS = {
     "stats": ("summarize", "compare", "holm"),
     "report": ("write_report",),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = [name for names in _EXPORTS.values() for name in names]
-
-
-def __getattr__(name: str):
-    if name in _MODULE_OF:
-        value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

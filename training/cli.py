@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 import time
 from pathlib import Path
 
-from etl.store import Store
+from connectome_priors.etl.store import Store
 
+from .config import ExperimentConfig, FitConfig
 from .errors import TrainingError
+
+#: Defaults come from the dataclasses (ExperimentConfig() itself would import torch to validate).
+_E = {f.name: f.default for f in fields(ExperimentConfig)}
+_F = FitConfig()
 
 __all__ = ["register", "run", "parse_variants"]
 
@@ -23,15 +29,24 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
                    help="'all' (the eleven in canonical order, plus the controls WdiagD*C, "
                         "WoffD*C, WrandD*C under --protocol corrected) or a comma-separated "
                         "list, e.g. 'W*D*C,W'")
-    t.add_argument("--runs", type=int, default=20, help="runs per variant (default 20)")
-    t.add_argument("--protocol", choices=["corrected", "paper"], default="corrected")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--n-train", type=int, default=5120)
-    t.add_argument("--n-val", type=int, default=2560)
-    t.add_argument("--n-test", type=int, default=2560)
+    t.add_argument("--runs", type=int, default=_E["runs"], help=f"runs per variant (default {_E['runs']})")
+    t.add_argument("--protocol", choices=["corrected", "paper"], default=_E["protocol"])
+    t.add_argument("--epochs", type=int, default=_F.epochs)
+    t.add_argument("--n-train", type=int, default=_F.n_train)
+    t.add_argument("--n-val", type=int, default=_F.n_val)
+    t.add_argument("--n-test", type=int, default=_F.n_test)
+    t.add_argument("--lr", type=float, default=_F.lr, help=f"Adam learning rate (default {_F.lr})")
+    t.add_argument("--batch-size", type=int, default=_F.batch_size,
+                   help=f"trials per update (default {_F.batch_size})")
+    t.add_argument("--input-noise", type=float, default=_F.input_noise,
+                   help=f"std of the noise on training inputs (default {_F.input_noise})")
+    t.add_argument("--criterion", type=float, default=_F.criterion,
+                   help=f"validation accuracy counted as learned (default {_F.criterion})")
+    t.add_argument("--eval-batch", type=int, default=_F.eval_batch,
+                   help=f"trials per evaluation pass, memory only (default {_F.eval_batch})")
     t.add_argument("--positive-only", action="store_true",
                    help="clip recurrent weights at >= 0 after every update")
-    t.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    t.add_argument("--seed", type=int, default=_E["seed"], help=f"master seed (default {_E['seed']})")
     t.add_argument("--runs-per-batch", type=int, default=None, metavar="K",
                    help="runs trained together as one batched model (default: automatic, "
                         "5 at N=312; results do not depend on it)")
@@ -39,7 +54,7 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     t.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
                    help="spread the task x variant cells over a Dask cluster: 'local' (a "
                         "LocalCluster, one single-threaded worker per core) or an address such "
-                        "as tcp://127.0.0.1:8786")
+                        "as tcp://127.0.0.1:8786 (default $CXP_DASK_SCHEDULER, else train here)")
     t.add_argument("--out", required=True, metavar="DIR",
                    help="output folder; rerunning the same command into it resumes: finished "
                         "task x variant cells are reused")
@@ -47,6 +62,7 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
                    help="artifact root (default: $CXP_ARTIFACTS, else <store>/artifacts)")
     t.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_store(t)
+    t.set_defaults(handler=run)
 
 
 def parse_variants(text: str, protocol: str = "corrected") -> tuple[str, ...]:
@@ -65,21 +81,24 @@ def run(args: argparse.Namespace) -> None:
     """Execute a parsed ``cxp train`` command."""
     import torch  # noqa: PLC0415 (heavy imports only when training)
 
-    from priors_store.config import artifact_root  # noqa: PLC0415
-    from priors_store.load import load, parse_ref  # noqa: PLC0415
+    from connectome_priors.priors_store.config import artifact_root  # noqa: PLC0415
+    from connectome_priors.priors_store.load import load, parse_ref  # noqa: PLC0415
 
-    from .experiment import ExperimentConfig, run_experiment  # noqa: PLC0415
+    from .experiment import run_experiment  # noqa: PLC0415
     from .report import write_report  # noqa: PLC0415
     from .stats import compare, summarize  # noqa: PLC0415
 
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
+        fit = FitConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                        input_noise=args.input_noise, n_train=args.n_train, n_val=args.n_val,
+                        n_test=args.n_test, criterion=args.criterion,
+                        positive_only=args.positive_only, eval_batch=args.eval_batch)
         config = ExperimentConfig(
             tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
-            variants=parse_variants(args.variants, args.protocol), runs=args.runs, protocol=args.protocol,
-            epochs=args.epochs, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
-            seed=args.seed, positive_only=args.positive_only, runs_per_batch=args.runs_per_batch)
+            variants=parse_variants(args.variants, args.protocol), runs=args.runs,
+            protocol=args.protocol, seed=args.seed, runs_per_batch=args.runs_per_batch, fit=fit)
     except TrainingError:
         raise
     except ValueError as err:

@@ -11,7 +11,7 @@ core) for the duration of the call; an address (``"tcp://host:8786"``) connects 
 scheduler (``dask scheduler`` + ``dask worker ADDRESS --nthreads 1 --no-nanny`` on each machine,
 every one with this package installed; without ``--no-nanny`` a nanny sets glibc's
 ``MALLOC_TRIM_THRESHOLD_`` in its worker, which slows torch training ~1.6x, see
-:func:`etl.cluster.dask_client`); a ``distributed.Client`` is used as is.
+:func:`connectome_priors.kernel.dask.dask_client`); a ``distributed.Client`` is used as is.
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ __all__ = ["map_cells", "client_for"]
 @contextmanager
 def client_for(scheduler):
     """A ``distributed.Client`` for ``scheduler`` (see the module docstring); closed on exit
-    unless it was passed in. The clients come from :func:`etl.cluster.dask_client`,
+    unless it was passed in. The clients come from :func:`connectome_priors.kernel.dask.dask_client`,
     the one place that starts or reaches clusters."""
-    from etl.cluster import dask_client  # noqa: PLC0415
-    from etl.errors import EtlError  # noqa: PLC0415
+    from connectome_priors.kernel.dask import DaskError, dask_client  # noqa: PLC0415
 
     from .errors import TrainingError  # noqa: PLC0415
 
@@ -39,11 +38,10 @@ def client_for(scheduler):
     # mmaps; training runs ~1.6x faster without it
     with ExitStack() as stack:
         try:
-            client = stack.enter_context(dask_client(
-                None if scheduler == "local" else scheduler,
-                n_workers=os.cpu_count() or 1, trim_memory=False))
-        except EtlError as err:  # only the connection: errors of the caller's work pass through
-            raise TrainingError(f"--dask-scheduler: {err}; or 'local' for a local cluster") from err
+            client = stack.enter_context(dask_client(scheduler, n_workers=os.cpu_count() or 1,
+                                                     trim_memory=False))
+        except DaskError as err:  # only the connection: errors of the caller's work pass through
+            raise TrainingError(f"--dask-scheduler: {err}") from err
         yield client
 
 

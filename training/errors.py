@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from etl.errors import CxpError
+from connectome_priors.kernel.errors import CxpError
 
 __all__ = ["TrainingError", "UnknownTaskError", "UnknownVariantError"]
 

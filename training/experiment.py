@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,17 +25,19 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from etl.version import code_version
+from connectome_priors.kernel.dask import resolve_scheduler
+from connectome_priors.kernel.version import code_version
 
 from .checkpoint import checkpoint_name, save_checkpoint
 from .metrics import organization
 from .model import BatchedRNN, ModelConfig
 from .tasks import TASKS
-from .train import FitConfig, Splits, fit, make_splits
-from .variants import VARIANTS, Protocol, build_variant, parse_variant
+from .config import ExperimentConfig, FitConfig
+from .train import Splits, fit, make_splits
+from .variants import build_variant
 
 __all__ = ["ExperimentConfig", "run_experiment", "run_seed", "RUN_COLUMNS", "write_parquet",
-           "config_dict", "fingerprint", "runs_per_batch", "train_cell"]
+           "config_dict", "fingerprint", "legacy_fingerprint", "runs_per_batch", "train_cell"]
 
 #: Columns of ``runs.parquet``, in order.
 RUN_COLUMNS: tuple[str, ...] = (
@@ -43,56 +45,6 @@ RUN_COLUMNS: tuple[str, ...] = (
     "val_accuracy", "task_loss", "epochs_to_criterion", "diverged", "modularity_q",
     "small_world_sigma", "assortativity", "entropy", "init_seed", "data_seed", "n_units",
     "fit_seconds")
-
-
-@dataclass(frozen=True)
-class ExperimentConfig:
-    """What to train: tasks x variants x runs under one protocol (defaults: the study's grid)."""
-
-    tasks: tuple[str, ...] = ("T1", "T2", "T3")
-    """Task names (``T1``, ``T2``, ``T3``)."""
-    variants: tuple[str, ...] = VARIANTS
-    """Canonical variant names, e.g. ``("W*D*C", "W")``."""
-    runs: int = 20
-    """Runs per variant (trained together as one batched model)."""
-    protocol: Protocol = "corrected"
-    """``"corrected"`` (default) or ``"paper"`` (the study's distances and L1, METHOD.md 4)."""
-    epochs: int = 10
-    """Passes over the training split."""
-    n_train: int = 5120
-    """Training trials."""
-    n_val: int = 2560
-    """Validation trials."""
-    n_test: int = 2560
-    """Held-out test trials."""
-    seed: int = 0
-    """Master seed; every other seed derives from it and is recorded per run."""
-    positive_only: bool = False
-    """The positive-only arm: recurrent weights clipped at >= 0 after every update."""
-    batch_size: int = 128
-    """Trials per update."""
-    lr: float = 1e-3
-    """Adam learning rate."""
-    n_null: int = 20
-    """Density-matched null graphs per small-world sigma."""
-    runs_per_batch: int | None = None
-    """Runs trained together as one batched model; ``None``: automatic (:func:`runs_per_batch`).
-    Results do not depend on it beyond float rounding (each run trains as it would alone)."""
-
-    def __post_init__(self) -> None:
-        for t in self.tasks:
-            if t not in TASKS:
-                from .errors import UnknownTaskError  # noqa: PLC0415
-
-                raise UnknownTaskError(f"unknown task {t!r}; expected one of {', '.join(TASKS)}",
-                                       name=str(t), known=tuple(TASKS))
-        for v in self.variants:
-            parse_variant(v)
-        if self.protocol not in ("corrected", "paper"):
-            raise ValueError(f"unknown protocol {self.protocol!r}; expected 'corrected' or 'paper'")
-        if self.runs < 1 or self.epochs < 1:
-            raise ValueError(f"runs and epochs must be >= 1; found runs={self.runs}, "
-                             f"epochs={self.epochs}")
 
 
 def run_seed(seed: int, run: int) -> int:
@@ -127,7 +79,8 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
     progress
         Show a progress bar over task x variant.
     scheduler
-        ``None`` (train here, one cell after another), ``"local"`` (a Dask ``LocalCluster`` of
+        ``None`` (the ``dask_scheduler`` setting, ``$CXP_DASK_SCHEDULER``; when unset, train
+        here, one cell after another), ``"local"`` (a Dask ``LocalCluster`` of
         one single-threaded worker per core), a scheduler address such as
         ``"tcp://host:8786"``, or a ``distributed.Client``: the cells are spread over the
         cluster's workers (:mod:`training.distributed`); files are written here as cells finish.
@@ -151,7 +104,7 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
               "positions_vox": prior.neurons[["x_vox", "y_vox", "z_vox"]].to_numpy(np.float64)}
     n = arrays["distance_um"].shape[0]
     prior_ref = f"{getattr(prior, 'name', '?')}@{getattr(prior, 'version', '?')}"
-    cells = out / "cells" / fingerprint(config, prior_ref)
+    cells = _cells_dir(out, config, prior_ref)
     cells.mkdir(parents=True, exist_ok=True)
 
     def files(task: str, variant: str) -> tuple[Path, Path]:
@@ -171,6 +124,7 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
     todo = [(t, v) for t, v in grid if not all(f.exists() for f in files(t, v))]
     bar = tqdm(total=len(grid), initial=len(grid) - len(todo), desc="train", unit="variant",
                disable=not progress)
+    scheduler = resolve_scheduler(scheduler)
     with bar:
         if scheduler is None:
             splits: dict[str, Splits] = {}
@@ -200,15 +154,45 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
 
 
 def fingerprint(config: ExperimentConfig, prior_ref: str) -> str:
-    """Identity of a cell's results: the config less what does not change a cell (the task and
-    variant lists, which only choose the cells, and ``runs_per_batch``, which changes speed) and
-    the prior's ``name@version``; 16 hex digits. A grid can thus be extended or reordered and
-    still reuse its finished cells."""
+    """Identity of a cell's results: the whole config (the training settings in ``fit``
+    included) less what does not change a cell (the task and variant lists, which only choose the
+    cells, and ``runs_per_batch``, which changes speed) and the prior's ``name@version``; 16 hex
+    digits. A grid can thus be extended or reordered and still reuse its finished cells."""
     d = config_dict(config)
     for key in ("runs_per_batch", "tasks", "variants"):
         d.pop(key)
     text = json.dumps({"config": d, "prior": prior_ref}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+#: Fit settings that the flat config of connectome-priors <= 0.1 could not set: cells written
+#: then were trained with these values.
+_LEGACY_FIXED = {"input_noise": 0.05, "criterion": 0.9, "eval_batch": 1024, "data_seed": 0}
+
+
+def legacy_fingerprint(config: ExperimentConfig, prior_ref: str) -> str | None:
+    """The fingerprint the flat config (before ``ExperimentConfig.fit``) gave the same cells, or
+    ``None`` when ``config`` sets a fit field that the flat config fixed (no such old cells)."""
+    fit = asdict(config.fit)
+    if any(fit[k] != v for k, v in _LEGACY_FIXED.items()):
+        return None
+    flat = {k: v for k, v in config_dict(config).items()
+            if k not in ("fit", "runs_per_batch", "tasks", "variants")}
+    flat.update({k: fit[k] for k in ("epochs", "n_train", "n_val", "n_test", "positive_only",
+                                     "batch_size", "lr")})
+    text = json.dumps({"config": flat, "prior": prior_ref}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _cells_dir(out: Path, config: ExperimentConfig, prior_ref: str) -> Path:
+    """``<out>/cells/<fingerprint>``; finished cells of the same config under its legacy
+    fingerprint are moved there first (one rename), so an old grid resumes."""
+    cells = out / "cells" / fingerprint(config, prior_ref)
+    legacy = legacy_fingerprint(config, prior_ref)
+    old = out / "cells" / legacy if legacy else None
+    if old is not None and old.is_dir() and not cells.exists():
+        os.replace(old, cells)
+    return cells
 
 
 def runs_per_batch(config: ExperimentConfig, n_units: int) -> int:
@@ -220,9 +204,7 @@ def runs_per_batch(config: ExperimentConfig, n_units: int) -> int:
 
 
 def _fit_config(config: ExperimentConfig) -> FitConfig:
-    return FitConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-                     n_train=config.n_train, n_val=config.n_val, n_test=config.n_test,
-                     positive_only=config.positive_only, data_seed=_derived(config.seed, 2))
+    return replace(config.fit, data_seed=_derived(config.seed, 2))
 
 
 def train_cell(task: str, variant: str, arrays: dict[str, np.ndarray],
@@ -248,7 +230,7 @@ def train_cell(task: str, variant: str, arrays: dict[str, np.ndarray],
         res = fit(task, w0[lo:hi], seeds=seeds[lo:hi], regularizer=reg, config=fcfg,
                   splits=splits)
         per_run = (time.perf_counter() - t0) / (hi - lo)
-        last = res.records[res.records["epoch"] == config.epochs].set_index("run")
+        last = res.records[res.records["epoch"] == config.fit.epochs].set_index("run")
         w_eff = res.model.effective_recurrent().detach()  # (R, N, N) [run, pre, post]
         for i in range(hi - lo):
             r = lo + i

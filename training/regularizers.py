@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from priors_store.derive.distance import minmax_normalized
+from connectome_priors.priors_store.derive.distance import minmax_normalized
 
 from .expm import expm
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from etl.version import code_version
+from connectome_priors.kernel.version import code_version
 
 from .experiment import _atomic
 from .variants import VARIANTS

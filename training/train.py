@@ -16,39 +16,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .config import FitConfig
 from .model import BatchedRNN, ModelConfig
 from .regularizers import Regularizer
 from .tasks import TASKS, TaskName, make_task
 
 __all__ = ["evaluate", "FitConfig", "FitResult", "Splits", "make_splits", "fit"]
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """Training settings (defaults: the study's protocol)."""
-
-    epochs: int = 10
-    """Passes over the training split."""
-    lr: float = 1e-3
-    """Adam learning rate."""
-    batch_size: int = 128
-    """Trials per update."""
-    input_noise: float = 0.05
-    """Standard deviation of the Gaussian noise added to training inputs (not to evaluation)."""
-    n_train: int = 5120
-    """Training trials."""
-    n_val: int = 2560
-    """Validation trials (per-epoch curves, epochs-to-criterion)."""
-    n_test: int = 2560
-    """Held-out test trials (the reported accuracy)."""
-    criterion: float = 0.9
-    """Validation accuracy that counts as learned, for epochs-to-criterion."""
-    positive_only: bool = False
-    """The positive-only arm: recurrent weights clipped at >= 0 after every update."""
-    data_seed: int = 0
-    """Seed of the task trials (all runs see the same trials, each in its own order)."""
-    eval_batch: int = 1024
-    """Trials per forward pass when evaluating (memory only; results do not depend on it)."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from .config import CONTROLS, VARIANTS, Protocol
 from .errors import UnknownVariantError
 from .init import (bio, diagonal_only, off_diagonal_only, orthogonal, permuted,
                    random_positive_matched)
@@ -32,14 +33,6 @@ __all__ = ["InitKind", "DistanceKind", "Protocol", "Variant", "VARIANTS", "CONTR
 
 InitKind = Literal["orthogonal", "bio", "permuted", "diagonal", "off_diagonal", "random_positive"]
 DistanceKind = Literal["grid", "real"]
-Protocol = Literal["corrected", "paper"]
-
-#: The eleven variants in the study's canonical order.
-VARIANTS: tuple[str, ...] = ("W*D*C", "WD*C", "WDC", "WD*", "WD", "W", "W*D*C*", "WD*C*",
-                             "W*DC*", "W!D*C", "W!D*C*")
-
-#: The corrected protocol's initialization controls of ``W*D*C``.
-CONTROLS: tuple[str, ...] = ("WdiagD*C", "WoffD*C", "WrandD*C")
 
 _GRAMMAR = re.compile(r"^W(?P<init>[*!]?|diag|off|rand)(?:D(?P<dist>\*?)(?P<comm>C\*?)?)?$")
 _INITS: dict[str, InitKind] = {"": "orthogonal", "*": "bio", "!": "permuted", "diag": "diagonal",

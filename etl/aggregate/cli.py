@@ -1,24 +1,23 @@
-"""``cxp aggregate`` and ``cxp synth-synapses``: the aggregation engines from the command line."""
+"""``cxp aggregate``: the aggregation engines from the command line."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..cluster import SCHEDULER_ENV
-from ..errors import CxpError, SourceError
+from connectome_priors.kernel.files import atomic_path
+from connectome_priors.kernel.settings import env_name
 
-__all__ = ["register", "run_aggregate", "run_synth"]
+from ..errors import SourceError
+
+__all__ = ["register", "run_aggregate"]
 
 
 def register(sub: argparse._SubParsersAction, add_store) -> None:
-    """Add the ``aggregate`` and ``synth-synapses`` subcommands."""
+    """Add the ``aggregate`` subcommand."""
     agg = sub.add_parser("aggregate", help="aggregate raw synapses (Parquet / CSV.gz partitions) "
                          "into a connections table, on duckdb or dask")
     agg.add_argument("synapses", nargs="+", help="synapse files or directories of partitions "
@@ -29,9 +28,9 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
                      help="store snapshot whose neurons to use (default: latest)")
     agg.add_argument("--engine", choices=["duckdb", "dask"], default="duckdb",
                      help="duckdb (one process, default) or dask (a cluster)")
-    agg.add_argument("--dask-scheduler", default=os.environ.get(SCHEDULER_ENV), metavar="ADDR",
-                     help=f"dask: tcp://HOST:PORT of an existing scheduler (default ${SCHEDULER_ENV}, "
-                          "else a LocalCluster)")
+    agg.add_argument("--dask-scheduler", default=None, metavar="ADDR",
+                     help=f"dask: 'local' or tcp://HOST:PORT of an existing scheduler (default "
+                          f"${env_name('dask_scheduler')}, else a LocalCluster)")
     agg.add_argument("--workers", type=int, default=2, help="dask LocalCluster: worker processes")
     agg.add_argument("--memory-limit", default=None,
                      help="duckdb: process limit (default 4GB); dask LocalCluster: per worker "
@@ -40,16 +39,8 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     agg.add_argument("--out", required=True, help="connections Parquet file to write")
     agg.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_store(agg)
+    agg.set_defaults(handler=run_aggregate)
 
-    syn = sub.add_parser("synth-synapses", help="write a seeded SYNTHETIC full-volume synapse "
-                         "table (partitioned Parquet and/or CSV.gz like the static export)")
-    syn.add_argument("--rows", type=int, required=True, help="synapses (the real table: 337312429)")
-    syn.add_argument("--out", required=True, help="output directory")
-    syn.add_argument("--format", choices=["parquet", "csv.gz", "both"], default="both")
-    syn.add_argument("--rows-per-file", type=int, default=1_000_000)
-    syn.add_argument("--cells", type=int, default=80_000, help="cells with a nucleus")
-    syn.add_argument("--seed", type=int, default=0)
-    syn.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _neurons(args: argparse.Namespace) -> pa.Table:
@@ -82,28 +73,10 @@ def run_aggregate(args: argparse.Namespace) -> None:
                                     memory_limit=args.memory_limit, n_workers=args.workers,
                                     progress=not args.no_progress, report=report)
     out = Path(args.out)
-    tmp = out.with_name(out.name + ".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
     print(f"wrote {table.num_rows:,} connections ({report['n_synapses_counted']:,} synapses "
           f"between {report['neurons_mapped']:,} cells) to {out} in {report['seconds']:.1f} s "
           f"[engine {args.engine}]")
     if report["ambiguous_root_ids"]:
         print(f"  skipped {report['ambiguous_root_ids']} root id(s) carried by several nuclei")
-
-
-def run_synth(args: argparse.Namespace) -> None:
-    """Handler of ``cxp synth-synapses``."""
-    from ..sources.synapse_synth import SynapseSynthConfig, write_synthetic_synapses  # noqa: PLC0415
-
-    if args.rows < 1:
-        raise CxpError(f"--rows must be >= 1; found {args.rows}")
-    cfg = SynapseSynthConfig(rows=args.rows, rows_per_file=args.rows_per_file,
-                             n_neurons=args.cells, seed=args.seed)
-    formats = ("parquet", "csv.gz") if args.format == "both" else (args.format,)
-    t0 = time.perf_counter()
-    paths = write_synthetic_synapses(args.out, cfg, formats=formats, progress=not args.no_progress)
-    print(f"wrote {cfg.rows:,} SYNTHETIC synapses in {cfg.n_files} partition(s) per format in "
-          f"{time.perf_counter() - t0:.1f} s:", file=sys.stdout)
-    for key, path in paths.items():
-        print(f"  {key}: {path}")

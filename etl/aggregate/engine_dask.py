@@ -23,7 +23,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ..cluster import dask_client
+from connectome_priors.kernel.dask import dask_client
 from ..errors import SourceError
 from .engine_duckdb import _check_arrow_types, _csv_first_line
 from .inputs import SynapseFiles, pick_columns

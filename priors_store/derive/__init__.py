@@ -5,19 +5,13 @@ One concept per module: :mod:`.distance`, :mod:`.connectome`, :mod:`.functional`
 matters (rows presynaptic), like the connectome.
 """
 
-from .bio import symmetrize_lower, w_bio_modulation
-from .communicability import communicability, node_strength
-from .connectome import connectome, synapse_size
-from .distance import distance_um, minmax_normalized
-from .functional import (binned_counts, correlation, default_t_end, precision, sttc,
-                         sttc_pairwise_loop)
-from .modules import modules, modules_functional, modules_wiring
+from connectome_priors.kernel.lazy import lazy_exports
 
-__all__ = [
-    "distance_um", "minmax_normalized",
-    "connectome", "synapse_size",
-    "binned_counts", "correlation", "sttc", "sttc_pairwise_loop", "precision", "default_t_end",
-    "w_bio_modulation", "symmetrize_lower",
-    "communicability", "node_strength",
-    "modules", "modules_functional", "modules_wiring",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "bio": ("symmetrize_lower", "w_bio_modulation",),
+    "communicability": ("communicability", "node_strength",),
+    "connectome": ("connectome", "synapse_size",),
+    "distance": ("distance_um", "minmax_normalized",),
+    "functional": ("binned_counts", "correlation", "default_t_end", "precision", "sttc", "sttc_pairwise_loop",),
+    "modules": ("modules", "modules_functional", "modules_wiring",),
+})

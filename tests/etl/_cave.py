@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from etl.sources.cave.client import TOKEN_ENV, CaveConfig
-from etl.sources.cave.standin import minnie_fixture
+from connectome_priors.etl.sources.cave.client import TOKEN_ENV, CaveConfig
+from connectome_priors.testing.cave_standin import minnie_fixture
 
 #: One small fixture for the whole session (generation is seeded: same data every time).
 _FIXTURE: dict = {}

@@ -9,10 +9,11 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from etl.aggregate import resolve_files, root_map, synapses_to_connections
-from etl.contracts import validate_table
-from etl.errors import EtlError, SourceError
-from etl.sources.synapse_synth import SynapseSynthConfig, write_synthetic_synapses
+from connectome_priors.etl.aggregate import resolve_files, root_map, synapses_to_connections
+from connectome_priors.etl.contracts import validate_table
+from connectome_priors.etl.errors import EtlError, SourceError
+from connectome_priors.kernel.dask import DaskError
+from connectome_priors.testing.synapse_synth import SynapseSynthConfig, write_synthetic_synapses
 
 R = 864691135_000_000_000  # realistic 18-digit root ids: beyond float64's exact integers
 
@@ -184,8 +185,8 @@ def test_errors_name_what_is_wrong(tmp_path, synth):
 
 
 def test_unreachable_scheduler_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr("etl.cluster.CONNECT_TIMEOUT", "1s")
-    with pytest.raises(EtlError, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+    monkeypatch.setattr("connectome_priors.kernel.dask.CONNECT_TIMEOUT", "1s")
+    with pytest.raises(DaskError, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         synapses_to_connections(_hand_synapses(), NEURONS, engine="dask",
                                 scheduler="tcp://127.0.0.1:9")
 
@@ -204,8 +205,8 @@ def test_corrupt_partition_names_the_file(tmp_path, synth, cluster):
 
 
 def test_dask_combine_buckets_do_not_change_the_result(synth, cluster):
-    from etl.aggregate.engine_dask import aggregate_dask
-    from etl.aggregate.partial import finalize
+    from connectome_priors.etl.aggregate.engine_dask import aggregate_dask
+    from connectome_priors.etl.aggregate.partial import finalize
 
     cfg, paths = synth
     neurons = pq.read_table(paths["neurons"])

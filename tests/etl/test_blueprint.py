@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from etl.errors import FieldCheckError, SourceError
-from etl.sources.blueprint import align_connectome, read_blueprint, read_field
+from connectome_priors.etl.errors import FieldCheckError, SourceError
+from connectome_priors.etl.sources.blueprint import align_connectome, read_blueprint, read_field
 from tests.conftest import write_field
 
 
@@ -138,8 +138,8 @@ def test_all_released_fields_load_and_align(blueprint_root):
 @pytest.mark.needs_shared_data
 def test_release_in_file_order_would_fail(blueprint_root):
     """The study's mistake, reproduced: in file order the 6_6_2 wiring looks spatially random."""
-    from etl.sources.blueprint import alignment_ratio
-    from etl.sources.safe_npy import load_numeric_object_array
+    from connectome_priors.etl.sources.blueprint import alignment_ratio
+    from connectome_priors.etl.sources.safe_npy import load_numeric_object_array
 
     d = blueprint_root / "DATA" / "info" / "6_6_2"
     f = read_field(d)
@@ -157,7 +157,7 @@ def test_released_matrix_of_wrong_shape_is_named(tmp_path):
 
 
 def test_released_matrices_become_study_functional_rows(tmp_path):
-    from etl.contracts import validate_tables
+    from connectome_priors.etl.contracts import validate_tables
 
     d = write_field(tmp_path, "6_6_2", n=6, spikes=False, n_connections=2)
     rng = np.random.default_rng(0)

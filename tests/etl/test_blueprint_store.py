@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from etl.cli import main
-from etl.store import Store
+from connectome_priors.cli import main
+from connectome_priors.etl.store import Store
 
 pytestmark = pytest.mark.needs_shared_data
 

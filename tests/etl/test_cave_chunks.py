@@ -1,4 +1,4 @@
-"""etl.sources.cave.chunks: splitting capped chunks, checkpoints, resume (a table-backed fetch)."""
+"""connectome_priors.etl.sources.cave.chunks: splitting capped chunks, checkpoints, resume (a table-backed fetch)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from etl.sources.cave.chunks import Chunk, ChunkCache, list_chunks, pull_table, range_chunk
-from etl.sources.cave.client import CaveError
+from connectome_priors.etl.sources.cave.chunks import Chunk, ChunkCache, list_chunks, pull_table, range_chunk
+from connectome_priors.etl.sources.cave.client import CaveError
 
 
 def _table(n: int = 1000, seed: int = 0) -> pd.DataFrame:

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from etl import Store, run_etl
-from etl.cli import main
-from etl.sources.cave.refresh import RefreshLockedError, refresh, refresh_lock, stored_versions
-from etl.sources.cave.standin import Fault, StandinCave
+from connectome_priors.etl import Store, run_etl
+from connectome_priors.cli import main
+from connectome_priors.etl.sources.cave.refresh import RefreshLockedError, refresh, refresh_lock, stored_versions
+from connectome_priors.testing.cave_standin import Fault, StandinCave
 from tests.etl._cave import fast_config, fixture_versions, isolated_home  # noqa: F401 (fixture)
 
 

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from etl import Store, run_etl
-from etl.cli import main
-from etl.sources.cave.client import (TOKEN_ENV, CaveAuthError, CaveRequestError,
+from connectome_priors.etl import Store, run_etl
+from connectome_priors.cli import main
+from connectome_priors.etl.sources.cave.client import (TOKEN_ENV, CaveAuthError, CaveRequestError,
                                      CaveTransientError)
-from etl.sources.cave.source import CACHE_DIRNAME, read_cave
-from etl.sources.cave.standin import Fault, StandinCave
-from etl.sources.cave.transform import canonical_tables
-from etl.store import content_hash
+from connectome_priors.etl.sources.cave.source import CACHE_DIRNAME, read_cave
+from connectome_priors.testing.cave_standin import Fault, StandinCave
+from connectome_priors.etl.sources.cave.transform import canonical_tables
+from connectome_priors.etl.store import content_hash
 from tests.etl._cave import fast_config, fixture_versions, isolated_home  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ def cave(isolated_home):
 
 
 def _hash(st) -> str:
-    from etl.contracts import validate_tables
+    from connectome_priors.etl.contracts import validate_tables
 
     return content_hash("cave", validate_tables(st.tables, origins=st.origins))
 
@@ -79,7 +79,7 @@ def test_capped_results_are_split_until_complete(cave, tmp_path):
 
 def test_injected_503s_are_retried(cave, tmp_path, caplog):
     fault = cave.add_fault(Fault("status", status=503, times=3))
-    with caplog.at_level(logging.WARNING, logger="etl.sources.cave"):
+    with caplog.at_level(logging.WARNING, logger="connectome_priors.etl.sources.cave"):
         st = read_cave(fast_config(cave.url), store_dir=tmp_path / "s")
     assert fault.fired == 3
     assert sum("HTTP 503" in r.getMessage() and "retry" in r.getMessage() for r in caplog.records) == 3
@@ -129,7 +129,7 @@ def test_client_errors_are_terminal(cave, tmp_path):
 
 _CHILD = """
 import sys
-from etl import run_etl
+from connectome_priors.etl import run_etl
 from tests.etl._cave import fast_config
 run_etl("cave", store=sys.argv[2], cave=fast_config(sys.argv[1], chunk_size=10, timeout_s=600))
 """

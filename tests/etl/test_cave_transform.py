@@ -1,4 +1,4 @@
-"""etl.sources.cave.transform: CAVE tables -> canonical tables (pure, no server)."""
+"""connectome_priors.etl.sources.cave.transform: CAVE tables -> canonical tables (pure, no server)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from etl.contracts import validate_tables
-from etl.errors import SourceError
-from etl.sources.cave.transform import canonical_tables, layer_of, normalize_angles
+from connectome_priors.etl.contracts import validate_tables
+from connectome_priors.etl.errors import SourceError
+from connectome_priors.etl.sources.cave.transform import canonical_tables, layer_of, normalize_angles
 from tests.etl._cave import fixture_versions
 
 R = 864691135_000_000_000

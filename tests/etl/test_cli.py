@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from etl.cli import main
+from connectome_priors.cli import main
 from tests.conftest import write_field
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from etl.contracts import arrow_schema, validate_table, validate_tables
-from etl.errors import ValidationError
-from schemas import STORE_TABLES, store_contract
+from connectome_priors.etl.contracts import arrow_schema, validate_table, validate_tables
+from connectome_priors.etl.errors import ValidationError
+from connectome_priors.schemas import STORE_TABLES, store_contract
 from tests.conftest import tiny_tables
 
 ORIGINS = {name: f"tiny_{name}.parquet" for name in STORE_TABLES}

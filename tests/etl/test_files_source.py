@@ -10,13 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from etl.cli import main
-from etl.errors import SourceError
-from etl.pipeline import run_etl
-from etl.sources.cave.standin import minnie_fixture
-from etl.sources.cave.transform import canonical_tables
-from etl.sources.export_header import read_header
-from etl.sources.files import find_exports, read_files, write_export
+from connectome_priors.cli import main
+from connectome_priors.etl.errors import SourceError
+from connectome_priors.etl.pipeline import run_etl
+from connectome_priors.testing.cave_standin import minnie_fixture
+from connectome_priors.etl.sources.cave.transform import canonical_tables
+from connectome_priors.etl.sources.export_header import read_header
+from connectome_priors.etl.sources.files import find_exports, read_files, write_export
 
 
 @pytest.fixture(scope="module")

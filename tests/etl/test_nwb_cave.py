@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from etl import Store, run_etl
-from etl.sources.cave.standin import StandinCave
-from etl.sources.nwb.synth import SynthField, dandi_name, write_scan_file
-from priors_store.artifact import validate_manifest
-from priors_store.pipeline import DeriveParams, build
-from priors_store.population import Population, resolve
+from connectome_priors.etl import Store, run_etl
+from connectome_priors.testing.cave_standin import StandinCave
+from connectome_priors.testing.nwb_writer import SynthField, dandi_name, write_scan_file
+from connectome_priors.priors_store.artifact import validate_manifest
+from connectome_priors.priors_store.pipeline import DeriveParams, build
+from connectome_priors.priors_store.population import Population, resolve
 from tests.etl._cave import fast_config, fixture_versions, isolated_home  # noqa: F401 (fixture)
 
 RATE = 6.3009

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from etl.sources.nwb.download import (DandiConfig, DownloadError, TransientDownloadError,
+from connectome_priors.etl.sources.nwb.download import (DandiConfig, DownloadError, TransientDownloadError,
                                       download_scans, parse_scan)
 
 VERSION = "0.230307.2132"
@@ -202,8 +202,8 @@ def test_cli_downloads_then_reads(dandi, tmp_path, capsys):
     """`cxp etl --source nwb --download 4-7` fetches the file and loads it (a real small NWB file)."""
     import numpy as np
 
-    from etl.cli import main
-    from etl.sources.nwb.synth import SynthField, write_scan_file
+    from connectome_priors.cli import main
+    from connectome_priors.testing.nwb_writer import SynthField, write_scan_file
 
     nwb = write_scan_file(tmp_path / "src" / "f.nwb", [SynthField(1, np.arange(1, 6), [np.array([4])] * 5)],
                           session=4, scan_idx=7, n_frames=30)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from etl.sources.nwb.events import (EventRule, ar1_decay, deconvolve_ar1, detect_peaks,
+from connectome_priors.etl.sources.nwb.events import (EventRule, ar1_decay, deconvolve_ar1, detect_peaks,
                                     events_from_block)
 
 RATE = 6.3009

@@ -11,14 +11,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from etl import Store, run_etl
-from etl.cli import main
-from etl.sources.nwb.synth import SynthField, dandi_name, write_scan_file
-from etl.tables import SourceTables
-from priors_store.artifact import validate_manifest
-from priors_store.errors import PopulationError
-from priors_store.pipeline import DeriveParams, build
-from priors_store.population import Population, resolve
+from connectome_priors.etl import Store, run_etl
+from connectome_priors.cli import main
+from connectome_priors.testing.nwb_writer import SynthField, dandi_name, write_scan_file
+from connectome_priors.etl.tables import SourceTables
+from connectome_priors.priors_store.artifact import validate_manifest
+from connectome_priors.priors_store.errors import PopulationError
+from connectome_priors.priors_store.pipeline import DeriveParams, build
+from connectome_priors.priors_store.population import Population, resolve
 
 N_FRAMES = 400
 RATE = 6.3009

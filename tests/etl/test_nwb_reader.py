@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
-from etl import EtlError, SourceError, Store, run_etl
-from etl.sources.nwb import EventRule, NwbLayoutError, read_nwb
-from etl.sources.nwb.synth import SynthField, dandi_name, write_scan_file
+from connectome_priors.etl import EtlError, SourceError, Store, run_etl
+from connectome_priors.etl.sources.nwb import EventRule, NwbLayoutError, read_nwb
+from connectome_priors.testing.nwb_writer import SynthField, dandi_name, write_scan_file
 
 N_FRAMES = 300
 RATE = 6.3009
@@ -91,7 +91,7 @@ def pd_isna(value) -> bool:
 
 
 def test_blocks_of_rois_give_the_same_result(scans, monkeypatch):
-    import etl.sources.nwb.reader as reader
+    import connectome_priors.etl.sources.nwb.reader as reader
 
     path, _ = scans[(4, 7)]
     whole = read_nwb(path, rule=EventRule(block_rois=1000))
@@ -272,7 +272,7 @@ def test_missing_path_is_a_source_error(tmp_path):
 
 
 def test_negative_timestamps_are_refused_by_the_spikes_contract(tmp_path):
-    from etl import ValidationError
+    from connectome_priors.etl import ValidationError
 
     path = write_scan_file(tmp_path / dandi_name(4, 7), scan_fields(8), session=4, scan_idx=7, n_frames=40)
     with h5py.File(path, "r+") as h5:
@@ -285,7 +285,7 @@ def test_negative_timestamps_are_refused_by_the_spikes_contract(tmp_path):
 def test_functional_units_fk_is_checked_for_non_null_nucleus_ids_only():
     import pyarrow as pa
 
-    from etl import ValidationError, validate_tables
+    from connectome_priors.etl import ValidationError, validate_tables
     from tests.conftest import tiny_tables
 
     tables = tiny_tables()

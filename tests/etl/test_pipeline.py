@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from etl.errors import EtlError
-from etl.pipeline import run_etl
-from etl.sources.synthetic import SyntheticConfig
-from etl.store import Store
+from connectome_priors.etl.errors import EtlError
+from connectome_priors.etl.pipeline import run_etl
+from connectome_priors.etl.sources.synthetic import SyntheticConfig
+from connectome_priors.etl.store import Store
 
 SMALL = SyntheticConfig(seed=3, n_fields=2, duration_s=60.0)
 

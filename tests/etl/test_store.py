@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from etl.errors import ReadOnlyError, StoreError, ValidationError
-from etl.store import Store, content_hash
-from etl.tables import SourceTables
+from connectome_priors.etl.errors import ReadOnlyError, StoreError, ValidationError
+from connectome_priors.etl.store import Store, content_hash
+from connectome_priors.etl.tables import SourceTables
 from tests.conftest import REPO, tiny_source, tiny_tables
 
 
@@ -115,7 +115,7 @@ def test_kill_midway_leaves_no_half_snapshot(tmp_path):
         import os, signal, sys
         sys.path.insert(0, {str(REPO)!r})
         import pyarrow as pa
-        from etl.store import Store
+        from connectome_priors.etl.store import Store
         from tests.conftest import tiny_source, tiny_tables
         t = tiny_tables()["connections"]
         src = tiny_source(connections=t.set_column(2, "n_synapses", pa.array([7, 1])))

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from etl.contracts import validate_tables
-from etl.sources.synthetic import VOXEL_SIZE_NM, SyntheticConfig, generate
-from schemas import store_contract
+from connectome_priors.etl.contracts import validate_tables
+from connectome_priors.etl.sources.synthetic import VOXEL_SIZE_NM, SyntheticConfig, generate
+from connectome_priors.schemas import store_contract
 
 SMALL = SyntheticConfig(seed=7, n_fields=4, duration_s=300.0)
 TINY = SyntheticConfig(seed=11, n_fields=2, duration_s=60.0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from etl.pipeline import run_etl
-from etl.sources.synthetic import SyntheticConfig
+from connectome_priors.etl.pipeline import run_etl
+from connectome_priors.etl.sources.synthetic import SyntheticConfig
 
 SMALL = SyntheticConfig(seed=5, n_fields=8, duration_s=300.0)
 

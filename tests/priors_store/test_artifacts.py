@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from etl.store import Store
-from priors_store import (ArtifactIntegrityError, ArtifactNotFoundError, DeriveParams, Population,
+from connectome_priors.etl.store import Store
+from connectome_priors.priors_store import (ArtifactIntegrityError, ArtifactNotFoundError, DeriveParams, Population,
                           PopulationError, build, diff, export, list_artifacts, load, verify)
-from priors_store.load import resolve_version
+from connectome_priors.priors_store.load import resolve_version
 
 FAST = DeriveParams(precision=False)
 
@@ -154,7 +154,7 @@ def test_failed_build_publishes_nothing(small_store, tmp_path, monkeypatch):
     with pytest.raises(PopulationError, match=r"has no field\(s\) \['9_9_9'\]"):
         build("bad", Population.of_fields("9_9_9"), store=small_store, root=tmp_path, params=FAST)
     assert not (tmp_path / "bad").exists()
-    import priors_store.pipeline as build_module
+    import connectome_priors.priors_store.pipeline as build_module
 
     def explode(*args, **kwargs):
         raise RuntimeError("sttc exploded")
@@ -208,7 +208,7 @@ def test_sql_population_and_pooled(small_store, tmp_path):
 @pytest.mark.needs_shared_data
 def test_released_matrices_give_functional_kinds_for_6_6_2(blueprint_root, tmp_path):
     """6_6_2 has no released spike trains; its functional kinds come from the released matrices."""
-    from etl.pipeline import run_etl
+    from connectome_priors.etl.pipeline import run_etl
 
     run_etl("blueprint", blueprint_root, store=tmp_path / "s", fields=["6_6_2", "5_3_4"])
     m = build("s662", Population.of_fields("6_6_2"), store=tmp_path / "s", root=tmp_path / "a")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from priors_store.derive.bio import symmetrize_lower, w_bio_modulation
+from connectome_priors.priors_store.derive.bio import symmetrize_lower, w_bio_modulation
 
 
 def test_hand_computed_modulation():

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from etl.cli import main
+from connectome_priors.cli import main
 
 
 @pytest.fixture(scope="module")

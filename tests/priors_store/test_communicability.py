@@ -5,7 +5,7 @@ import pytest
 import scipy.linalg
 import scipy.sparse as sp
 
-from priors_store.derive.communicability import communicability, node_strength
+from connectome_priors.priors_store.derive.communicability import communicability, node_strength
 
 
 def test_two_node_symmetric_graph_is_sinh_1():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from priors_store.derive.connectome import connectome, synapse_size
+from connectome_priors.priors_store.derive.connectome import connectome, synapse_size
 
 
 def test_counts_are_pre_post_and_duplicates_sum():

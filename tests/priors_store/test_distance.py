@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from priors_store.derive.distance import distance_um, minmax_normalized
+from connectome_priors.priors_store.derive.distance import distance_um, minmax_normalized
 
 
 def test_distance_of_a_3_4_5_triangle():

@@ -9,14 +9,14 @@ import socket
 import numpy as np
 import pytest
 
-import etl.cluster as cluster
-from etl.cli import main
-from priors_store import load
-from priors_store.artifact import ArtifactWriter
-from priors_store.distributed import distance_blocks
-from priors_store.errors import PriorsError
-from priors_store.pipeline import DeriveParams, _distance_blocks, build, write_distance
-from priors_store.population import Population
+import connectome_priors.kernel.dask as cluster
+from connectome_priors.cli import main
+from connectome_priors.priors_store import load
+from connectome_priors.priors_store.artifact import ArtifactWriter
+from connectome_priors.priors_store.distributed import distance_blocks
+from connectome_priors.priors_store.errors import PriorsError
+from connectome_priors.priors_store.pipeline import DeriveParams, _distance_blocks, build, write_distance
+from connectome_priors.priors_store.population import Population
 
 distributed = pytest.importorskip("distributed")
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from etl.sources.safe_npy import load_numeric_object_array, load_plain_array
-from priors_store.derive.functional import (binned_counts, correlation, default_t_end,
+from connectome_priors.etl.sources.safe_npy import load_numeric_object_array, load_plain_array
+from connectome_priors.priors_store.derive.functional import (binned_counts, correlation, default_t_end,
                                             precision, sttc, sttc_pairwise_loop)
 
 #: The shared fields whose spike trains were released (data/README.md).
@@ -146,7 +146,7 @@ def test_sttc_with_repeated_spike_times_equals_the_loop():
 
 def test_both_counting_methods_agree_on_frame_grid_trains():
     # on a grid coarser than dt both exact methods apply; force each and compare
-    from priors_store.derive import functional as f
+    from connectome_priors.priors_store.derive import functional as f
 
     trains = poisson_trains(7, rate_hz=4, duration_s=50, seed=9, grid_s=0.15870748623183317)
     trains[2] = np.sort(np.concatenate([trains[2], trains[2][::2]]))  # repeated instants
@@ -309,7 +309,7 @@ def test_oracle_precision_matches_approximately_all_fields(blueprint_root, name)
 
 
 def test_popcount_fallback_without_numpy_bitwise_count(monkeypatch):
-    from priors_store.derive import functional as f
+    from connectome_priors.priors_store.derive import functional as f
 
     words = np.random.default_rng(10).integers(0, 2**63, size=(3, 5), dtype=np.uint64)
     expected = np.array([[bin(int(w)).count("1") for w in row] for row in words])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from priors_store.derive.modules import modules, modules_functional, modules_wiring
+from connectome_priors.priors_store.derive.modules import modules, modules_functional, modules_wiring
 
 
 def two_triangles() -> np.ndarray:

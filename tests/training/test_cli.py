@@ -1,19 +1,19 @@
-"""Tests of training/cli.py through ``cxp train`` (etl.cli.main)."""
+"""Tests of training/cli.py through ``cxp train`` (connectome_priors.cli.main)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-import priors_store
-from etl.cli import main
-from etl.pipeline import run_etl
-from priors_store.pipeline import DeriveParams
-from priors_store.population import Population
-from training.cli import parse_variants
-from training.errors import TrainingError
-from training.experiment import RUN_COLUMNS
-from training.variants import VARIANTS
+from connectome_priors import priors_store
+from connectome_priors.cli import main
+from connectome_priors.etl.pipeline import run_etl
+from connectome_priors.priors_store.pipeline import DeriveParams
+from connectome_priors.priors_store.population import Population
+from connectome_priors.training.cli import parse_variants
+from connectome_priors.training.errors import TrainingError
+from connectome_priors.training.experiment import RUN_COLUMNS
+from connectome_priors.training.variants import VARIANTS
 
 from .test_experiment import TINY
 

@@ -4,28 +4,30 @@ artifact built from a small synthetic store (N ~ 45)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-import priors_store
-from etl.pipeline import run_etl
-from etl.sources.synthetic import SyntheticConfig
-from etl.version import code_version
-from priors_store.pipeline import DeriveParams
-from priors_store.population import Population
-from training.experiment import RUN_COLUMNS, ExperimentConfig, run_experiment, run_seed
-from training.report import PUBLISHED_6_6_2, write_report
-from training.stats import compare, summarize
-from training.variants import VARIANTS
+from connectome_priors import priors_store
+from connectome_priors.etl.pipeline import run_etl
+from connectome_priors.etl.sources.synthetic import SyntheticConfig
+from connectome_priors.kernel.version import code_version
+from connectome_priors.priors_store.pipeline import DeriveParams
+from connectome_priors.priors_store.population import Population
+from connectome_priors.training.config import ExperimentConfig, FitConfig
+from connectome_priors.training.experiment import RUN_COLUMNS, run_experiment, run_seed
+from connectome_priors.training.report import PUBLISHED_6_6_2, write_report
+from connectome_priors.training.stats import compare, summarize
+from connectome_priors.training.variants import VARIANTS
 
 #: Two scans' worth of tiny fields (~45 units each), 2 minutes of recording.
 TINY = SyntheticConfig(seed=5, n_fields=2, fields_per_scan=2, duration_s=120.0,
                        field_size_range=(40, 48))
-CFG = ExperimentConfig(tasks=("T2",), variants=("W", "W*D*C"), runs=2, epochs=1,
-                       n_train=256, n_val=128, n_test=128, batch_size=64, n_null=5, seed=3)
+CFG = ExperimentConfig(tasks=("T2",), variants=("W", "W*D*C"), runs=2, n_null=5, seed=3,
+                       fit=FitConfig(epochs=1, n_train=256, n_val=128, n_test=128, batch_size=64))
 
 
 @pytest.fixture(scope="module")
@@ -98,25 +100,54 @@ def test_paper_table_beside_ours_for_blueprint_6_6_2(experiment, tmp_path):
     assert tuple(PUBLISHED_6_6_2) == VARIANTS and PUBLISHED_6_6_2["W*D*C*"]["T3"] == 0.880
 
 
-def test_experiment_config_passes_every_training_setting_to_fit():
-    """ExperimentConfig is the flat, user-facing config; the settings it shares with FitConfig
-    have the same defaults and all reach fit (a new FitConfig field must be wired through)."""
-    from dataclasses import fields
+def test_experiment_config_holds_the_fit_config_and_fingerprints_all_of_it():
+    """ExperimentConfig holds one FitConfig; every fit setting reaches fit and changes the cells'
+    fingerprint (a changed default never reuses stale cells)."""
+    from dataclasses import fields, replace
 
-    from training.experiment import _fit_config
-    from training.train import FitConfig
+    from connectome_priors.training.experiment import _fit_config, fingerprint
 
-    shared = {f.name for f in fields(FitConfig)} & {f.name for f in fields(ExperimentConfig)}
-    assert shared == {"epochs", "lr", "batch_size", "n_train", "n_val", "n_test",
-                      "positive_only"}
-    assert all(getattr(FitConfig(), k) == getattr(ExperimentConfig(), k) for k in shared)
-    changed = ExperimentConfig(epochs=3, lr=0.01, batch_size=16, n_train=64, n_val=32, n_test=48,
-                               positive_only=True)
+    changed = ExperimentConfig(fit=FitConfig(epochs=3, lr=0.01, batch_size=16, n_train=64,
+                                             n_val=32, n_test=48, positive_only=True,
+                                             input_noise=0.1, criterion=0.8, eval_batch=7))
     fcfg = _fit_config(changed)
-    assert all(getattr(fcfg, k) == getattr(changed, k) for k in shared)
+    assert replace(fcfg, data_seed=0) == changed.fit
     # the trials' seed derives from the master seed
     assert _fit_config(ExperimentConfig(seed=1)).data_seed != _fit_config(
         ExperimentConfig(seed=2)).data_seed
+    with pytest.raises(ValueError, match="fit.data_seed is derived from seed"):
+        ExperimentConfig(fit=FitConfig(data_seed=3))
+    base = fingerprint(ExperimentConfig(), "p@1")
+    other = {"epochs": 3, "lr": 0.01, "batch_size": 16, "input_noise": 0.1, "n_train": 64,
+             "n_val": 32, "n_test": 48, "criterion": 0.8, "positive_only": True, "eval_batch": 7}
+    assert set(other) == {f.name for f in fields(FitConfig)} - {"data_seed"}
+    for name, value in other.items():
+        cfg = ExperimentConfig(fit=replace(FitConfig(), **{name: value}))
+        assert fingerprint(cfg, "p@1") != base, name
+
+
+def test_cells_under_the_flat_configs_fingerprint_are_migrated(tmp_path):
+    """Cells finished before ExperimentConfig.fit existed are found under their old fingerprint
+    (computed here by hand from the flat config) and moved to the new one."""
+    import hashlib
+    import json
+
+    from connectome_priors.training.experiment import _cells_dir, fingerprint, legacy_fingerprint
+
+    cfg = CFG
+    flat = {"runs": 2, "protocol": "corrected", "epochs": 1, "n_train": 256, "n_val": 128,
+            "n_test": 128, "seed": 3, "positive_only": False, "batch_size": 64, "lr": 1e-3,
+            "n_null": 5}
+    old = hashlib.sha256(json.dumps({"config": flat, "prior": "p@1"}, sort_keys=True)
+                         .encode()).hexdigest()[:16]
+    assert legacy_fingerprint(cfg, "p@1") == old != fingerprint(cfg, "p@1")
+    (tmp_path / "cells" / old).mkdir(parents=True)
+    (tmp_path / "cells" / old / "T2__W.runs.parquet").write_bytes(b"x")
+    cells = _cells_dir(tmp_path, cfg, "p@1")
+    assert cells.name == fingerprint(cfg, "p@1") and (cells / "T2__W.runs.parquet").exists()
+    assert not (tmp_path / "cells" / old).exists()
+    # a fit setting the flat config could not set has no old cells
+    assert legacy_fingerprint(replace(cfg, fit=replace(cfg.fit, input_noise=0.0)), "p@1") is None
 
 
 def test_config_rejects_unknown_names():
@@ -129,7 +160,7 @@ def test_config_rejects_unknown_names():
 
 
 def test_metrics_skipped_for_diverged_runs():
-    from training.experiment import _metrics
+    from connectome_priors.training.experiment import _metrics
 
     w = np.random.default_rng(0).normal(size=(30, 30))
     assert all(np.isnan(v) for v in _metrics(w, diverged=True, n_null=2, seed=0).values())
@@ -163,7 +194,7 @@ def test_killed_grid_resumes_to_the_same_tables(experiment, tmp_path):
 def test_runs_per_batch_changes_speed_not_results(tiny, tmp_path):
     from dataclasses import replace
 
-    from training.experiment import fingerprint
+    from connectome_priors.training.experiment import fingerprint
 
     _, root, _ = tiny
     prior = priors_store.load("tiny", root=root)
@@ -179,8 +210,8 @@ def test_runs_per_batch_changes_speed_not_results(tiny, tmp_path):
 
 
 def test_checkpoint_reproduces_the_reported_test_accuracy(experiment):
-    from training.checkpoint import load_checkpoint
-    from training.train import FitConfig, evaluate, make_splits
+    from connectome_priors.training.checkpoint import load_checkpoint
+    from connectome_priors.training.train import evaluate, make_splits
 
     prior, out, runs = experiment
     ck = load_checkpoint(out / "checkpoints" / "T2__WxDxC.safetensors")
@@ -189,17 +220,17 @@ def test_checkpoint_reproduces_the_reported_test_accuracy(experiment):
     assert meta["prior"] == f"tiny@{prior.version}" and meta["config"]["runs"] == 2
     mine = runs[runs["variant"] == "W*D*C"]
     assert meta["seeds"] == mine["seed"].tolist() and ck.model.config.runs == 2
-    from training.experiment import _derived
+    from connectome_priors.training.experiment import _derived
 
-    fcfg = FitConfig(n_train=CFG.n_train, n_val=CFG.n_val, n_test=CFG.n_test,
+    fcfg = FitConfig(n_train=CFG.fit.n_train, n_val=CFG.fit.n_val, n_test=CFG.fit.n_test,
                      data_seed=_derived(CFG.seed, 2))
     acc, _ = evaluate(ck.model, *make_splits("T2", fcfg).test, 1024)
     np.testing.assert_allclose(acc, mine["test_accuracy"].to_numpy())
 
 
 def test_checkpoint_refuses_a_foreign_file(tmp_path):
-    from training.checkpoint import load_checkpoint
-    from training.errors import TrainingError
+    from connectome_priors.training.checkpoint import load_checkpoint
+    from connectome_priors.training.errors import TrainingError
 
     bad = tmp_path / "x.safetensors"
     bad.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
@@ -214,7 +245,7 @@ def test_grid_on_a_dask_cluster_matches_the_local_run(experiment, tmp_path):
     same tables and checkpoints as the in-process run."""
     from distributed import Client, LocalCluster
 
-    from training.checkpoint import load_checkpoint
+    from connectome_priors.training.checkpoint import load_checkpoint
 
     prior, out, runs = experiment
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
@@ -232,7 +263,7 @@ def test_grid_on_a_dask_cluster_matches_the_local_run(experiment, tmp_path):
 def test_bad_scheduler_address_is_a_clear_error(experiment, tmp_path):
     from dataclasses import replace
 
-    from training.errors import TrainingError
+    from connectome_priors.training.errors import TrainingError
 
     prior, _, _ = experiment
     with pytest.raises(TrainingError, match="'nowhere' is not a Dask scheduler address .* "

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.expm import THETA, expm
-from training.regularizers import communicability
+from connectome_priors.training.expm import THETA, expm
+from connectome_priors.training.regularizers import communicability
 
 
 @pytest.mark.parametrize("norm", [0.0, 0.1, 0.5, 1.0, 7.0, 60.0])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.metrics import (assortativity, binarize, clustering, global_efficiency, modularity,
+from connectome_priors.training.metrics import (assortativity, binarize, clustering, global_efficiency, modularity,
                               organization, small_world_sigma, weight_entropy)
 
 

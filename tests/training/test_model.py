@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.model import BatchedRNN, ModelConfig
+from connectome_priors.training.model import BatchedRNN, ModelConfig
 
 
 def _model(w, *, positive_only=False, n_in=2):

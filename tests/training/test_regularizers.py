@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from priors_store.derive import communicability as store_communicability
-from training.regularizers import (Regularizer, communicability, grid_distances,
+from connectome_priors.priors_store.derive import communicability as store_communicability
+from connectome_priors.training.regularizers import (Regularizer, communicability, grid_distances,
                                    grid_distances_paper, grid_shape, real_distances)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.stats import compare, holm, summarize
+from connectome_priors.training.stats import compare, holm, summarize
 
 
 def test_holm_hand_computed():

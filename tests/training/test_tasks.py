@@ -8,8 +8,8 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from training.errors import UnknownTaskError
-from training.tasks import T1_PROBLEMS, T3_COHERENCES, TASKS, make_task
+from connectome_priors.training.errors import UnknownTaskError
+from connectome_priors.training.tasks import T1_PROBLEMS, T3_COHERENCES, TASKS, make_task
 
 
 @pytest.mark.parametrize("name", ["T1", "T2", "T3"])

@@ -7,10 +7,10 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from training.init import bio, orthogonal
-from training.regularizers import Regularizer, grid_distances
-from training.tasks import go_nogo
-from training.train import FitConfig, Splits, fit, make_splits
+from connectome_priors.training.init import bio, orthogonal
+from connectome_priors.training.regularizers import Regularizer, grid_distances
+from connectome_priors.training.tasks import go_nogo
+from connectome_priors.training.train import FitConfig, Splits, fit, make_splits
 
 SMALL = FitConfig(epochs=3, n_train=384, n_val=128, n_test=256, batch_size=32, lr=3e-3)
 

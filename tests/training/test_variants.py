@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from priors_store.derive import communicability as store_communicability
-from training.errors import UnknownVariantError
-from training.init import spectral_radius
-from training.regularizers import grid_distances, grid_distances_paper
-from training.variants import (CONTROLS, VARIANTS, Variant, build_variant, default_variants,
+from connectome_priors.priors_store.derive import communicability as store_communicability
+from connectome_priors.training.errors import UnknownVariantError
+from connectome_priors.training.init import spectral_radius
+from connectome_priors.training.regularizers import grid_distances, grid_distances_paper
+from connectome_priors.training.variants import (CONTROLS, VARIANTS, Variant, build_variant, default_variants,
                                parse_variant)
 
 
@@ -120,7 +120,7 @@ def test_controls_change_only_the_init_of_w_star_d_star_c():
 def test_paper_real_distances_reproduce_the_reshape_scramble():
     """Flaw 4 by hand: 3 units at voxel positions p; reshape(3, -1) gives unit i the
     coordinates (flat[i], flat[3 + i], flat[6 + i]) of the flattened array."""
-    from training.regularizers import scrambled_distances_paper
+    from connectome_priors.training.regularizers import scrambled_distances_paper
 
     p = np.array([[0.0, 1.0, 2.0], [10.0, 11.0, 12.0], [20.0, 21.0, 22.0]])
     coords = np.array([[0.0, 10.0, 20.0], [1.0, 11.0, 21.0], [2.0, 12.0, 22.0]])  # = p.T

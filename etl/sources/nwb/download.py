@@ -29,13 +29,15 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from connectome_priors.kernel.settings import env_name, resolve
+
 from ...errors import SourceError
 
 __all__ = ["CACHE_ENV", "DandiConfig", "DownloadError", "TransientDownloadError", "download_scans",
            "parse_scan"]
 
-CACHE_ENV = "CXP_NWB_CACHE"
-API_ENV = "CXP_DANDI_API"
+CACHE_ENV = env_name("nwb_cache")
+API_ENV = env_name("dandi_api")
 _SCAN = re.compile(r"^(\d+)[-_](?:scan-)?(\d+)$")
 _CHUNK = 1 << 16  # small blocks: a lost connection loses at most one block
 
@@ -64,7 +66,8 @@ class DandiConfig:
     version: str = "0.230307.2132"
     """Published dandiset version (pinned, so a cache never mixes versions); 'draft' for the latest."""
     cache_dir: Path | None = None
-    """Cache root; None: ``$CXP_NWB_CACHE``, else ``~/.cache/connectome-priors/dandi``."""
+    """Cache root; None: the ``nwb_cache`` setting (``$CXP_NWB_CACHE``, else
+    ``$CXP_CACHE/dandi``, else ``~/.cache/connectome-priors/dandi``)."""
     timeout_s: float = 60.0
     """Connect/read timeout of each HTTP request (s)."""
     retries: int = 3
@@ -74,9 +77,8 @@ class DandiConfig:
 
     def resolved(self) -> DandiConfig:
         """This config with the API root and cache folder resolved from the environment."""
-        cache = self.cache_dir or os.environ.get(CACHE_ENV) or \
-            Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "connectome-priors" / "dandi"
-        api = os.environ.get(API_ENV, self.api_url) if self.api_url == DandiConfig.api_url else self.api_url
+        cache = resolve("nwb_cache", self.cache_dir)
+        api = resolve("dandi_api") if self.api_url == DandiConfig.api_url else self.api_url
         return DandiConfig(api_url=api.rstrip("/"), dandiset=self.dandiset, version=self.version,
                            cache_dir=Path(cache), timeout_s=self.timeout_s, retries=self.retries,
                            backoff_s=self.backoff_s)

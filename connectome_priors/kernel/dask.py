@@ -1,22 +1,30 @@
 """``dask_client``: the one place that starts or connects to a Dask cluster.
 
-Used by every stage that can scale out (synapse aggregation, pooled prior builds, the training
-grid), so they share one behaviour: a given ``Client`` is reused, an address is connected to with
-a bounded wait and a clear error, and no address starts a ``LocalCluster`` of single-threaded
-worker processes that is closed on exit.
+One meaning of the ``scheduler`` argument everywhere (synapse aggregation, pooled prior builds,
+the training grid):
+
+- ``None``: not given; the ``dask_scheduler`` setting is used (``$CXP_DASK_SCHEDULER`` or the
+  config file, :mod:`.settings`); when that is unset too, there is no cluster
+  (:func:`resolve_scheduler` returns ``None``; a stage that needs one then uses ``"local"``);
+- ``"local"``: a fresh ``LocalCluster`` of single-threaded worker processes, closed on exit;
+- an address such as ``"tcp://host:8786"``: that cluster, connected with a bounded wait;
+- a ``distributed.Client``: used as it is.
 """
 
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager, nullcontext
+from typing import Any
 
-from .errors import EtlError
+from .errors import CxpError
+from .settings import resolve
 
-__all__ = ["CONNECT_TIMEOUT", "MALLOC_TRIM_ENV", "SCHEDULER_ENV", "dask_client"]
+__all__ = ["CONNECT_TIMEOUT", "LOCAL", "MALLOC_TRIM_ENV", "DaskError", "dask_client",
+           "resolve_scheduler"]
 
-#: Environment variable naming a scheduler address for every ``--dask-scheduler`` default.
-SCHEDULER_ENV = "CXP_DASK_SCHEDULER"
+#: The scheduler value that starts a local cluster.
+LOCAL = "local"
 #: How long to wait for a given scheduler before giving up.
 CONNECT_TIMEOUT = "10s"
 #: The glibc variable Dask's nanny sets in its workers (65536) so that freed memory is returned to
@@ -25,12 +33,24 @@ CONNECT_TIMEOUT = "10s"
 MALLOC_TRIM_ENV = "MALLOC_TRIM_THRESHOLD_"
 
 
+class DaskError(CxpError):
+    """A Dask cluster could not be reached, or its address is malformed."""
+
+
+def resolve_scheduler(scheduler: Any = None) -> Any:
+    """``scheduler`` if given, else the ``dask_scheduler`` setting; ``None`` when neither is set."""
+    if scheduler is not None and not isinstance(scheduler, str):
+        return scheduler  # a Client
+    return resolve("dask_scheduler", scheduler or None)
+
+
 @contextmanager
-def dask_client(scheduler=None, *, n_workers: int = 2, memory_limit: str = "2GiB",
+def dask_client(scheduler: Any = LOCAL, *, n_workers: int = 2, memory_limit: str = "2GiB",
                 trim_memory: bool = True):
-    """A ``distributed.Client``: the given one, one connected to ``scheduler`` (an address such as
-    ``tcp://host:8786``), or one on a fresh ``LocalCluster`` of ``n_workers`` single-threaded
-    processes with ``memory_limit`` each (closed on exit).
+    """A ``distributed.Client``: the given one, one connected to an address, or one on a fresh
+    ``LocalCluster`` of ``n_workers`` single-threaded processes with ``memory_limit`` each for
+    ``"local"`` (closed on exit). ``None`` is resolved by :func:`resolve_scheduler` and means
+    ``"local"`` when no setting names a cluster.
 
     ``trim_memory=False`` starts the local workers without Dask's :data:`MALLOC_TRIM_ENV` (glibc's
     own allocation behaviour), for allocation-heavy compute such as training; the default keeps
@@ -39,23 +59,24 @@ def dask_client(scheduler=None, *, n_workers: int = 2, memory_limit: str = "2GiB
 
     Raises
     ------
-    EtlError
+    DaskError
         ``scheduler`` is not an address, or does not answer within :data:`CONNECT_TIMEOUT`.
     """
     from distributed import Client, LocalCluster  # noqa: PLC0415 (dask only when asked for)
 
+    scheduler = resolve_scheduler(scheduler) or LOCAL
     if isinstance(scheduler, Client):
         yield scheduler
         return
-    if scheduler:
+    if scheduler != LOCAL:
         try:
             client = Client(scheduler, timeout=CONNECT_TIMEOUT)
         except ValueError as err:  # distributed's address parser
-            raise EtlError(f"{scheduler!r} is not a Dask scheduler address ({err}); expected one "
-                           "such as tcp://127.0.0.1:8786") from err
+            raise DaskError(f"{scheduler!r} is not a Dask scheduler address ({err}); expected one "
+                            "such as tcp://127.0.0.1:8786, or 'local' for a local cluster") from err
         except (OSError, TimeoutError) as err:
-            raise EtlError(f"cannot reach the Dask scheduler at {scheduler}: {err}. Start one with "
-                           "`dask scheduler` (and workers with `dask worker ADDRESS`)") from err
+            raise DaskError(f"cannot reach the Dask scheduler at {scheduler}: {err}. Start one with "
+                            "`dask scheduler` (and workers with `dask worker ADDRESS`)") from err
         with client:
             yield client
         return

@@ -43,8 +43,8 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ..errors import SourceError
-from .export_header import write_header
+from ..etl.errors import SourceError
+from ..etl.sources.export_header import write_header
 
 __all__ = ["SynapseSynthConfig", "SYNAPSE_COLUMNS", "NUCLEUS_COLUMNS", "synthetic_cells",
            "synapse_partition", "write_synthetic_synapses"]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .events import ar1_decay
+from ..etl.sources.nwb.events import ar1_decay
 
 __all__ = ["SynthField", "write_scan_file", "dandi_name"]
 

@@ -9,10 +9,10 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from etl.cli import main
-from etl.errors import SourceError
-from etl.sources.export_header import read_header
-from etl.sources.synapse_synth import (SYNAPSE_COLUMNS, SynapseSynthConfig, synapse_partition,
+from connectome_priors.cli import main
+from connectome_priors.etl.errors import SourceError
+from connectome_priors.etl.sources.export_header import read_header
+from connectome_priors.testing.synapse_synth import (SYNAPSE_COLUMNS, SynapseSynthConfig, synapse_partition,
                                        synthetic_cells, write_synthetic_synapses)
 
 CFG = SynapseSynthConfig(rows=25_000, rows_per_file=10_000, n_neurons=500, n_fragments=20_000,

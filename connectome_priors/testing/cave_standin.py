@@ -9,7 +9,7 @@ checks a bearer token, and can inject faults (HTTP errors, stalls). The data are
 
 Run one by hand (offline demo)::
 
-    python -m etl.sources.cave.standin --port 8765 --cells 400
+    python -m connectome_priors.testing.cave_standin --port 8765 --cells 400
     cxp etl --source cave --server http://127.0.0.1:8765 --datastack minnie65_public --version latest
 
 Examples
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .transform import CELLTYPES_TABLE, NUCLEUS_TABLE, SYNAPSE_TABLE
+from ..etl.sources.cave.transform import CELLTYPES_TABLE, NUCLEUS_TABLE, SYNAPSE_TABLE
 
 __all__ = ["Fault", "StandinCave", "minnie_fixture", "main"]
 
@@ -488,7 +488,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def main(argv: list[str] | None = None) -> int:
     """Serve a stand-in CAVE until interrupted (offline demos)."""
-    p = argparse.ArgumentParser(prog="python -m etl.sources.cave.standin",
+    p = argparse.ArgumentParser(prog="python -m connectome_priors.testing.cave_standin",
                                 description="Serve a synthetic minnie65-shaped CAVE stand-in.")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--cells", type=int, default=400)

@@ -1,0 +1,54 @@
+"""``cxp``: the command line, a thin layer over the library.
+
+The parser is assembled here from the stages, each registering its own subcommands
+(``register(subparsers, add_store)`` in ``etl.cli``, ``priors_store.cli``, ``training.cli`` and
+``testing.cli``); every subcommand sets ``handler``. Any :class:`~connectome_priors.kernel.errors.CxpError`
+becomes its message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..kernel.errors import CxpError
+from ..kernel.settings import env_name
+
+__all__ = ["build_parser", "main"]
+
+
+def add_store(p: argparse.ArgumentParser) -> None:
+    """The ``--store`` option shared by the commands that read or write a neuron store."""
+    p.add_argument("--store", metavar="DIR", default=None,
+                   help=f"neuron store directory (default: ${env_name('store')}, else the config "
+                        "file, else ~/.local/share/connectome-priors/store)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``cxp`` argument parser, with every stage's subcommands."""
+    from ..etl import cli as etl_cli  # noqa: PLC0415 (stages load only when the CLI is built)
+    from ..priors_store import cli as priors_cli  # noqa: PLC0415
+    from ..testing import cli as testing_cli  # noqa: PLC0415
+    from ..training import cli as training_cli  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="cxp", description="Connectome priors: MICrONS structure "
+                                     "and activity -> versioned prior artifacts.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for stage in (etl_cli, priors_cli, training_cli, testing_cli):
+        stage.register(sub, add_store)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cxp`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except CxpError as err:
+        print(f"cxp {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cxp {args.command}: interrupted; the store is unchanged by the unfinished step",
+              file=sys.stderr)
+        return 130
+    return 0

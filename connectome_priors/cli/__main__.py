@@ -1,0 +1,7 @@
+"""``python -m connectome_priors.cli``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

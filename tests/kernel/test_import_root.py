@@ -1,0 +1,86 @@
+"""One import root: the stages install beneath ``connectome_priors``, load lazily, and keep their
+layers (import-linter contracts, which must fail on a backwards import)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("bare", ["etl", "training", "schemas", "priors_store"])
+def test_no_bare_stage_module_outside_the_repository(bare, tmp_path):
+    done = _python(f"import {bare}", tmp_path)
+    assert done.returncode == 1 and f"No module named '{bare}'" in done.stderr
+
+
+def test_stages_import_from_the_root_and_load_lazily(tmp_path):
+    done = _python(
+        "import sys\n"
+        "import connectome_priors.priors_store.derive as d\n"
+        "assert callable(d.communicability)\n"
+        "assert not [m for m in sys.modules if m.startswith('connectome_priors.etl')], 'etl loaded'\n"
+        "import connectome_priors.training.tasks\n"
+        "assert not [m for m in sys.modules if m.startswith('connectome_priors.etl.sources')]\n"
+        "import duckdb\n"  # noqa: the derivations above never needed it
+        "from connectome_priors import run_etl, Store, build, load, Population, run_experiment, "
+        "ExperimentConfig\n"
+        "from connectome_priors.priors_store.load import load as load2\n"
+        "assert load is load2\n"
+        "print('ok')\n", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_cxp_help_lists_every_command(tmp_path):
+    cxp = Path(sys.executable).with_name("cxp")
+    done = subprocess.run([str(cxp), "--help"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    for command in ("etl", "status", "sql", "refresh", "aggregate", "priors", "train",
+                    "synth-synapses"):
+        assert command in done.stdout
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The package installed as a wheel would be (the stages physically under the root)."""
+    target = tmp_path_factory.mktemp("site")
+    build = tmp_path_factory.mktemp("build")
+    src = build / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", ".cxp", "build",
+                                                              "*.egg-info", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(src)], check=True, capture_output=True, timeout=300)
+    return target
+
+
+def _lint(site: Path) -> subprocess.CompletedProcess:
+    lint = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run([str(lint), "--config", str(REPO / "pyproject.toml")], cwd=site,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_import_contracts_hold_and_catch_a_backwards_import(site, tmp_path):
+    done = _lint(site)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout
+    broken = tmp_path / "site"
+    shutil.copytree(site, broken)
+    store = broken / "connectome_priors" / "etl" / "store.py"
+    store.write_text(store.read_text() + "\nfrom connectome_priors.training import tasks  # backwards\n")
+    done = _lint(broken)
+    assert done.returncode != 0
+    assert "BROKEN" in done.stdout and "connectome_priors.etl.store -> connectome_priors.training" in done.stdout
