@@ -26,6 +26,8 @@ import scipy.sparse as sp
 
 from connectome_priors.kernel.version import code_version
 
+from connectome_priors.kernel.files import atomic_write_text, sha256_file
+
 from .errors import ArtifactIntegrityError, PriorsError
 
 __all__ = ["MANIFEST", "ArtifactWriter", "manifest_schema", "sha256_file", "validate_manifest"]
@@ -51,14 +53,6 @@ def validate_manifest(manifest: dict, *, path: str = MANIFEST) -> None:
                                      expected="a manifest valid against manifest.schema.json",
                                      found=err.message) from err
 
-
-def sha256_file(path: Path, *, chunk: int = 1 << 24) -> str:
-    """Hex sha256 of a file, read in 16 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ArtifactWriter:
@@ -164,6 +158,4 @@ class ArtifactWriter:
 
 
 def _point_latest(folder: Path, version: str) -> None:
-    tmp = folder / f".{LATEST}.{uuid.uuid4().hex}"
-    tmp.write_text(version + "\n")
-    os.replace(tmp, folder / LATEST)
+    atomic_write_text(folder / LATEST, version + "\n")

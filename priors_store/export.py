@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from connectome_priors.kernel.files import atomic_path
 
 from .errors import PriorsError
 from .load import Prior
@@ -51,9 +52,11 @@ def export(prior: Prior, out: str | os.PathLike, *, fmt: ExportFormat = "npz") -
     The file is written to a temporary name beside ``out`` and renamed into place.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    if fmt not in ("npz", "safetensors", "parquet"):
+        raise PriorsError(f"unknown export format {fmt!r}; expected npz, safetensors or parquet")
+    if out.is_dir():
+        shutil.rmtree(out)
+    with atomic_path(out) as tmp:
         if fmt == "npz":
             arrays = {kind: _dense(prior, kind) for kind in prior.kinds} | _order_arrays(prior)
             with open(tmp, "wb") as fh:
@@ -69,16 +72,6 @@ def export(prior: Prior, out: str | os.PathLike, *, fmt: ExportFormat = "npz") -
             prior.neurons.to_parquet(tmp / "neurons.parquet", index=False)
             for kind in prior.kinds:
                 _kind_table(prior, kind).to_parquet(tmp / f"{kind}.parquet", index=False)
-        else:
-            raise PriorsError(f"unknown export format {fmt!r}; expected npz, safetensors or parquet")
-        if out.is_dir():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
     return out
 
 

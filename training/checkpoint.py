@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
+
+from connectome_priors.kernel.files import atomic_path
 
 from .errors import TrainingError
 from .model import BatchedRNN, ModelConfig
@@ -50,14 +51,8 @@ def save_checkpoint(path: str | os.PathLike, model: BatchedRNN, *, task: str, va
     meta = {"task": task, "variant": variant, "seeds": json.dumps([int(s) for s in seeds]),
             "positive_only": json.dumps(bool(model.config.positive_only)), "prior": prior,
             "config": json.dumps(config, sort_keys=True), "code_version": code_version}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
     return path
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -27,6 +26,8 @@ from tqdm.auto import tqdm
 
 from connectome_priors.kernel.dask import resolve_scheduler
 from connectome_priors.kernel.version import code_version
+
+from connectome_priors.kernel.files import atomic_path
 
 from .checkpoint import checkpoint_name, save_checkpoint
 from .metrics import organization
@@ -281,19 +282,9 @@ def _metrics(w: torch.Tensor, *, diverged: bool, n_null: int, seed: int) -> dict
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``df`` to ``path`` through a temporary file in the same folder, then rename."""
-    return _atomic(Path(path), lambda tmp: df.to_parquet(tmp, index=False))
-
-
-def _atomic(path: Path, write) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+    return Path(path)
 
 
 def config_dict(config: ExperimentConfig) -> dict:

@@ -18,7 +18,8 @@ import pandas as pd
 
 from connectome_priors.kernel.version import code_version
 
-from .experiment import _atomic
+from connectome_priors.kernel.files import atomic_path
+
 from .variants import VARIANTS
 
 __all__ = ["PUBLISHED_6_6_2", "write_report"]
@@ -78,8 +79,8 @@ def write_report(out_dir: str | os.PathLike, runs: pd.DataFrame, summary: pd.Dat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = config if isinstance(config, dict) else _config_dict(config)
-    _atomic(out / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False))
-    _atomic(out / "stats.json",
+    _write(out / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False))
+    _write(out / "stats.json",
             lambda tmp: Path(tmp).write_text(json.dumps(stats, indent=2, default=str) + "\n"))
     curves_path = out / "curves.parquet"
     curves = pd.read_parquet(curves_path) if curves_path.is_file() else None
@@ -87,8 +88,8 @@ def write_report(out_dir: str | os.PathLike, runs: pd.DataFrame, summary: pd.Dat
     if _is_paper_field(prior_manifest, cfg):
         images.append(_published_plot(out, summary))
     blocks = _blocks(runs, summary, stats, prior_manifest, cfg, images)
-    _atomic(out / "report.md", lambda tmp: Path(tmp).write_text(_markdown(blocks)))
-    _atomic(out / "report.html", lambda tmp: Path(tmp).write_text(_html(blocks)))
+    _write(out / "report.md", lambda tmp: Path(tmp).write_text(_markdown(blocks)))
+    _write(out / "report.html", lambda tmp: Path(tmp).write_text(_html(blocks)))
     return out / "report.md"
 
 
@@ -324,6 +325,12 @@ def _published_plot(out: Path, summary: pd.DataFrame) -> tuple[str, str]:
 
 def _savefig(fig, path: Path, plt, alt: str) -> tuple[str, str]:
     fig.tight_layout()
-    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    _write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
     return path.name, alt
+
+
+def _write(path: Path, write) -> None:
+    """``write(tmp)`` to a temporary sibling of ``path``, then rename it into place."""
+    with atomic_path(path) as tmp:
+        write(tmp)
