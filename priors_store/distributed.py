@@ -41,11 +41,11 @@ from . import derive
 from .artifact import ArtifactWriter
 from .errors import PriorsError
 
-__all__ = ["Engine", "ENGINES", "check_engine", "distance_blocks", "same_layout",
+__all__ = ["BuildEngine", "ENGINES", "check_engine", "distance_blocks", "same_layout",
            "write_distance_dask"]
 
 #: Execution engines of a prior build: ``"local"`` (this process) or ``"dask"`` (a cluster).
-Engine = Literal["local", "dask"]
+BuildEngine = Literal["local", "dask"]
 ENGINES: tuple[str, ...] = ("local", "dask")
 
 

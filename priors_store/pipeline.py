@@ -26,7 +26,7 @@ from connectome_priors.etl.store import Store
 from . import derive
 from .artifact import ArtifactWriter
 from .config import artifact_root
-from .distributed import Engine, check_engine, write_distance_dask
+from .distributed import BuildEngine, check_engine, write_distance_dask
 from .errors import PriorsError
 from .population import Population, ResolvedPopulation, resolve
 
@@ -105,7 +105,7 @@ def _distance_blocks(positions_um: np.ndarray, block: int):
 
 def build(name: str, population: Population, *, store: Store | str | os.PathLike | None = None,
           root: str | os.PathLike | None = None, params: DeriveParams = DeriveParams(),
-          engine: Engine = "local", scheduler: Any = None, progress: bool = False) -> dict:
+          engine: BuildEngine = "local", scheduler: Any = None, progress: bool = False) -> dict:
     """Derive all kinds for ``population`` from ``store`` and publish artifact ``name``.
 
     Returns the manifest. The version derives from the content, so building the same population

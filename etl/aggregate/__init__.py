@@ -6,9 +6,9 @@ see :func:`synapses_to_connections`.
 
 from __future__ import annotations
 
-from .core import Engine, synapses_to_connections
+from .core import AggregateEngine, synapses_to_connections
 from .inputs import SynapseFiles, resolve_files
 from .mapping import RootMap, root_map
 
-__all__ = ["Engine", "RootMap", "SynapseFiles", "resolve_files", "root_map",
+__all__ = ["AggregateEngine", "RootMap", "SynapseFiles", "resolve_files", "root_map",
            "synapses_to_connections"]

@@ -13,14 +13,14 @@ from .inputs import SynapseInput, resolve_files
 from .mapping import root_map
 from .partial import finalize
 
-__all__ = ["Engine", "synapses_to_connections"]
+__all__ = ["AggregateEngine", "synapses_to_connections"]
 
 #: Aggregation engines.
-Engine = Literal["duckdb", "dask"]
+AggregateEngine = Literal["duckdb", "dask"]
 
 
 def synapses_to_connections(synapses: SynapseInput, neurons: pa.Table | pd.DataFrame, *,
-                            engine: Engine = "duckdb", scheduler: Any = None,
+                            engine: AggregateEngine = "duckdb", scheduler: Any = None,
                             keep_self: bool = False, memory_limit: str | None = None,
                             n_workers: int = 2, threads: int | None = None,
                             progress: bool = False, report: dict | None = None) -> pa.Table:

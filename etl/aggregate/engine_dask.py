@@ -25,8 +25,7 @@ from tqdm.auto import tqdm
 
 from connectome_priors.kernel.dask import dask_client
 from ..errors import SourceError
-from .engine_duckdb import _check_arrow_types, _csv_first_line
-from .inputs import SynapseFiles, pick_columns
+from .inputs import SynapseFiles, check_arrow_types, csv_first_line, pick_columns
 from .mapping import RootMap
 from .partial import aggregate_batch, combine, decode
 
@@ -108,7 +107,7 @@ def _spec(src: SynapseFiles) -> _Spec:
     if src.format == "parquet":
         schema = pq.read_schema(src.files[0])
         cols = pick_columns(schema.names, origin)
-        _check_arrow_types(schema, cols, origin)
+        check_arrow_types(schema, cols, origin)
         return _Spec("parquet", cols, None)
     if src.header is not None:
         cols = pick_columns(src.header.columns, f"{origin} (header {src.header.path})")
@@ -118,7 +117,7 @@ def _spec(src: SynapseFiles) -> _Spec:
                 raise SourceError(f"export header {src.header.path}: column {cols[canon]} must be "
                                   "an integer type", path=str(src.header.path))
         return _Spec("csv", cols, src.header.columns)
-    return _Spec("csv", pick_columns(_csv_first_line(src.files[0]), origin), None)
+    return _Spec("csv", pick_columns(csv_first_line(src.files[0]), origin), None)
 
 
 def aggregate_dask(src: pa.Table | SynapseFiles, rmap: RootMap, *, keep_self: bool,
@@ -133,7 +132,7 @@ def aggregate_dask(src: pa.Table | SynapseFiles, rmap: RootMap, *, keep_self: bo
 
     if isinstance(src, pa.Table):
         cols = pick_columns(src.column_names, "the in-memory synapse table")
-        _check_arrow_types(src.schema, cols, "the in-memory synapse table")
+        check_arrow_types(src.schema, cols, "the in-memory synapse table")
         src = src.select(list(cols.values())).rename_columns(list(cols.keys()))
         n_parts = max(1, -(-src.num_rows // BATCH_ROWS))
     else:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import gzip
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,7 +13,7 @@ import pyarrow.parquet as pq
 
 from ..errors import SourceError
 from ..sources.export_header import kind_of
-from .inputs import SynapseFiles, pick_columns
+from .inputs import SynapseFiles, check_arrow_types, csv_first_line, pick_columns
 from .mapping import RootMap
 
 __all__ = ["aggregate_duckdb"]
@@ -29,30 +27,12 @@ def _ident(s: str) -> str:
     return '"' + s.replace('"', '""') + '"'
 
 
-def _check_arrow_types(schema: pa.Schema, cols: dict[str, str], origin: str) -> None:
-    for canon in ("pre_root_id", "post_root_id"):
-        t = schema.field(cols[canon]).type
-        if not (pa.types.is_integer(t) or pa.types.is_null(t)):
-            raise SourceError(f"synapses from {origin}: column {cols[canon]} must hold integer root "
-                              f"ids; found type {t} (root ids exceed float precision)")
-    if "size" in cols:
-        t = schema.field(cols["size"]).type
-        if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)):
-            raise SourceError(f"synapses from {origin}: column size must be numeric; found type {t}")
-
-
-def _csv_first_line(path: Path) -> list[str]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", newline="") as fh:
-        return next(csv.reader(fh), [])
-
-
 def _source_sql(src: pa.Table | SynapseFiles, con: duckdb.DuckDBPyConnection) -> str:
     """A SELECT yielding columns pre, post, size from ``src``."""
     if isinstance(src, pa.Table):
         origin = "the in-memory synapse table"
         cols = pick_columns(src.column_names, origin)
-        _check_arrow_types(src.schema, cols, origin)
+        check_arrow_types(src.schema, cols, origin)
         con.register("syn_in", src)
         relation = "syn_in"
     else:
@@ -61,7 +41,7 @@ def _source_sql(src: pa.Table | SynapseFiles, con: duckdb.DuckDBPyConnection) ->
         if src.format == "parquet":
             schema = pq.read_schema(src.files[0])
             cols = pick_columns(schema.names, origin)
-            _check_arrow_types(schema, cols, origin)
+            check_arrow_types(schema, cols, origin)
             relation = f"read_parquet({files})"
         elif src.header is not None:
             cols = pick_columns(src.header.columns, f"{origin} (header {src.header.path})")
@@ -79,7 +59,7 @@ def _source_sql(src: pa.Table | SynapseFiles, con: duckdb.DuckDBPyConnection) ->
                              for c in src.header.columns)
             relation = f"read_csv({files}, header = false, auto_detect = false, columns = {{{spec}}})"
         else:
-            names = _csv_first_line(src.files[0])
+            names = csv_first_line(src.files[0])
             cols = pick_columns(names, origin)
             want = {cols["pre_root_id"]: "BIGINT", cols["post_root_id"]: "BIGINT"}
             if "size" in cols:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +16,8 @@ import pyarrow as pa
 from ..errors import SourceError
 from ..sources.export_header import ExportHeader, header_for, read_header
 
-__all__ = ["SynapseFiles", "SynapseInput", "resolve_files", "ALIASES", "pick_columns"]
+__all__ = ["SynapseFiles", "SynapseInput", "resolve_files", "ALIASES", "check_arrow_types",
+           "csv_first_line", "pick_columns"]
 
 #: A synapse table in memory, or files holding one.
 SynapseInput = Union[pa.Table, pd.DataFrame, str, os.PathLike, Sequence[Union[str, os.PathLike]]]
@@ -109,3 +112,23 @@ def pick_columns(available: Sequence[str], origin: str) -> dict[str, str]:
         if hit is not None:
             found[canon] = hit
     return found
+
+
+def check_arrow_types(schema: pa.Schema, cols: dict[str, str], origin: str) -> None:
+    """Raise :class:`SourceError` unless the root id columns are integers and size is numeric."""
+    for canon in ("pre_root_id", "post_root_id"):
+        t = schema.field(cols[canon]).type
+        if not (pa.types.is_integer(t) or pa.types.is_null(t)):
+            raise SourceError(f"synapses from {origin}: column {cols[canon]} must hold integer root "
+                              f"ids; found type {t} (root ids exceed float precision)")
+    if "size" in cols:
+        t = schema.field(cols["size"]).type
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)):
+            raise SourceError(f"synapses from {origin}: column size must be numeric; found type {t}")
+
+
+def csv_first_line(path: Path) -> list[str]:
+    """The first row of a CSV(.gz) file (its column names, when it has a header row)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:
+        return next(csv.reader(fh), [])

@@ -8,15 +8,15 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["modules", "modules_functional", "modules_wiring", "Engine"]
+__all__ = ["modules", "modules_functional", "modules_wiring", "CommunityEngine"]
 
 
 #: Which Leiden implementation runs: igraph's C core (fast) or the leidenalg package.
-Engine = Literal["igraph", "leidenalg"]
+CommunityEngine = Literal["igraph", "leidenalg"]
 
 
 def modules(weights: np.ndarray | sp.spmatrix, *, resolution: float = 1.0, seed: int = 0,
-            directed: bool = False, engine: Engine = "igraph") -> tuple[np.ndarray, float]:
+            directed: bool = False, engine: CommunityEngine = "igraph") -> tuple[np.ndarray, float]:
     """Partition a weighted graph into modules by Leiden modularity maximisation.
 
     Leiden (Traag, Waltman & van Eck 2019) on the modularity objective with a resolution
@@ -108,7 +108,7 @@ def _by_size(labels: np.ndarray) -> np.ndarray:
 
 
 def modules_functional(corr: np.ndarray, *, resolution: float = 1.0, seed: int = 0,
-                       engine: Engine = "igraph") -> tuple[np.ndarray, float]:
+                       engine: CommunityEngine = "igraph") -> tuple[np.ndarray, float]:
     """Modules of a functional matrix: its positive part, diagonal removed, undirected.
 
     Negative correlations are set to 0 (modularity needs non-negative weights), as are NaN
@@ -150,7 +150,7 @@ def modules_functional(corr: np.ndarray, *, resolution: float = 1.0, seed: int =
 
 def modules_wiring(connectome: np.ndarray | sp.spmatrix, *, resolution: float = 1.0,
                    seed: int = 0, directed: bool = False,
-                   engine: Engine = "igraph") -> tuple[np.ndarray, float]:
+                   engine: CommunityEngine = "igraph") -> tuple[np.ndarray, float]:
     """Modules of the wiring graph: synapse counts, autapses removed, symmetrized by default.
 
     Parameters
