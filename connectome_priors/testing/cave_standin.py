@@ -2,10 +2,32 @@
 ``caveclient`` calls, serving a small, seeded, minnie65-shaped fixture over loopback.
 
 It exists so that the ``cave`` source can be proven, benchmarked and demonstrated offline with
-the *unmodified* client: it answers with Arrow IPC bodies (``Content-Type: data.arrow``),
-reports a materialization server version of 5.13, silently caps every query at ``row_cap`` rows
-(sending only the ``Warning: 201 - "Limited query to N rows`` header, as the real engine does),
-checks a bearer token, and can inject faults (HTTP errors, stalls). The data are **synthetic**.
+the *unmodified* client. Every table's columns are derived from the producers' schema package
+(``emannotationschemas``) by the schema the real table uses (:data:`TABLE_SCHEMAS`), never shaped
+to what our reader wants; the answers follow the MaterializationEngine's client API
+(``materializationengine/blueprints/client/api2.py``, ``common.py``, ``query_manager.py``,
+``utils.py`` in CAVEconnectome/MaterializationEngine):
+
+- a frozen table is ``merged`` (``id`` and the flattened fields in schema order, as
+  ``merge_tables`` in ``workflows/create_frozen_database.py`` writes it) or, with
+  ``split_frozen=True``, ``split`` (annotation and segmentation tables apart: ``id, created,
+  superceded_id, valid``, the annotation fields, then ``*_supervoxel_id, *_root_id``);
+  a reference table carries ``target_id`` and none of its target's columns;
+- only ``valid`` rows are returned; at most ``row_cap`` (``QUERY_LIMIT_SIZE``) rows, or the
+  request's smaller ``limit``; a result of exactly that many rows carries the warning
+  ``201 - "Limited query to N rows``; a table's ``notice_text`` is another ``Warning`` (each
+  message its own header line);
+- Arrow IPC bodies (``Content-Type: data.arrow``), compressed inside with ZSTD (or LZ4) when
+  the client's ``Accept-Encoding`` names it (caveclient sends ``zstd``), the whole body gzipped
+  when it names ``gzip``; headers ``dataframe_resolution`` and ``column_names``; positions
+  are integers in the table's voxels, scaled to ``desired_resolution``;
+- the join query caveclient sends for ``merge_reference=True`` (suffix ``_ref`` on the
+  columns both tables have, see :func:`merge_reference`), and the table metadata
+  (``schema_type``, ``reference_table``, voxel resolution) at the endpoint
+  ``get_table_metadata`` calls.
+
+It also reports a materialization server version of 5.13, checks a bearer token, and can inject
+faults (HTTP errors, stalls). The data are **synthetic**.
 
 Run one by hand (offline demo)::
 
@@ -21,6 +43,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import re
 import threading
@@ -34,7 +57,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..etl.sources.cave.transform import CELLTYPES_TABLE, NUCLEUS_TABLE, SYNAPSE_TABLE
+from ..etl.sources.cave.transform import CELLTYPES_TABLE, COREG_TABLES, NUCLEUS_TABLE, SYNAPSE_TABLE
 
 __all__ = ["Fault", "StandinCave", "minnie_fixture", "main"]
 
@@ -48,12 +71,192 @@ _EXC = [("23P", 100_000, 130_000), ("4P", 130_000, 160_000), ("5P-IT", 160_000, 
 _INH = ["BC", "MC", "BPC", "NGC"]
 
 
+# -- table shapes, from the producers' schema package ------------------------------------------
+
+#: The real tables' schema (``emannotationschemas`` name) and reference target. The functional
+#: tables' schemas (``digital_twin_properties``, ``func_properties_bcm``) and their target are
+#: assumed from the table names: the package holds them, the MICrONS docs do not name them.
+TABLE_SCHEMAS: dict[str, tuple[str, str | None]] = {
+    NUCLEUS_TABLE: ("nucleus_detection", None),
+    CELLTYPES_TABLE: ("cell_type_reference", NUCLEUS_TABLE),
+    COREG_TABLES[0]: ("func_unit_ext_coreg", NUCLEUS_TABLE),
+    COREG_TABLES[1]: ("func_unit_ext_coreg", NUCLEUS_TABLE),
+    "digital_twin_properties_bcm_coreg_v4": ("digital_twin_properties", NUCLEUS_TABLE),
+    "functional_properties_v3_bcm": ("func_properties_bcm", NUCLEUS_TABLE),
+    SYNAPSE_TABLE: ("synapse", None),
+}
+#: Schema of the bound-point co-registration the stand-in can serve instead (an assumption: the
+#: fields of ``func_unit_ext_coreg`` with a bound point ``pt`` in place of ``target_id``, as the
+#: MICrONS docs describe co-registration matched by root id; no such schema is registered).
+BOUND_COREG_SCHEMA = "func_unit_ext_coreg_bound"
+#: Columns every annotation table has before its schema's fields (split frozen tables; the
+#: query drops ``deleted``).
+_CRUD = ("created", "superceded_id")
+_CREATED = pd.Timestamp("2020-09-28 12:00:00")
+
+
+def _schema(schema_type: str):
+    """The marshmallow schema class of ``schema_type`` (from ``emannotationschemas``)."""
+    from emannotationschemas import get_schema  # noqa: PLC0415 (only the stand-in needs it)
+
+    if schema_type == BOUND_COREG_SCHEMA:
+        import marshmallow as mm  # noqa: PLC0415
+        from emannotationschemas.schemas.base import AnnotationSchema, BoundSpatialPoint  # noqa: PLC0415
+
+        ext = get_schema("func_unit_ext_coreg")
+        fields = {k: f for k, f in ext._declared_fields.items() if k not in ("target_id", "valid")}
+        return type("FuncUnitExtCoregBound", (AnnotationSchema,),
+                    {"pt": mm.fields.Nested(BoundSpatialPoint, required=True), **fields})
+    return get_schema(schema_type)
+
+
+def table_columns(schema_type: str, *, layout: str = "split") -> list[tuple[str, str, bool]]:
+    """Columns a frozen table of ``schema_type`` is queried with: (name, kind, required).
+
+    Derived from the schema package as the materialization engine builds its tables: ``id``, then
+    (``split`` frozen databases, annotation and segmentation tables apart) ``created`` and
+    ``superceded_id``, the annotation fields, and the segmentation fields (``*_supervoxel_id``,
+    ``*_root_id``) last; ``merged`` frozen tables hold ``id`` and the flattened fields in schema
+    order, without those bookkeeping columns. A bound spatial point ``pt`` gives
+    ``pt_position_x/_y/_z``, ``pt_supervoxel_id`` and ``pt_root_id``; a reference annotation
+    gives ``target_id`` and no column of its target.
+
+    ``kind`` is one of ``id``, ``timestamp``, ``bool``, ``int``, ``float``, ``str``,
+    ``position``, ``segment``, ``target``.
+    """
+    from emannotationschemas.flatten import create_flattened_schema  # noqa: PLC0415
+    from emannotationschemas.schemas.base import (  # noqa: PLC0415
+        PostGISField, ReferenceTableField, SegmentationField)
+    import marshmallow as mm  # noqa: PLC0415
+
+    ann: list[tuple[str, str, bool]] = []
+    seg: list[tuple[str, str, bool]] = []
+    for key, f in create_flattened_schema(_schema(schema_type))._declared_fields.items():
+        req = bool(f.required)
+        if isinstance(f, PostGISField):
+            ann += [(f"{key}_{a}", "position", req) for a in "xyz"]
+        elif isinstance(f, SegmentationField):
+            (seg if layout == "split" else ann).append((key, "segment", False))
+        elif isinstance(f, ReferenceTableField):
+            ann.append((key, "target", True))
+        elif isinstance(f, mm.fields.Boolean):
+            ann.append((key, "bool", req))
+        elif isinstance(f, mm.fields.Integer):
+            ann.append((key, "int", req))
+        elif isinstance(f, mm.fields.Float):
+            ann.append((key, "float", req))
+        else:
+            ann.append((key, "str", req))
+    head = [("id", "id", True)]
+    if layout == "split":
+        head += [("created", "timestamp", True), ("superceded_id", "int", False)]
+    elif layout != "merged":
+        raise ValueError(f"layout must be 'split' or 'merged', not {layout!r}")
+    return head + ann + seg
+
+
+def schema_frame(schema_type: str, values: dict, *, table: str,
+                 reference_table: str | None = None) -> pd.DataFrame:
+    """A table of ``schema_type`` in the merged frozen layout (as the static ``_merged``
+    exports hold it), from the given column values.
+
+    ``values`` maps column names (a position as ``<point>_position``, an ``(n, 3)`` array) to
+    arrays; ``id`` defaults to ``1..n``, ``created`` and ``valid`` to constants,
+    ``superceded_id`` and optional fields to nulls, root and supervoxel ids to 0. The schema's
+    required fields must all be given, and nothing the schema lacks.
+    ``attrs`` records ``schema_type`` and ``reference_table`` (served as table metadata).
+    """
+    cols = table_columns(schema_type, layout="split")
+    values = dict(values)
+    for key in [k for k in values if k.endswith("_position")]:
+        arr = np.asarray(values.pop(key))
+        for i, a in enumerate("xyz"):
+            values[f"{key}_{a}"] = arr[:, i]
+    n = len(next(iter(values.values())))
+    names = {c for c, _, _ in cols}
+    extra = sorted(set(values) - names)
+    if extra:
+        raise ValueError(f"schema {schema_type!r} ({table}) has no column(s) {extra}; "
+                         f"its columns: {[c for c, _, _ in cols]}")
+    out: dict[str, object] = {}
+    for name, kind, required in cols:
+        if name in values:
+            out[name] = np.asarray(values[name])
+        elif name == "id":
+            out[name] = np.arange(1, n + 1, dtype=np.int64)
+        elif name == "created":
+            out[name] = np.full(n, _CREATED)
+        elif name == "valid":
+            out[name] = np.ones(n, dtype=bool)
+        elif kind == "segment":
+            out[name] = np.zeros(n, dtype=np.int64)
+        elif required:
+            raise ValueError(f"schema {schema_type!r} ({table}) requires column {name!r}")
+        elif kind == "str":
+            out[name] = np.full(n, None, dtype=object)
+        else:
+            out[name] = np.full(n, np.nan)
+    df = pd.DataFrame(out)
+    df.attrs.update(schema_type=schema_type, reference_table=reference_table, table=table)
+    return merged_layout(df)
+
+
+def merged_layout(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` as a merged frozen database holds it: no ``created`` / ``superceded_id``, columns
+    in the flattened schema's order (``attrs["schema_type"]`` names the schema)."""
+    schema = df.attrs.get("schema_type")
+    if schema is None:
+        return df
+    order = [c for c, _, _ in table_columns(schema, layout="merged")]
+    out = df[[c for c in order if c in df.columns]]
+    out.attrs.update(df.attrs)
+    return out
+
+
+def split_layout(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` as a query of a split frozen database returns it: ``id, created, superceded_id``,
+    the annotation columns, the segmentation columns last (``deleted`` is dropped by the query)."""
+    schema = df.attrs.get("schema_type")
+    if schema is None:
+        return df
+    out = df.copy()
+    if "created" not in out.columns:
+        out["created"] = _CREATED
+    if "superceded_id" not in out.columns:
+        out["superceded_id"] = np.nan
+    order = [c for c, _, _ in table_columns(schema, layout="split")]
+    out = out[[c for c in order if c in out.columns]]
+    out.attrs.update(df.attrs)
+    return out
+
+
+def merge_reference(df: pd.DataFrame, target: pd.DataFrame, *, suffix: str = "_ref") -> pd.DataFrame:
+    """What a join query (caveclient's ``merge_reference=True``) returns for reference table
+    ``df`` and its ``target``: valid rows of both, inner-joined on ``target_id`` = ``id``; a column
+    both tables have is named with the table's suffix (``""`` for ``df``, ``suffix`` for the
+    target: ``id_ref``, ``valid_ref``, ``created_ref``); ``deleted`` and ``superceded_id`` (with
+    their suffixes) are dropped."""
+    left = df[df["valid"].astype(bool)] if "valid" in df else df
+    right = target[target["valid"].astype(bool)] if "valid" in target else target
+    dup = set(left.columns) & set(right.columns)
+    right = right.rename(columns={c: c + suffix for c in dup})
+    out = left.merge(right, left_on="target_id", right_on="id" + suffix, how="inner", sort=False)
+    crud = [c for c in out.columns if c in ("deleted", "superceded_id", "deleted" + suffix,
+                                            "superceded_id" + suffix)]
+    return out.drop(columns=crud)
+
+
 # -- fixture -----------------------------------------------------------------------------------
 
 def minnie_fixture(*, n_cells: int = 300, n_synapses: int = 6000, seed: int = 0,
                    versions: tuple[int, ...] = (1, 2), changed_fraction: float = 0.3,
-                   coreg_fraction: float = 0.6) -> dict[int, dict[str, pd.DataFrame]]:
+                   coreg_fraction: float = 0.6,
+                   coregistration: str = "reference") -> dict[int, dict[str, pd.DataFrame]]:
     """A seeded, minnie65-shaped set of CAVE tables per materialization version (synthetic).
+
+    Every table's columns come from its schema (:data:`TABLE_SCHEMAS`, :func:`schema_frame`):
+    the cell types and co-registration are reference tables (``target_id`` -> nucleus id, no
+    root id or position of their own), as a real server answers them.
 
     Cells: nuclei with voxel positions in the minnie65 volume, AIBS metamodel cell types
     (excitatory by depth, inhibitory, non-neuronal), two nuclei with root id 0 and one root id
@@ -64,11 +267,20 @@ def minnie_fixture(*, n_cells: int = 300, n_synapses: int = 6000, seed: int = 0,
     ``changed_fraction`` of the cells (synapses follow); nucleus ids never change. Rows are stored
     in shuffled order, as a database returns them.
 
+    Parameters
+    ----------
+    coregistration
+        ``reference`` (schema ``func_unit_ext_coreg``, as MICrONS serves it) or ``bound_point``
+        (:data:`BOUND_COREG_SCHEMA`: the soma's bound point instead of ``target_id``, its root id
+        that of the nucleus in the same version).
+
     Returns
     -------
     dict
-        version -> {CAVE table name -> DataFrame with split positions in voxels}.
+        version -> {CAVE table name -> DataFrame, split positions in voxels}.
     """
+    if coregistration not in ("reference", "bound_point"):
+        raise ValueError(f"coregistration must be 'reference' or 'bound_point', not {coregistration!r}")
     rng = np.random.default_rng(seed)
     n = n_cells
     nucleus_id = 100_000 + np.sort(rng.choice(np.arange(1, 50 * n + 10), n, replace=False))
@@ -89,7 +301,7 @@ def minnie_fixture(*, n_cells: int = 300, n_synapses: int = 6000, seed: int = 0,
         else:
             cell_type[i], cls[i] = "astrocyte", "nonneuron"
     pos = np.column_stack([rng.uniform(150_000, 250_000, n), y, rng.uniform(15_000, 27_000, n)])
-    pos = np.round(pos)
+    pos = np.round(pos).astype(np.int64)  # the server casts positions to integers
     neuron = kinds < 2
     coreg_idx = np.flatnonzero(neuron & (rng.random(n) < coreg_fraction))
     m = len(coreg_idx)
@@ -101,6 +313,8 @@ def minnie_fixture(*, n_cells: int = 300, n_synapses: int = 6000, seed: int = 0,
     pref_ori = rng.uniform(0, 180, m)
     pref_dir = np.mod(pref_ori + 180 * rng.integers(0, 2, m), 360)
     gosi, gdsi = rng.uniform(0, 1, m), rng.uniform(0, 1, m)
+    cc = rng.uniform(0.1, 0.9, (m, 3))
+    readout = rng.uniform(-1, 1, (m, 2))
 
     # synapses: mostly among co-registered excitatory cells, some to other / unknown segments
     core = coreg_idx[cls[coreg_idx] == "excitatory_neuron"]
@@ -111,10 +325,27 @@ def minnie_fixture(*, n_cells: int = 300, n_synapses: int = 6000, seed: int = 0,
     post_i = np.concatenate([rng.choice(core, n_core), rng.choice(any_cell, n_synapses - n_core)])
     orphan = rng.random(n_synapses) < 0.05  # partner is a fragment without a nucleus
     syn_id = 1 + rng.permutation(np.arange(3 * n_synapses))[:n_synapses]
-    size = rng.integers(40, 5000, n_synapses).astype(np.int64)
+    size = rng.integers(40, 5000, n_synapses).astype(np.float64)
     ctr = pos[post_i] + rng.normal(0, [500, 500, 20], (n_synapses, 3))
-    ctr = np.clip(np.round(ctr), 0, None)
+    ctr = np.clip(np.round(ctr), 0, None).astype(np.int64)
     orphan_root = 864691136_000_000_000 + rng.integers(1, 10**9, n_synapses)
+    sv = 88_000_000_000_000_000 + np.arange(n)
+    ct_rows = np.flatnonzero(cell_type != None)  # noqa: E711
+
+    def frame(table: str, values: dict, *, schema: str | None = None) -> pd.DataFrame:
+        schema_type, target = TABLE_SCHEMAS[table]
+        if schema is not None:
+            schema_type, target = schema, None
+        df = schema_frame(schema_type, values, table=table, reference_table=target)
+        shuffled = df.sample(frac=1, random_state=int(rng.integers(2**31))).reset_index(drop=True)
+        shuffled.attrs.update(df.attrs)
+        return shuffled
+
+    def coreg_frame(table: str, idx: np.ndarray, values: dict, cur: np.ndarray) -> pd.DataFrame:
+        if coregistration == "reference":
+            return frame(table, {"target_id": nucleus_id[idx], **values})
+        return frame(table, {"pt_position": pos[idx], "pt_supervoxel_id": sv[idx],
+                             "pt_root_id": cur[idx], **values}, schema=BOUND_COREG_SCHEMA)
 
     out: dict[int, dict[str, pd.DataFrame]] = {}
     cur = roots.copy()
@@ -126,54 +357,40 @@ def minnie_fixture(*, n_cells: int = 300, n_synapses: int = 6000, seed: int = 0,
             cur = cur.copy()
             cur[change] = 864691137_000_000_000 + 1 + rng.choice(10**9, int(change.sum()),
                                                                  replace=False)
-        order = rng.permutation(n)
-        sv = 88_000_000_000_000_000 + np.arange(n)
-        nuc = pd.DataFrame({
-            "id": nucleus_id, "created": pd.Timestamp("2020-09-28", tz="UTC"), "valid": True,
-            "volume": np.round(rng.uniform(100, 400, n), 3), "pt_supervoxel_id": sv,
-            "pt_root_id": cur, "pt_position_x": pos[:, 0], "pt_position_y": pos[:, 1],
-            "pt_position_z": pos[:, 2]}).iloc[order].reset_index(drop=True)
-        ct_rows = np.flatnonzero(cell_type != None)  # noqa: E711
-        ct = pd.DataFrame({
-            "id": np.arange(1, len(ct_rows) + 1), "valid": True, "target_id": nucleus_id[ct_rows],
-            "classification_system": cls[ct_rows], "cell_type": cell_type[ct_rows],
-            "pt_supervoxel_id": sv[ct_rows], "pt_root_id": cur[ct_rows],
-            "pt_position_x": pos[ct_rows, 0], "pt_position_y": pos[ct_rows, 1],
-            "pt_position_z": pos[ct_rows, 2]}).sample(frac=1, random_state=seed + k)
-        coreg = pd.DataFrame({
-            "id": np.arange(1, m + 1), "valid": True, "target_id": nucleus_id[coreg_idx],
+        nuc = frame(NUCLEUS_TABLE, {
+            "id": nucleus_id, "volume": np.round(rng.uniform(100, 400, n), 3), "pt_position": pos,
+            "pt_supervoxel_id": sv, "pt_root_id": cur})
+        ct = frame(CELLTYPES_TABLE, {
+            "target_id": nucleus_id[ct_rows], "classification_system": cls[ct_rows].astype(str),
+            "cell_type": cell_type[ct_rows].astype(str)})
+        coreg = coreg_frame(COREG_TABLES[0], coreg_idx, {
             "session": session, "scan_idx": scan_idx, "field": field_, "unit_id": unit_id,
-            "residual": np.round(rng.uniform(0, 8, m), 3), "score": np.round(rng.uniform(0, 20, m), 3),
-            "pt_supervoxel_id": sv[coreg_idx], "pt_root_id": cur[coreg_idx],
-            "pt_position_x": pos[coreg_idx, 0], "pt_position_y": pos[coreg_idx, 1],
-            "pt_position_z": pos[coreg_idx, 2]})
+            "residual": np.round(rng.uniform(0, 8, m), 3), "score": np.round(rng.uniform(0, 20, m), 3)},
+            cur)
         ma = len(auto_idx)
-        auto = pd.DataFrame({
-            "id": np.arange(1, ma + 1), "valid": True, "target_id": nucleus_id[auto_idx],
+        auto = coreg_frame(COREG_TABLES[1], auto_idx, {
             "session": np.full(ma, 4), "scan_idx": np.full(ma, 7), "field": np.full(ma, 3),
-            "unit_id": 10**6 + np.arange(ma), "residual": np.full(ma, 2.5), "score": np.full(ma, 1.5),
-            "pt_supervoxel_id": sv[auto_idx], "pt_root_id": cur[auto_idx],
-            "pt_position_x": pos[auto_idx, 0], "pt_position_y": pos[auto_idx, 1],
-            "pt_position_z": pos[auto_idx, 2]})
-        twin = pd.DataFrame({
-            "id": np.arange(1, m + 1), "target_id": nucleus_id[coreg_idx], "session": session,
-            "scan_idx": scan_idx, "unit_id": unit_id, "pref_ori": pref_ori, "pref_dir": pref_dir,
-            "gOSI": gosi, "gDSI": gdsi, "pt_root_id": cur[coreg_idx]})
-        older = twin.copy()  # the older table: radians, measured clockwise
-        older["pref_ori"] = np.mod(-np.radians(pref_ori), np.pi)
-        older["pref_dir"] = np.mod(-np.radians(pref_dir), 2 * np.pi)
+            "unit_id": 10**6 + np.arange(ma), "residual": np.full(ma, 2.5), "score": np.full(ma, 1.5)},
+            cur)
+        tuning = {"target_id": nucleus_id[coreg_idx], "session": session, "scan_idx": scan_idx,
+                  "unit_id": unit_id, "gOSI": gosi, "gDSI": gdsi, "cc_abs": cc[:, 0]}
+        twin = frame("digital_twin_properties_bcm_coreg_v4", {
+            **tuning, "pref_ori": pref_ori, "pref_dir": pref_dir, "cc_max": cc[:, 1],
+            "cc_norm": cc[:, 2], "OSI": gosi, "DSI": gdsi, "readout_loc_x": readout[:, 0],
+            "readout_loc_y": readout[:, 1]})
+        older = frame("functional_properties_v3_bcm", {  # radians, measured clockwise
+            **tuning, "pref_ori": np.mod(-np.radians(pref_ori), np.pi),
+            "pref_dir": np.mod(-np.radians(pref_dir), 2 * np.pi)})
         pre = np.where(orphan, orphan_root, cur[pre_i])
         post = cur[post_i]
         keep = (pre != 0) & (post != 0)
-        syn = pd.DataFrame({
-            "id": syn_id[keep], "valid": True, "pre_pt_supervoxel_id": 0, "pre_pt_root_id": pre[keep],
-            "post_pt_supervoxel_id": 0, "post_pt_root_id": post[keep], "size": size[keep],
-            "ctr_pt_position_x": ctr[keep, 0], "ctr_pt_position_y": ctr[keep, 1],
-            "ctr_pt_position_z": ctr[keep, 2]})
-        out[version] = {NUCLEUS_TABLE: nuc, CELLTYPES_TABLE: ct.reset_index(drop=True),
-                        "coregistration_manual_v4": coreg,
-                        "coregistration_auto_phase3_fwd_apl_vess_combined_v2": auto,
-                        "digital_twin_properties_bcm_coreg_v4": twin,
+        pre_pos = np.where(orphan[keep, None], ctr[keep], pos[pre_i[keep]])
+        syn = frame(SYNAPSE_TABLE, {
+            "id": syn_id[keep], "pre_pt_position": pre_pos, "pre_pt_root_id": pre[keep],
+            "post_pt_position": pos[post_i[keep]], "post_pt_root_id": post[keep],
+            "ctr_pt_position": ctr[keep], "size": size[keep]})
+        out[version] = {NUCLEUS_TABLE: nuc, CELLTYPES_TABLE: ct, COREG_TABLES[0]: coreg,
+                        COREG_TABLES[1]: auto, "digital_twin_properties_bcm_coreg_v4": twin,
                         "functional_properties_v3_bcm": older, SYNAPSE_TABLE: syn}
     return out
 
@@ -210,16 +427,21 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
     url: str = ""
-    _arrow: dict = field(default_factory=dict)
+    split_frozen: bool = False
+    notices: dict[str, str] = field(default_factory=dict)
+    codecs: list[str | None] = field(default_factory=list)
+    _served: dict = field(default_factory=dict)
 
-    def arrow(self, df: pd.DataFrame) -> tuple[pa.Table, dict[str, np.ndarray]]:
-        """``df`` as an Arrow table plus its columns as arrays (converted once, for filtering)."""
+    def served(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` in the frozen layout of this server, valid rows only (computed once)."""
         key = id(df)
         with self.lock:
-            if key not in self._arrow:
-                self._arrow[key] = (df, pa.Table.from_pandas(df, preserve_index=False),
-                                    {c: df[c].to_numpy() for c in df.columns})
-            return self._arrow[key][1:]
+            if key not in self._served:
+                out = split_layout(df) if self.split_frozen else merged_layout(df)
+                if "valid" in out.columns:
+                    out = out[out["valid"].astype(bool).to_numpy()]
+                self._served[key] = (df, out.reset_index(drop=True))
+            return self._served[key][1]
 
 
 class StandinCave:
@@ -233,11 +455,19 @@ class StandinCave:
         Rows one query returns at most; larger results are cut silently (warning header only).
     token
         If set, every request must carry ``Authorization: Bearer <token>``; otherwise 401.
+    split_frozen
+        Serve frozen tables split (``id, created, superceded_id``, annotation columns, then
+        segmentation columns) instead of merged (``id`` and the schema's columns in order);
+        the version metadata's ``is_merged`` says which.
+    notices
+        Table -> owner notice, sent as an extra ``Warning`` with every query of that table.
     """
 
     def __init__(self, versions: dict[int, dict[str, pd.DataFrame]], *, row_cap: int = DEFAULT_ROW_CAP,
-                 token: str | None = None, port: int = 0) -> None:
-        self.state = _State(versions=versions, row_cap=row_cap, token=token)
+                 token: str | None = None, port: int = 0, split_frozen: bool = False,
+                 notices: dict[str, str] | None = None) -> None:
+        self.state = _State(versions=versions, row_cap=row_cap, token=token,
+                            split_frozen=split_frozen, notices=dict(notices or {}))
         self._port = port
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -309,6 +539,7 @@ class StandinCave:
 
 
 _TABLE_Q = re.compile(r"^/materialize/api/v[23]/datastack/([^/]+)/version/(\d+)/table/([^/]+)/(query|metadata|count)$")
+_JOIN_Q = re.compile(r"^/materialize/api/v[23]/datastack/([^/]+)/version/(\d+)/query$")
 _VERSION = re.compile(r"^/materialize/api/v[23]/datastack/([^/]+)/version/(\d+)$")
 _VERSIONS = re.compile(r"^/materialize/api/v[23]/datastack/([^/]+)/versions$")
 _TABLES = re.compile(r"^/materialize/api/v[23]/datastack/([^/]+)/version/(\d+)/tables$")
@@ -329,11 +560,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing --
     def _send(self, status: int, body: bytes, ctype: str = "application/json",
-              headers: dict | None = None) -> None:
+              headers: list[tuple[str, str]] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
+        for k, v in headers or ():
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
@@ -422,7 +653,8 @@ class _Handler(BaseHTTPRequestHandler):
             ts = _timestamp(v)
             return self._json({"version": v, "datastack": m[1], "valid": True, "status": "AVAILABLE",
                                "time_stamp": ts.strftime("%Y-%m-%dT%H:%M:%S.%f"),
-                               "expires_on": (ts + timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%S.%f")})
+                               "expires_on": (ts + timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%S.%f"),
+                               "is_merged": not st.split_frozen, "parent_version": None, "id": v})
         if m := _TABLES.match(path):
             return self._json(sorted(st.versions.get(int(m[2]), {})))
         if m := _TABLE_Q.match(path):
@@ -433,57 +665,122 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(404, f"table {table} not found in version {v}")
             df = st.versions[v][table]
             if what == "metadata":
-                return self._json({"table_name": table, "voxel_resolution_x": VOXEL[0],
-                                   "voxel_resolution_y": VOXEL[1], "voxel_resolution_z": VOXEL[2],
-                                   "reference_table": None, "schema_type": "stand-in",
-                                   "description": "stand-in (synthetic)", "valid": True})
+                return self._json(self._metadata(table, df, v))
             if what == "count":
-                return self._json(int(len(df)))
-            return self._query(df, table, json.loads(body or b"{}"))
+                return self._json(int(len(st.served(df))))
+            return self._query(v, [table], json.loads(body or b"{}"), query)
+        if m := _JOIN_Q.match(path):
+            v = int(m[2])
+            if v not in st.versions:
+                return self._error(404, f"version {v} not found")
+            data = json.loads(body or b"{}")
+            tables = [t[0] for t in data.get("tables", [])]
+            missing = [t for t in tables if t not in st.versions[v]]
+            if len(tables) != 2 or missing:
+                return self._error(400 if not missing else 404,
+                                   f"join query needs two tables of version {v}; found {tables}")
+            return self._query(v, tables, data, query)
         return self._error(404, f"no such endpoint {path}")
 
-    def _query(self, df: pd.DataFrame, table: str, data: dict) -> None:
-        arrow, columns = self.state.arrow(df)
-        mask = np.ones(len(df), dtype=bool)
+    def _metadata(self, table: str, df: pd.DataFrame, version: int) -> dict:
+        """Table metadata as the frozen-table metadata endpoint answers (analysis table +
+        annotation metadata)."""
+        schema, target = TABLE_SCHEMAS.get(table, (None, None))
+        schema = df.attrs.get("schema_type", schema)
+        target = df.attrs.get("reference_table", target) if "schema_type" in df.attrs else target
+        ts = _timestamp(version).strftime("%Y-%m-%dT%H:%M:%S.%f")
+        return {"id": abs(hash(table)) % 10_000, "aligned_volume": ALIGNED_VOLUME, "schema": schema,
+                "table_name": table, "valid": True, "created": ts, "analysisversion_id": version,
+                "schema_type": schema, "reference_table": target, "user_id": "0",
+                "description": "stand-in (synthetic)", "notice_text": self.state.notices.get(table),
+                "flat_segmentation_source": None, "voxel_resolution_x": VOXEL[0],
+                "voxel_resolution_y": VOXEL[1], "voxel_resolution_z": VOXEL[2],
+                "write_permission": "PRIVATE", "read_permission": "PUBLIC", "last_modified": ts,
+                "segmentation_source": "graphene://stand-in/seg"}
+
+    def _query(self, version: int, tables: list[str], data: dict, args: dict) -> None:
+        """Answer a simple (one table) or join (two tables, ``target_id`` = ``id``) query."""
+        st = self.state
+        frames = {}
         ops = {"filter_in_dict": lambda c, v: np.isin(c, np.asarray(v)),
                "filter_notin_dict": lambda c, v: ~np.isin(c, np.asarray(v)),
+               "filter_out_dict": lambda c, v: ~np.isin(c, np.asarray(v)),
                "filter_equal_dict": lambda c, v: c == v,
                "filter_greater_dict": lambda c, v: c > v,
                "filter_less_dict": lambda c, v: c < v,
                "filter_greater_equal_dict": lambda c, v: c >= v,
                "filter_less_equal_dict": lambda c, v: c <= v}
-        for key, op in ops.items():
-            for col, value in (data.get(key) or {}).get(table, {}).items():
-                if col not in columns:
-                    return self._error(400, f"column {col} not in table {table}")
-                mask &= op(columns[col], value)
-        rows = np.flatnonzero(mask)
-        out = arrow
-        cols = data.get("select_columns")
-        if cols:
-            out = out.select([c for c in cols if c in out.column_names])
+        for table in tables:
+            df = st.served(st.versions[version][table])
+            mask = np.ones(len(df), dtype=bool)
+            for key, op in ops.items():
+                for col, value in (data.get(key) or {}).get(table, {}).items():
+                    if col not in df.columns:
+                        return self._error(400, f"column {col} not in table {table}")
+                    mask &= op(df[col].to_numpy(), value)
+            frames[table] = df if mask.all() else df[mask]
+        warnings = []
+        if len(tables) == 1:
+            table = tables[0]
+            out = frames[table]
+            names = {table: {c: c for c in out.columns}}
+            cols = data.get("select_columns")
+            if cols:
+                missing = [c for c in cols if c not in out.columns]
+                if missing:
+                    return self._error(400, f"column {missing[0]} not in table {table}")
+                out = out[list(cols)]
+        else:
+            table, ref = tables
+            suffixes = data.get("suffix_map") or {table: "", ref: "_ref"}
+            if suffixes.get(table, ""):
+                return self._error(400, "the stand-in joins with no suffix on the first table")
+            out = merge_reference(frames[table], frames[ref], suffix=suffixes.get(ref, "_ref"))
+            names = {t: {c: c for c in frames[t].columns} for t in tables}
+        max_limit = st.row_cap
+        limit = min(int(data.get("limit") or max_limit), max_limit)
         offset = int(data.get("offset") or 0)
-        limit = data.get("limit")
-        cap = self.state.row_cap if limit is None else min(int(limit), self.state.row_cap)
-        headers = {}
-        total = len(rows) - offset
-        out = out.take(pa.array(rows[offset: offset + cap]))
-        if total > cap:
-            headers["Warning"] = f'201 - "Limited query to {cap} rows'
-        res = data.get("desired_resolution")
-        if res is not None:
-            scale = np.asarray(VOXEL) / np.asarray(res, dtype=np.float64)
-            for i, axis in enumerate("xyz"):
-                for j, col in enumerate(out.column_names):
-                    if col.endswith(f"position_{axis}") and scale[i] != 1.0:
-                        values = out.column(j).to_numpy().astype(np.float64) * scale[i]
-                        out = out.set_column(j, col, pa.array(values))
-            headers["dataframe_resolution"] = ", ".join(str(float(r)) for r in res)
-        table_ = out
+        out = out.iloc[offset: offset + limit]
+        if len(out) == limit:
+            warnings.append(f'201 - "Limited query to {limit} rows')
+        for t in tables:
+            if st.notices.get(t):
+                warnings.append(f"Table Owner Notice on {t}: {st.notices[t]}")
+        if not (args.get("arrow_format", ["False"])[0].lower() == "true"):
+            warnings.append("Response is in pyarrow IPC format. If you encounter a parsing error, "
+                            "please upgrade CAVEClient to >=5.9.0 with: pip install --upgrade "
+                            "caveclient. To suppress this warning, pass arrow_format=True in your "
+                            "query parameters.")
+        res = data.get("desired_resolution") or VOXEL
+        scale = np.asarray(VOXEL, dtype=np.float64) / np.asarray(res, dtype=np.float64)
+        table_ = pa.Table.from_pandas(out, preserve_index=False)
+        for i, axis in enumerate("xyz"):
+            if scale[i] == 1.0:
+                continue
+            for j, col in enumerate(table_.column_names):
+                if col.endswith(f"position_{axis}"):
+                    values = table_.column(j).to_numpy(zero_copy_only=False).astype(np.float64)
+                    table_ = table_.set_column(j, col, pa.array(values * scale[i]))
+        encoding = self.headers.get("Accept-Encoding", "").lower()
+        compress = args.get("ipc_compress", ["True"])[0].lower() != "false"
+        codec = None
+        if compress and "lz4" in encoding:
+            codec = "lz4"
+        elif compress and "zstd" in encoding:
+            codec = "zstd"
+        st.codecs.append(codec)
         sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table_.schema) as writer:
+        with pa.ipc.new_stream(sink, table_.schema,
+                               options=pa.ipc.IpcWriteOptions(compression=codec)) as writer:
             writer.write_table(table_)
-        self._send(200, sink.getvalue().to_pybytes(), "data.arrow", headers)
+        body = sink.getvalue().to_pybytes()
+        headers: list[tuple[str, str]] = [("Warning", w.replace("\n", " ")) for w in warnings]
+        headers += [("dataframe_resolution", str(float(r))) for r in res]  # a list: one line each
+        headers.append(("column_names", str(names)))
+        if "gzip" in encoding:
+            body = gzip.compress(body)
+            headers += [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")]
+        self._send(200, body, "data.arrow", headers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -495,9 +792,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--synapses", type=int, default=20000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--row-cap", type=int, default=DEFAULT_ROW_CAP)
+    p.add_argument("--coregistration", choices=["reference", "bound_point"], default="reference",
+                   help="serve co-registration as a reference table (as MICrONS) or a bound point table")
+    p.add_argument("--split-frozen", action="store_true",
+                   help="serve frozen tables split (annotation + segmentation) instead of merged")
     args = p.parse_args(argv)
-    server = StandinCave(minnie_fixture(n_cells=args.cells, n_synapses=args.synapses, seed=args.seed),
-                         row_cap=args.row_cap, port=args.port).start()
+    fixture = minnie_fixture(n_cells=args.cells, n_synapses=args.synapses, seed=args.seed,
+                             coregistration=args.coregistration)
+    server = StandinCave(fixture, row_cap=args.row_cap, port=args.port,
+                         split_frozen=args.split_frozen).start()
     print(f"stand-in CAVE (synthetic data) at {server.url}, datastack {DATASTACK}, versions "
           f"{sorted(server.state.versions)}; Ctrl-C stops", flush=True)
     try:

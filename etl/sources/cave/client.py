@@ -239,8 +239,29 @@ class CaveConnection:
         return list(with_retries(lambda: self.client.materialize.get_tables(version=version),
                                  what=f"tables of version {version}", config=self.config))
 
+    def table_metadata(self, table: str, version: int) -> dict:
+        """The server's metadata of ``table`` in ``version`` (``schema_type``,
+        ``reference_table``, ``voxel_resolution``, ...), through caveclient's
+        ``get_table_metadata`` (retried)."""
+        md = with_retries(lambda: self.client.materialize.get_table_metadata(
+            table, version=version, log_warning=False),
+            what=f"metadata of {table} v{version}", config=self.config)
+        if not isinstance(md, dict):
+            raise CaveRequestError(f"metadata of {table} v{version} at {public_url(self.config.server)}: "
+                                   f"expected a JSON object; found {type(md).__name__}",
+                                   server=self.config.server, path=table)
+        return md
+
     def query(self, table: str, version: int, **filters):
-        """One ``query_table`` call (split positions, voxels); returns (DataFrame, capped)."""
+        """One ``query_table`` call (split positions, voxels); returns (DataFrame, capped).
+
+        ``merge_reference=False``: a reference table comes with its own columns only
+        (``target_id``, no root id or position of the target). Merging would ask the server for
+        a join whose inner join silently drops rows naming a missing target and repeats every
+        nucleus column per row; the transform instead joins ``target_id`` to the nucleus table
+        pulled from the same version, and so counts what does not match (see
+        :mod:`.transform`). Whatever shape arrives, the transform accepts it.
+        """
         def call():
             self.last_warning = None
             df = self.client.materialize.query_table(

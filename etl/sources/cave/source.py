@@ -3,7 +3,12 @@ them into canonical tables.
 
 Order of the pull: nucleus, cell types and co-registration tables (id ranges), then the
 functional table (id ranges), then the synapses among the selected neurons (lists of presynaptic
-root ids, postsynaptic root ids restricted to the selection). Every chunk is checkpointed under
+root ids, postsynaptic root ids restricted to the selection).
+
+Before its rows, the metadata of each cell-type and co-registration table is read from the
+server: a ``reference_table`` makes it a reference table (``target_id`` joined to the nucleus
+table of the same version), none a bound point table (``pt_root_id`` matched to the nucleus
+table's root ids); the shape is passed to the transform, never guessed from the columns. Every chunk is checkpointed under
 ``cache_dir`` (see :mod:`.chunks`); :func:`clear_checkpoints` removes them once the snapshot is
 stored.
 """
@@ -23,9 +28,9 @@ from ...tables import SourceTables
 from .chunks import ChunkCache, list_chunks, pull_table, range_chunk
 from .client import CaveConfig, CaveConnection, CaveRequestError, connect, public_url
 from .transform import (CELLTYPES_TABLE, COREG_TABLES, FUNCTIONAL_TABLES, NUCLEUS_TABLE,
-                        SYNAPSE_TABLE, canonical_tables)
+                        SYNAPSE_TABLE, TableShape, canonical_tables)
 
-__all__ = ["CACHE_DIRNAME", "checkpoint_dir", "clear_checkpoints", "read_cave"]
+__all__ = ["CACHE_DIRNAME", "checkpoint_dir", "clear_checkpoints", "read_cave", "table_shape"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,34 @@ def clear_checkpoints(store_dir: str | os.PathLike | None, config: CaveConfig | 
     """Delete the checkpoints of one pull (after its snapshot is stored)."""
     config = config or CaveConfig()
     ChunkCache(checkpoint_dir(store_dir, config, version)).clear()
+
+
+def table_shape(metadata: dict, table: str, *, server: str | None = None) -> TableShape:
+    """The shape of a cell-type or co-registration table from its server metadata.
+
+    ``reference_table`` set: ``reference`` (it must be the nucleus table, whose ids the
+    transform joins ``target_id`` to); empty or absent: ``bound_point``.
+
+    Raises
+    ------
+    CaveRequestError
+        The table references a table other than ``nucleus_detection_v0``.
+
+    Examples
+    --------
+    >>> table_shape({"reference_table": "nucleus_detection_v0"}, "coregistration_manual_v4")
+    'reference'
+    >>> table_shape({"reference_table": None}, "coregistration_manual_v4")
+    'bound_point'
+    """
+    target = metadata.get("reference_table") or None
+    if target is None:
+        return "bound_point"
+    if target != NUCLEUS_TABLE:
+        raise CaveRequestError(f"CAVE table {table!r} references {target!r}; expected "
+                               f"{NUCLEUS_TABLE!r} (its target_id must be a nucleus id)",
+                               server=server, path=table)
+    return "reference"
 
 
 def read_cave(config: CaveConfig, *, store_dir: str | os.PathLike | None = None,
@@ -86,9 +119,22 @@ def read_cave(config: CaveConfig, *, store_dir: str | os.PathLike | None = None,
         return pull_table(chunks, fetch, cache, progress=progress, stats=s)
 
     raw: dict[str, pd.DataFrame] = {}
+    shapes: dict[str, TableShape] = {}
+
+    def shape_of(name: str) -> TableShape:
+        shapes[name] = table_shape(conn.table_metadata(name, version), name, server=config.server)
+        return shapes[name]
+
     for name in (NUCLEUS_TABLE, CELLTYPES_TABLE, COREG_TABLES[0]):
+        if name != NUCLEUS_TABLE:
+            shape_of(name)
         raw[name] = pull([range_chunk(name)])
     if config.auto_coregistration and COREG_TABLES[1] in conn.tables(version):
+        if shape_of(COREG_TABLES[1]) != shapes[COREG_TABLES[0]]:
+            raise CaveRequestError(
+                f"{COREG_TABLES[1]} is a {shapes[COREG_TABLES[1]]} table but {COREG_TABLES[0]} a "
+                f"{shapes[COREG_TABLES[0]]} table; expected the same shape to combine them",
+                server=config.server, path=COREG_TABLES[1])
         auto = pull([range_chunk(COREG_TABLES[1])])
         manual = raw[COREG_TABLES[0]]
         known = set(zip(manual["session"], manual["scan_idx"], manual["unit_id"]))
@@ -98,7 +144,7 @@ def read_cave(config: CaveConfig, *, store_dir: str | os.PathLike | None = None,
     raw[config.functional_table] = pull([range_chunk(config.functional_table)])
 
     common = dict(datastack=config.datastack, materialization_version=version,
-                  materialization_timestamp=timestamp, neurons=config.neurons)
+                  materialization_timestamp=timestamp, neurons=config.neurons, shapes=shapes)
     cells = canonical_tables(raw, **common)
     roots = cells.tables["neurons"].column("root_id").drop_null().to_numpy()
     if len(roots):

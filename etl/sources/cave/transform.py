@@ -2,6 +2,34 @@
 
 A pure function shared by the ``cave`` source (live queries) and the ``files`` source (static
 exports of the same tables): no I/O, no network.
+
+Table shapes
+------------
+The cell-type and co-registration tables reach us in one of three shapes (:data:`TableShape`):
+
+``reference``
+    A reference annotation (``emannotationschemas`` ``ReferenceAnnotation``, e.g. schemas
+    ``cell_type_reference``, ``func_unit_ext_coreg``) as a materialization server returns it
+    without ``merge_reference``: its own columns only (``id``, ``created``, ``superceded_id``,
+    ``valid``, ``target_id`` + the schema's fields), no root id or position of the target.
+    ``target_id`` is joined to ``nucleus_detection_v0.id``; root id and position come from that
+    nucleus row of the same materialization version.
+``merged``
+    The same rows with the target's columns beside them: the static ``<table>_merged`` exports
+    (``volume``, ``pt_*``) or caveclient's ``merge_reference=True``, where columns both tables
+    have get the reference table's suffix (``id_ref``, ``valid_ref``, ``created_ref``; the table's
+    own ``id``/``valid`` keep their names). Treated exactly as ``reference``: the target columns
+    are ignored, so every shape gives the same canonical tables.
+``bound_point``
+    A table with its own bound spatial point and no ``target_id`` (e.g. schema
+    ``microns_func_unit_coreg``): ``pt_root_id`` is matched to the root id of the nucleus table of
+    the same version. Rows whose root carries several nuclei (ambiguous), and rows whose root is 0
+    or carries no nucleus (unmatched), are dropped and counted in the report.
+
+A caller that knows the shape (the live source reads ``reference_table`` from the server's table
+metadata) passes it in ``shapes``; otherwise it is decided from the columns (static exports):
+a ``target_id`` column means ``reference``/``merged`` (``merged`` if target columns such as
+``pt_root_id`` or ``*_ref`` are present too), else a ``pt_root_id`` column means ``bound_point``.
 """
 
 from __future__ import annotations
@@ -13,12 +41,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ...aggregate import synapses_to_connections
 from ...errors import SourceError
 from ...tables import SourceTables
 
 __all__ = [
-    "CELLTYPES_TABLE", "COREG_TABLES", "FUNCTIONAL_TABLES", "NUCLEUS_TABLE", "SYNAPSE_TABLE",
-    "NeuronSelection", "canonical_tables", "layer_of", "normalize_angles",
+    "CELLTYPES_TABLE", "CELL_TABLES", "COREG_TABLES", "FUNCTIONAL_TABLES", "NUCLEUS_TABLE",
+    "SYNAPSE_TABLE", "NeuronSelection", "TableShape", "canonical_tables", "infer_shape", "layer_of",
+    "normalize_angles",
 ]
 
 NUCLEUS_TABLE = "nucleus_detection_v0"
@@ -28,6 +58,12 @@ COREG_TABLES = ("coregistration_manual_v4", "coregistration_auto_phase3_fwd_apl_
 #: Functional-property tables, in order of preference; the value is the unit of their angles.
 FUNCTIONAL_TABLES = {"digital_twin_properties_bcm_coreg_v4": "deg", "functional_properties_v3_bcm": "rad"}
 SYNAPSE_TABLE = "synapses_pni_2"
+
+#: How a cell-type or co-registration table refers to its cell (see the module docstring).
+TableShape = Literal["reference", "merged", "bound_point"]
+_SHAPES = ("reference", "merged", "bound_point")
+#: Tables whose rows name a cell (through ``target_id`` or a bound point).
+CELL_TABLES = (CELLTYPES_TABLE, *COREG_TABLES)
 
 #: Which cells become ``neurons`` (and so whose synapses count).
 NeuronSelection = Literal["coregistered_excitatory", "coregistered", "excitatory", "neurons", "all"]
@@ -105,11 +141,79 @@ def _pick(raw: Mapping[str, pd.DataFrame], names) -> tuple[str | None, pd.DataFr
     return None, None
 
 
+def infer_shape(df: pd.DataFrame, table: str) -> TableShape:
+    """The shape of a cell-type or co-registration table, decided from its columns.
+
+    ``target_id`` present: ``merged`` when target columns sit beside it (``pt_root_id``, or a
+    column ending in ``_ref`` as caveclient's ``merge_reference=True`` names them), else
+    ``reference``. No ``target_id`` but ``pt_root_id``: ``bound_point``.
+
+    Raises
+    ------
+    SourceError
+        Neither ``target_id`` nor ``pt_root_id`` is present.
+
+    Examples
+    --------
+    >>> infer_shape(pd.DataFrame(columns=["id", "valid", "target_id", "cell_type"]), "t")
+    'reference'
+    """
+    cols = set(df.columns)
+    if "target_id" in cols:
+        if "pt_root_id" in cols or any(c.endswith("_ref") for c in cols):
+            return "merged"
+        return "reference"
+    if "pt_root_id" in cols:
+        return "bound_point"
+    raise SourceError(f"CAVE table {table!r} names no cell: expected a 'target_id' column (a "
+                      f"reference to {NUCLEUS_TABLE}) or a bound point 'pt_root_id'; found "
+                      f"{list(df.columns)}", path=table)
+
+
+def _attach_nucleus(df: pd.DataFrame, table: str, shape: TableShape, nuclei: pd.DataFrame,
+                    report: dict) -> pd.DataFrame:
+    """``df`` with a ``nucleus_id`` column, its rows limited to those naming one valid nucleus.
+
+    ``nuclei``: the valid nucleus rows of the same version (``id``, ``pt_root_id``), before any
+    exclusion. Reference shapes join ``target_id`` to ``id``; bound points match ``pt_root_id``
+    to the nuclei's root ids. Dropped rows are counted in ``report``
+    (``<table>_unmatched_rows``, and ``<table>_ambiguous_rows`` for bound points).
+    """
+    if shape not in _SHAPES:
+        raise SourceError(f"shape of CAVE table {table!r} must be one of {', '.join(_SHAPES)}; "
+                          f"found {shape!r}", path=table)
+    if shape == "bound_point":
+        if "target_id" in df.columns:
+            raise SourceError(f"CAVE table {table!r} was declared a bound point table but has a "
+                              "'target_id' column; expected no reference (metadata "
+                              "reference_table empty)", path=table)
+        _need(df, table, ["pt_root_id"])
+        roots = nuclei.loc[nuclei["pt_root_id"].to_numpy() != 0, ["id", "pt_root_id"]]
+        count = roots.groupby("pt_root_id")["id"].agg(["size", "min"])
+        root = df["pt_root_id"].to_numpy(np.int64)
+        size = count["size"].reindex(root).fillna(0).to_numpy(np.int64)
+        ambiguous = size > 1
+        unmatched = size == 0
+        report[f"{table}_ambiguous_rows"] = int(ambiguous.sum())
+        report[f"{table}_unmatched_rows"] = int(unmatched.sum())
+        keep = size == 1
+        out = df[keep].copy()
+        out["nucleus_id"] = count["min"].reindex(root[keep]).to_numpy(np.int64)
+        return out
+    _need(df, table, ["target_id"])
+    known = np.isin(df["target_id"].to_numpy(np.int64), nuclei["id"].to_numpy(np.int64))
+    report[f"{table}_unmatched_rows"] = int((~known).sum())
+    out = df[known].copy()
+    out["nucleus_id"] = out["target_id"].to_numpy(np.int64)
+    return out
+
+
 def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
                      materialization_version: int | None, materialization_timestamp: str | None,
                      neurons: NeuronSelection = "coregistered_excitatory",
                      origins: Mapping[str, str] | None = None,
-                     parameters: dict | None = None) -> SourceTables:
+                     parameters: dict | None = None,
+                     shapes: Mapping[str, TableShape] | None = None) -> SourceTables:
     """Turn CAVE tables into the store's canonical tables, keyed on nucleus id.
 
     Parameters
@@ -121,12 +225,12 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
         ``nucleus_detection_v0`` (required)
             ``id`` (nucleus id), ``pt_root_id``, ``pt_position_x/_y/_z``; optional ``valid``.
         ``aibs_metamodel_celltypes_v661``
-            ``target_id`` (nucleus id), ``classification_system`` (``excitatory_neuron``,
-            ``inhibitory_neuron``, ...), ``cell_type`` (``23P``, ``BC``, ...); optional ``id``,
-            ``valid``.
+            ``target_id`` (nucleus id; or ``pt_root_id`` for a bound point table),
+            ``classification_system`` (``excitatory_neuron``, ``inhibitory_neuron``, ...),
+            ``cell_type`` (``23P``, ``BC``, ...); optional ``id``, ``valid``.
         ``coregistration_manual_v4`` (or ``coregistration_auto_phase3_fwd_apl_vess_combined_v2``)
-            ``target_id``, ``session``, ``scan_idx``, ``field``, ``unit_id``, ``pt_root_id``;
-            optional ``score``, ``residual``, ``valid``.
+            ``target_id`` (or ``pt_root_id`` for a bound point table), ``session``,
+            ``scan_idx``, ``field``, ``unit_id``; optional ``score``, ``residual``, ``valid``.
         ``digital_twin_properties_bcm_coreg_v4`` (degrees) or ``functional_properties_v3_bcm``
         (radians, clockwise)
             ``session``, ``scan_idx``, ``unit_id``, ``pref_ori``, ``pref_dir``, and ``gOSI``/``gDSI``
@@ -136,6 +240,7 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
             ``ctr_pt_position_x/_y/_z``.
 
         Tables other than the nucleus table may be absent; their store tables are then absent.
+        Any further columns (target columns of a merged shape, ``created``, ...) are ignored.
     datastack, materialization_version, materialization_timestamp
         Provenance recorded on the snapshot (timestamp ISO-8601 UTC).
     neurons
@@ -148,13 +253,19 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
     parameters
         Recorded on the snapshot; ``voxel_resolution_nm`` (default ``[4, 4, 40]``) converts
         voxels to nm.
+    shapes
+        CAVE table -> :data:`TableShape` of the cell-type and co-registration tables, where the
+        caller knows it (the live source: from the server's table metadata). Tables not named
+        here get :func:`infer_shape` (from the columns).
 
     Returns
     -------
     SourceTables
         ``source="cave"`` (callers such as the ``files`` source override it). ``report`` counts
-        the nuclei excluded for root id 0, for sharing a root id with another nucleus, and the
-        duplicates dropped.
+        the nuclei excluded for root id 0, for sharing a root id with another nucleus, the
+        duplicates dropped, the shape of each cell table (``shapes``), and per cell table the
+        rows naming no valid nucleus (``<table>_unmatched_rows``) and, for bound points, the rows
+        whose root carries several nuclei (``<table>_ambiguous_rows``).
 
     Notes
     -----
@@ -184,7 +295,13 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
     nuc = raw[NUCLEUS_TABLE]
     _need(nuc, NUCLEUS_TABLE, ["id", "pt_root_id", "pt_position_x", "pt_position_y", "pt_position_z"])
     nuc = _valid(nuc).drop_duplicates("id").sort_values("id", kind="stable")
+    valid_nuclei = nuc[["id", "pt_root_id"]]
     used["neurons"] = NUCLEUS_TABLE
+    shape_of: dict[str, TableShape] = {}
+
+    def shape(name: str, df: pd.DataFrame) -> TableShape:
+        shape_of[name] = (shapes or {}).get(name) or infer_shape(df, name)
+        return shape_of[name]
     zero = nuc["pt_root_id"].to_numpy() == 0
     report["nuclei_total"] = int(len(nuc))
     report["excluded_root_id_zero"] = int(zero.sum())
@@ -200,13 +317,15 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
                  "pt_position_y": "y_vox", "pt_position_z": "z_vox"})
     ct = raw.get(CELLTYPES_TABLE)
     if ct is not None:
-        _need(ct, CELLTYPES_TABLE, ["target_id", "classification_system", "cell_type"])
-        ct = _valid(ct)
-        ct = ct.sort_values(["target_id", "id"] if "id" in ct.columns else ["target_id"], kind="stable")
-        dup = ct.duplicated("target_id")
+        _need(ct, CELLTYPES_TABLE, ["classification_system", "cell_type"])
+        ct = _attach_nucleus(_valid(ct), CELLTYPES_TABLE, shape(CELLTYPES_TABLE, ct), valid_nuclei,
+                             report)
+        ct = ct.sort_values(["nucleus_id", "id"] if "id" in ct.columns else ["nucleus_id"],
+                            kind="stable")
+        dup = ct.duplicated("nucleus_id")
         report["celltype_duplicates_dropped"] = int(dup.sum())
         ct = ct[~dup]
-        ct = pd.DataFrame({"nucleus_id": ct["target_id"].to_numpy(),
+        ct = pd.DataFrame({"nucleus_id": ct["nucleus_id"].to_numpy(),
                            "cell_type": ct["cell_type"].to_numpy(),
                            "cell_class": ct["classification_system"].map(_CLASS).to_numpy()})
         cells = cells.merge(ct, on="nucleus_id", how="left")
@@ -221,9 +340,10 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
 
     coreg_name, coreg = _pick(raw, COREG_TABLES)
     if coreg is not None:
-        _need(coreg, coreg_name, ["target_id", "session", "scan_idx", "field", "unit_id", "pt_root_id"])
-        coreg = _valid(coreg)
-        coregistered = np.isin(cells["nucleus_id"].to_numpy(), coreg["target_id"].to_numpy())
+        _need(coreg, coreg_name, ["session", "scan_idx", "field", "unit_id"])
+        coreg = _attach_nucleus(_valid(coreg), coreg_name, shape(coreg_name, coreg), valid_nuclei,
+                                report)
+        coregistered = np.isin(cells["nucleus_id"].to_numpy(), coreg["nucleus_id"].to_numpy())
     else:
         coregistered = np.zeros(len(cells), dtype=bool)
     if neurons not in ("all", "coregistered") and ct is None:
@@ -251,8 +371,10 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
 
     units = None
     if coreg is not None:
-        fu = coreg[np.isin(coreg["target_id"].to_numpy(), selected)]
-        fu = fu.sort_values(["session", "scan_idx", "unit_id", "target_id"], kind="stable")
+        fu = coreg[np.isin(coreg["nucleus_id"].to_numpy(), selected)]
+        fu = fu.sort_values(["session", "scan_idx", "unit_id", "nucleus_id"], kind="stable")
+        root_of = pd.Series(cells["root_id"].to_numpy(np.int64),
+                            index=cells["nucleus_id"].to_numpy(np.int64))
         key = ["session", "scan_idx", "unit_id"]
         dup = fu.duplicated(key, keep=False)
         report["units_ambiguous_dropped"] = int(dup.sum())
@@ -261,8 +383,9 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
         units = pa.table({
             "session": fu["session"].to_numpy(np.int64), "scan_idx": fu["scan_idx"].to_numpy(np.int64),
             "field": fu["field"].to_numpy(np.int64), "unit_id": fu["unit_id"].to_numpy(np.int64),
-            "nucleus_id": fu["target_id"].to_numpy(np.int64),
-            "root_id": _root(fu["pt_root_id"]),
+            "nucleus_id": fu["nucleus_id"].to_numpy(np.int64),
+            # root id of the co-registered nucleus in this version (whatever the table's shape)
+            "root_id": _root(root_of.reindex(fu["nucleus_id"].to_numpy(np.int64)).to_numpy()),
             "score": (fu["score"].to_numpy(np.float64) if "score" in fu else np.full(n, np.nan)),
             "residual": (fu["residual"].to_numpy(np.float64) if "residual" in fu
                          else np.full(n, np.nan)),
@@ -324,6 +447,7 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
         used["connections"] = f"{SYNAPSE_TABLE} aggregated by nucleus id"
         report["synapses_among_neurons"] = int(n)
 
+    report["shapes"] = dict(sorted(shape_of.items()))
     all_origins = {name: f"CAVE {datastack or '?'} v{materialization_version} {desc}"
                    for name, desc in used.items()}
     all_origins.update(origins or {})
@@ -334,23 +458,18 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
 
 
 def _connections(synapses: pa.Table, neurons: pa.Table) -> pa.Table:
-    """Synapses -> connections by nucleus id (the shared aggregator when present)."""
-    try:
-        from ...aggregate import synapses_to_connections  # noqa: PLC0415 (another module's work)
-    except ImportError:
-        synapses_to_connections = None
-    if synapses_to_connections is not None:
-        return synapses_to_connections(synapses, neurons.select(["nucleus_id", "root_id"]))
-    import duckdb  # noqa: PLC0415
+    """Synapses -> connections by nucleus id (the shared aggregator, :mod:`etl.aggregate`).
 
-    con = duckdb.connect()
-    try:
-        con.register("syn", synapses)
-        con.register("neu", neurons.select(["nucleus_id", "root_id"]))
-        return con.execute(
-            "SELECT a.nucleus_id AS pre_nucleus_id, b.nucleus_id AS post_nucleus_id, "
-            "count(*)::BIGINT AS n_synapses, sum(s.size)::DOUBLE AS sum_size "
-            "FROM syn s JOIN neu a ON s.pre_root_id = a.root_id JOIN neu b ON s.post_root_id = b.root_id "
-            "GROUP BY 1, 2 ORDER BY 1, 2").fetch_arrow_table()
-    finally:
-        con.close()
+    Parameters
+    ----------
+    synapses
+        The canonical ``synapses`` table (``pre_root_id``, ``post_root_id``, ``size``).
+    neurons
+        The canonical ``neurons`` table (``nucleus_id``, ``root_id``).
+
+    Returns
+    -------
+    pyarrow.Table
+        ``pre_nucleus_id``, ``post_nucleus_id``, ``n_synapses``, ``sum_size``.
+    """
+    return synapses_to_connections(synapses, neurons.select(["nucleus_id", "root_id"]))
