@@ -39,7 +39,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 def manifest_schema() -> dict:
     """The artifact manifest's JSON Schema."""
-    text = resources.files("schemas").joinpath("artifact", "manifest.schema.json").read_text("utf-8")
+    text = resources.files("connectome_priors.schemas").joinpath("artifact", "manifest.schema.json").read_text("utf-8")
     return json.loads(text)
 
 

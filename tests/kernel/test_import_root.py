@@ -44,6 +44,27 @@ def test_stages_import_from_the_root_and_load_lazily(tmp_path):
     assert done.stdout.strip() == "ok"
 
 
+def test_the_pipeline_runs_from_another_directory(tmp_path):
+    """ETL -> build -> load -> train, outside the repository (no top-level stage folder on the
+    path): package data and every module resolve under the root."""
+    done = _python(
+        "from connectome_priors import run_etl, build, load, Population, run_experiment, "
+        "ExperimentConfig, FitConfig\n"
+        "from connectome_priors.etl.sources.synthetic import SyntheticConfig\n"
+        "from connectome_priors.priors_store import DeriveParams\n"
+        "cfg = SyntheticConfig(seed=5, n_fields=1, fields_per_scan=1, duration_s=60.0, "
+        "field_size_range=(20, 24))\n"
+        "snap = run_etl('synthetic', store='s', synthetic=cfg, progress=False)\n"
+        "build('tiny', Population.pooled(), store='s', root='a', params=DeriveParams(precision=False))\n"
+        "prior = load('tiny', root='a')\n"
+        "runs = run_experiment(prior, ExperimentConfig(tasks=('T2',), variants=('W',), runs=1, "
+        "n_null=2, fit=FitConfig(epochs=1, n_train=64, n_val=32, n_test=32, batch_size=32)), "
+        "out_dir='t')\n"
+        "print(len(runs), prior['distance_um'].shape[0] > 0)\n", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["1", "True"]
+
+
 def test_cxp_help_lists_every_command(tmp_path):
     cxp = Path(sys.executable).with_name("cxp")
     done = subprocess.run([str(cxp), "--help"], cwd=tmp_path, capture_output=True, text=True,
