@@ -64,9 +64,9 @@ def ensure_file(folder: Path, *, fields: int, rois: int, frames: int) -> Path:
     rng = np.random.default_rng(0)
     specs = []
     for k in range(1, fields + 1):
-        ids = np.arange(rois) + 10_000 * k
+        ids = np.arange(1, rois + 1) + 10_000 * k
         events = [np.flatnonzero(rng.random(frames) < 0.01) for _ in range(rois)]
-        specs.append(SynthField(k, ids, events, pt_root_id=864691135000000000 + ids,
+        specs.append(SynthField(k, events, pt_root_id=864691135000000000 + ids,
                                 pt_position=np.tile([200000, 100000, 20000], (rois, 1))))
     start = time.perf_counter()
     write_scan_file(path, specs, session=9, scan_idx=9, n_frames=frames, noise=0.002, seed=0,

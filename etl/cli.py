@@ -16,6 +16,7 @@ from .aggregate import cli as aggregate_cli
 from .pipeline import run_etl
 from .sources.cave import cli as cave_cli
 from .sources.nwb.cli import add_arguments as add_nwb_arguments
+from .sources.nwb.cli import describe as describe_nwb
 from .sources.nwb.cli import resolve_arguments as resolve_nwb_arguments
 from .store import Store
 
@@ -99,6 +100,10 @@ def _cmd_etl(args: argparse.Namespace) -> None:
               "FROM snapshots\"`)")
     if snap["source"] == "cave":
         print(cave_cli.describe(snap))
+    if snap["source"] == "nwb":
+        lines = describe_nwb(snap)
+        if lines:
+            print(lines)
     if snap["source"] == "synthetic":
         print("  note: this snapshot is SYNTHETIC (generated, not measured data)")
 

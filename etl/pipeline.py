@@ -44,7 +44,7 @@ def extract(source: Source, path: str | os.PathLike | None = None, *, mode: Mode
         CAVE only: the :class:`etl.sources.cave.client.CaveConfig` (server, datastack, version,
         ...), an open connection to reuse, and the store whose ``.cave-cache`` holds checkpoints.
         Source ``"files"`` (``path``: a folder of static CAVE table exports) uses ``cave``'s
-        ``neurons`` selection and ``datastack`` too.
+        ``neurons`` selection, ``datastack`` and (a number) ``version`` too.
     """
     if source == "synthetic":
         if path is not None:
@@ -61,7 +61,7 @@ def extract(source: Source, path: str | os.PathLike | None = None, *, mode: Mode
         if not path:
             raise EtlError("source 'nwb' needs PATH..., NWB scan files of DANDI 000402 (or folders of "
                            "them; `cxp etl --source nwb --download 4-7` fetches them first)")
-        return read_nwb(path, rule=events, progress=progress)
+        return read_nwb(path, rule=events, progress=progress, store_dir=store_dir)
     if source == "cave":
         from .sources.cave.client import CaveConfig  # noqa: PLC0415 (caveclient only for CAVE)
         from .sources.cave.source import read_cave  # noqa: PLC0415
@@ -74,8 +74,10 @@ def extract(source: Source, path: str | os.PathLike | None = None, *, mode: Mode
         if path is None:
             raise EtlError("source 'files' needs PATH, a directory of CAVE table exports "
                            "(e.g. nucleus_detection_v0_merged.csv.gz + _merged_header.csv)")
+        version = getattr(cave, "version", None)
         return read_files(Path(path), neurons=getattr(cave, "neurons", "coregistered_excitatory"),
-                          datastack=getattr(cave, "datastack", None), progress=progress)
+                          datastack=getattr(cave, "datastack", None), progress=progress,
+                          materialization_version=version if isinstance(version, int) else None)
     raise EtlError(f"unknown source {source!r}; expected synthetic, blueprint, cave, files or nwb")
 
 

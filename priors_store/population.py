@@ -9,8 +9,13 @@ Activity may come from another snapshot: a ``cave`` snapshot holds cells, wiring
 co-registration of units to cells, an ``nwb`` snapshot the units' spike trains. With
 ``activity_snapshot`` (an id, or ``"auto"``) the population's spike trains are read from that
 snapshot, joined strictly on (session, scan_idx, unit_id) of the population's co-registered units
-(never on root ids, which change between materializations), and the field of every joined unit
-must agree. ``"auto"`` keeps the population's own snapshot when it has every train, else takes the
+(never on root ids, which change between materializations). The join is verified first: per field
+of the scan, the share of the activity snapshot's unit ids that the population snapshot's
+co-registration places in that same field must reach
+:data:`etl.sources.nwb.coreg.MIN_AGREEMENT` (the ``nwb`` source derives unit ids from mask ids by
+the pipeline's convention; a wrong derivation moves units between fields), else
+:class:`UnitMappingError` gives the numbers; then the field of every joined unit must agree. The
+shares are recorded with the activity snapshot's identity. ``"auto"`` keeps the population's own snapshot when it has every train, else takes the
 latest other snapshot that has them all (never a synthetic one for measured data, or vice versa).
 """
 
@@ -24,17 +29,32 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from connectome_priors.etl.sources.nwb.coreg import MIN_AGREEMENT, describe_agreement, field_agreement, implausible
 from connectome_priors.etl.store import Store
 
 from .errors import PopulationError
 
-__all__ = ["PopulationKind", "Population", "ResolvedPopulation", "resolve"]
+__all__ = ["PopulationKind", "Population", "ResolvedPopulation", "UnitMappingError", "resolve"]
 
 PopulationKind = Literal["fields", "pooled", "sql"]
 _FIELD = re.compile(r"^(\d+)_(\d+)_(\d+)$")
 _NEURON_COLUMNS = ["nucleus_id", "root_id", "session", "scan_idx", "field", "unit_id",
                    "x_nm", "y_nm", "z_nm", "x_vox", "y_vox", "z_vox", "cell_type", "cell_class",
                    "layer"]
+
+
+class UnitMappingError(PopulationError):
+    """Two snapshots' unit ids of a scan do not describe the same units: the join is refused.
+
+    ``fields`` holds the per-field agreement (see :func:`etl.sources.nwb.coreg.field_agreement`),
+    ``threshold`` the share each field needed.
+    """
+
+    def __init__(self, message: str, *, snapshot: str, activity_snapshot: str, fields: list[dict],
+                 threshold: float) -> None:
+        self.snapshot, self.activity_snapshot = snapshot, activity_snapshot
+        self.fields, self.threshold = fields, threshold
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -207,10 +227,10 @@ def _activity(store: Store, snaps: pd.DataFrame, snapshot: dict, population: Pop
                                   f"{snaps.snapshot_id.tolist()}")
         if not single_scan:  # functional kinds need one scan; nothing to join
             return None, None
-        trains = _spikes(store, want, neurons, against=sid)
+        trains = _spikes(store, want, neurons)
         if trains is None:
             raise PopulationError(_missing(store, want, neurons))
-        return trains, _identity(match.iloc[0])
+        return trains, {**_identity(match.iloc[0]), **_verify(store, sid, want, neurons)}
     if not single_scan:
         return None, None
     synthetic = snapshot["source"] == "synthetic"
@@ -218,10 +238,51 @@ def _activity(store: Store, snaps: pd.DataFrame, snapshot: dict, population: Pop
         if rec.snapshot_id == sid or (rec.source == "synthetic") != synthetic \
                 or json.loads(rec.row_counts).get("spikes", 0) == 0:
             continue
-        trains = _spikes(store, rec.snapshot_id, neurons, against=sid)
+        trains = _spikes(store, rec.snapshot_id, neurons)
         if trains is not None:
-            return trains, _identity(pd.Series(rec._asdict()))
+            return trains, {**_identity(pd.Series(rec._asdict())),
+                            **_verify(store, sid, rec.snapshot_id, neurons)}
     return None, None
+
+
+def _verify(store: Store, sid: str, act: str, neurons: pd.DataFrame) -> dict:
+    """Check that activity snapshot ``act`` numbers the scan's units as snapshot ``sid`` does.
+
+    Per field of the activity snapshot's scan: of its unit ids that ``sid``'s co-registration
+    lists, the share placed in the same field must reach :data:`MIN_AGREEMENT`; then every unit of
+    the population must lie in the same field in both. Returns the record for the manifest.
+
+    Raises
+    ------
+    UnitMappingError
+        A field below the threshold, or a population unit in different fields.
+    """
+    session, scan_idx = (int(v) for v in neurons[["session", "scan_idx"]].iloc[0])
+    scan = f"session = {session} AND scan_idx = {scan_idx}"
+    derived = store.sql(f"SELECT session, scan_idx, field, unit_id FROM spikes WHERE {scan}", snapshot=act)
+    coreg = store.sql("SELECT session, scan_idx, field, unit_id FROM functional_units WHERE "
+                      f"{scan} AND nucleus_id IS NOT NULL", snapshot=sid)
+    rows = field_agreement(derived, coreg)
+    record = {"unit_agreement": {
+        "threshold": MIN_AGREEMENT,
+        "fields": [{k: r[k] for k in ("field", "units", "coregistered", "same_field", "share")} for r in rows]}}
+    bad = implausible(rows)
+    if bad:
+        lines = "; ".join(describe_agreement(r) for r in bad)
+        raise UnitMappingError(
+            f"activity snapshot {act} and snapshot {sid} do not number the units of session {session} "
+            f"scan {scan_idx} alike: {lines}; expected at least {100 * MIN_AGREEMENT:.0f}% per field. The "
+            "unit ids of the activity snapshot were derived from the file's mask ids (fields in "
+            "ascending order, all ROIs counted); check the scan's files (every field present?) before "
+            "joining", snapshot=sid, activity_snapshot=act, fields=rows, threshold=MIN_AGREEMENT)
+    placed = derived.set_index("unit_id").field
+    for s_, c, u, f in neurons[["session", "scan_idx", "unit_id", "field"]].itertuples(index=False):
+        if int(placed.loc[int(u)]) != int(f):
+            raise UnitMappingError(f"unit (session {s_}, scan_idx {c}, unit_id {u}) lies in field {f} in "
+                                   f"snapshot {sid} but in field {int(placed.loc[int(u)])} in activity "
+                                   f"snapshot {act}: the two snapshots do not describe the same scan",
+                                   snapshot=sid, activity_snapshot=act, fields=rows, threshold=MIN_AGREEMENT)
+    return record
 
 
 def _identity(rec: pd.Series) -> dict:
@@ -266,13 +327,10 @@ def _study(store: Store, sid: str, population: Population, neurons: pd.DataFrame
     return out or None
 
 
-def _spikes(store: Store, sid: str, neurons: pd.DataFrame, *, against: str | None = None
-            ) -> list[np.ndarray] | None:
+def _spikes(store: Store, sid: str, neurons: pd.DataFrame) -> list[np.ndarray] | None:
     """Spike trains in neuron order, only when every neuron has one from the same scan: trains of
     different scans are different recordings, so pairwise statistics across them mean nothing.
-
-    ``against`` (the population's snapshot, when the trains come from another one): each joined
-    unit must lie in the same field in both, or :class:`PopulationError` is raised."""
+    (Trains from another snapshot are checked by :func:`_verify`.)"""
     scans = neurons[["session", "scan_idx"]].drop_duplicates()
     if neurons.unit_id.isna().any() or len(scans) != 1:
         return None
@@ -284,13 +342,9 @@ def _spikes(store: Store, sid: str, neurons: pd.DataFrame, *, against: str | Non
     keyed = {(int(s), int(c), int(u)): (int(f), np.asarray(t, dtype=np.float64))
              for s, c, u, f, t in trains.itertuples(index=False)}
     out = []
-    for s, c, u, f in neurons[["session", "scan_idx", "unit_id", "field"]].itertuples(index=False):
+    for s, c, u in neurons[["session", "scan_idx", "unit_id"]].itertuples(index=False):
         hit = keyed.get((int(s), int(c), int(u)))
         if hit is None:
             return None
-        if against is not None and hit[0] != int(f):
-            raise PopulationError(f"unit (session {s}, scan_idx {c}, unit_id {u}) lies in field {f} in "
-                                  f"snapshot {against} but in field {hit[0]} in activity snapshot {sid}: "
-                                  "the two snapshots do not describe the same scan")
         out.append(hit[1])
     return out

@@ -299,7 +299,8 @@ def read_files(directory: str | Path, *, neurons: str = "coregistered_excitatory
         Which cells become ``neurons`` (as for the ``cave`` source; default co-registered
         excitatory cells). Only synapses between them are kept.
     datastack
-        Recorded on the snapshot (default ``minnie65_public``).
+        Recorded on the snapshot (default: none; an export does not say which datastack it is
+        of, so it is never guessed).
 
     Returns
     -------
@@ -326,7 +327,7 @@ def read_files(directory: str | Path, *, neurons: str = "coregistered_excitatory
     for table in tqdm(small, desc="export tables", unit="table", disable=not progress):
         raw[table] = read_export(exports[table])
     parameters = {"path": str(directory), "exports": {t: e.describe() for t, e in exports.items()}}
-    kwargs = dict(datastack=datastack or "minnie65_public",
+    kwargs = dict(datastack=datastack,
                   materialization_version=materialization_version, materialization_timestamp=None,
                   neurons=neurons)
     if _SYNAPSES in exports:

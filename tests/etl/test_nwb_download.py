@@ -205,7 +205,7 @@ def test_cli_downloads_then_reads(dandi, tmp_path, capsys):
     from connectome_priors.cli import main
     from connectome_priors.testing.nwb_writer import SynthField, write_scan_file
 
-    nwb = write_scan_file(tmp_path / "src" / "f.nwb", [SynthField(1, np.arange(1, 6), [np.array([4])] * 5)],
+    nwb = write_scan_file(tmp_path / "src" / "f.nwb", [SynthField(1, [np.array([4])] * 5)],
                           session=4, scan_idx=7, n_frames=30)
     dandi.blobs["a-1"] = (ASSET_PATH, nwb.read_bytes())
     code = main(["etl", "--source", "nwb", "--download", "4-7", "--cache", str(tmp_path / "cache"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from connectome_priors.etl.sources.nwb.events import (EventRule, ar1_decay, deconvolve_ar1, detect_peaks,
+from connectome_priors.etl.sources.nwb.events import (EventRule, ar1_decay, deconvolve_ar1, deconvolve_oasis, detect_peaks,
                                     events_from_block)
 
 RATE = 6.3009
@@ -74,11 +74,57 @@ def test_noise_floor_keeps_events_and_drops_noise_peaks():
     truth = [separated_frames(rng, n, 12) for _ in range(4)]
     traces = calcium(truth, n, g=g, noise=0.02, seed=5)
     stamps = np.arange(n) / RATE
-    plain = events_from_block(traces, stamps, EventRule(), frame_rate_hz=RATE)
-    assert all(len(t) > 3 * 12 for t in plain)  # 0.01 alone fires on noise at this noise level
-    floored = events_from_block(traces, stamps, EventRule(noise_sigmas=5.0), frame_rate_hz=RATE)
+    plain = events_from_block(traces, stamps, EventRule(method="ar1"), frame_rate_hz=RATE)
+    assert all(len(t) > 3 * 12 for t in plain)  # the bare inverse with 0.01 alone fires on noise
+    floored = events_from_block(traces, stamps, EventRule(method="ar1", noise_sigmas=5.0), frame_rate_hz=RATE)
     for got, want in zip(floored, truth):
         np.testing.assert_allclose(got, stamps[want])
+
+
+def test_oasis_recovers_hand_made_spikes_exactly():
+    """A hand-made trace: spikes at frames 5, 30, 31 (adjacent: they merge into one event at 30) and
+    80. (OASIS's L1 penalty absorbs a spike in the very last frame, one sample of evidence: unlike
+    the bare inverse it does not report one.)"""
+    n = 120
+    g = ar1_decay(RATE, 1.0)
+    spikes = np.zeros(n)
+    spikes[[5, 30, 31, 80]] = [1.0, 0.6, 0.4, 2.0]
+    c = np.zeros(n)
+    for t in range(n):
+        c[t] = (g * c[t - 1] if t else 0.0) + spikes[t]
+    s = deconvolve_oasis(100.0 * (1.0 + c), frame_rate_hz=RATE, tau_s=1.0)
+    assert s.shape == (n, 1) and (s >= 0).all()
+    np.testing.assert_array_equal(detect_peaks(s)[0], [5, 30, 80])
+    assert s[80, 0] > s[5, 0] > s[30, 0] > 0.1  # amplitudes keep their order
+    trains = events_from_block(100.0 * (1.0 + c), np.arange(n) / RATE, EventRule(), frame_rate_hz=RATE)
+    np.testing.assert_allclose(trains[0], np.array([5, 30, 80]) / RATE)
+
+
+def test_oasis_keeps_events_in_noise_without_a_floor():
+    rng = np.random.default_rng(11)
+    n = 800
+    g = ar1_decay(RATE, 1.0)
+    truth = [separated_frames(rng, n, 12) for _ in range(4)]
+    truth.append(np.array([], dtype=np.int64))  # a silent, noisy ROI
+    traces = calcium(truth, n, g=g, noise=0.02, seed=5)
+    stamps = np.arange(n) / RATE
+    found = events_from_block(traces, stamps, EventRule(threshold=0.1), frame_rate_hz=RATE)
+    for got, want in zip(found, truth):
+        np.testing.assert_allclose(got, stamps[want])
+
+
+def test_the_rule_records_the_deconvolution_used():
+    oasis = EventRule().describe()
+    assert oasis["rule"] == "oasis-deconvolution-peaks-v1" and oasis["method"] == "oasis"
+    assert oasis["deconvolution"].startswith("oasis-deconv 0.") and "tau_d = tau_s" in oasis["deconvolution"]
+    bare = EventRule(method="ar1").describe()
+    assert bare["rule"] == "ar1-deconvolution-peaks-v1" and "closed-form" in bare["deconvolution"]
+    with pytest.raises(ValueError, match="'oasis' or 'ar1'"):
+        EventRule(method="foopsi")
+
+
+def test_a_constant_trace_has_no_events():
+    assert deconvolve_oasis(np.full((50, 2), 100.0), frame_rate_hz=RATE, tau_s=1.0).max() == 0.0
 
 
 def test_deconvolved_input_skips_deconvolution():

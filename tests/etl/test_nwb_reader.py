@@ -1,4 +1,5 @@
-"""Source ``nwb``: small NWB files in the DANDI 000402 layout, written by pynwb, read back exactly."""
+"""Source ``nwb``: small NWB files in the DANDI 000402 layout (mask ids per field, float64 root ids),
+written by pynwb, read back with unit ids by the pipeline's convention."""
 
 from __future__ import annotations
 
@@ -12,18 +13,18 @@ import pytest
 
 from connectome_priors.etl import EtlError, SourceError, Store, run_etl
 from connectome_priors.etl.sources.nwb import EventRule, NwbLayoutError, read_nwb
-from connectome_priors.testing.nwb_writer import SynthField, dandi_name, write_scan_file
+from connectome_priors.testing.nwb_writer import SynthField, dandi_name, unit_ids_of, write_scan_file
 
 N_FRAMES = 300
 RATE = 6.3009
 
 
-def scan_fields(seed: int, *, unit_base: int = 1, structural: bool = True) -> list[SynthField]:
-    """Two fields: field 1 with 12 ROIs (two artifacts, root ids for half), field 3 with 9 ROIs."""
+def scan_fields(seed: int, *, structural: bool = True) -> list[SynthField]:
+    """Two fields: field 1 with 12 ROIs (two artifacts, root ids for half), field 2 with 9 ROIs."""
     rng = np.random.default_rng(seed)
     fields = []
-    for field, n in ((1, 12), (3, 9)):
-        ids = unit_base + np.arange(n) + (0 if field == 1 else 100)
+    for field, n in ((1, 12), (2, 9)):
+        ids = np.arange(1, n + 1)
         events = [np.sort(rng.choice(np.arange(0, N_FRAMES, 2), size=int(rng.integers(1, 9)),
                                      replace=False)) for _ in range(n)]
         kinds = ["soma"] * n
@@ -32,7 +33,7 @@ def scan_fields(seed: int, *, unit_base: int = 1, structural: bool = True) -> li
         roots = None
         if structural and field == 1:
             roots = np.where(np.arange(n) % 2 == 0, 864691135000000000 + ids, 0)
-        fields.append(SynthField(field, ids, events, mask_type=kinds, pt_root_id=roots,
+        fields.append(SynthField(field, events, mask_type=kinds, pt_root_id=roots,
                                  pt_position=np.tile([180000, 100000, 20000], (n, 1))))
     return fields
 
@@ -50,8 +51,8 @@ def scans(tmp_path_factory):
     return made
 
 
-def expected_times(field: SynthField, j: int, n_fields: int = 2) -> np.ndarray:
-    return (field.event_frames[j] + (field.field - 1) / n_fields) / RATE
+def expected_times(field: SynthField, j: int) -> np.ndarray:
+    return field.event_frames[j] / RATE  # every field shares the scan's frame times
 
 
 def test_units_and_spikes_come_back_exactly(scans):
@@ -64,26 +65,29 @@ def test_units_and_spikes_come_back_exactly(scans):
     assert (fu.session == 4).all() and (fu.scan_idx == 7).all()
     assert fu.nucleus_id.isna().all()  # units, not cells: co-registration lives in CAVE
     f1 = fields[0]
+    units = unit_ids_of(fields)
     soma = [j for j, k in enumerate(f1.mask_type) if k == "soma"]
-    assert fu[fu.field == 1].unit_id.tolist() == f1.unit_ids[soma].tolist()
-    assert fu[fu.field == 3].unit_id.tolist() == fields[1].unit_ids.tolist()
-    roots = fu.set_index("unit_id").root_id
-    for j in soma:  # the file's root ids, 0 -> null
-        want = f1.pt_root_id[j]
-        assert (pd_isna(roots[f1.unit_ids[j]]) if want == 0 else roots[f1.unit_ids[j]] == want)
+    assert fu[fu.field == 1].unit_id.tolist() == [1, 2, 3, 4, 6, 7, 8, 9, 11, 12] == units[1][soma].tolist()
+    assert fu[fu.field == 2].unit_id.tolist() == list(range(13, 22))  # 12 ROIs of field 1 before it
+    assert fu.root_id.isna().all()  # float64 root ids are not exact: never stored
     trains = sp.set_index("unit_id").spike_times
     for field in fields:
         for j, kind in enumerate(field.mask_type):
             if kind != "soma":
                 continue
-            np.testing.assert_allclose(trains[field.unit_ids[j]], expected_times(field, j), rtol=0, atol=1e-9)
+            np.testing.assert_allclose(trains[units[field.field][j]], expected_times(field, j), rtol=0,
+                                       atol=1e-9)
     assert (sp.n_spikes == sp.spike_times.map(len)).all()
     assert out.parameters["events"]["threshold"] == 0.01
-    assert out.parameters["events"]["rule"] == "ar1-deconvolution-peaks-v1"
+    assert out.parameters["events"]["rule"] == "oasis-deconvolution-peaks-v1"
+    assert out.parameters["events"]["deconvolution"].startswith("oasis-deconv ")
+    assert "deconvolved here: oasis-deconv" in out.parameters["event_traces"][0]
     report = out.report["files"][0]
-    assert report["session_id"] == "4-scan-7" and report["intervals"] == ["Clip"]
+    assert report["session_id"] == "4-scan-7" and report["intervals"] == ["Clip", "Monet2", "Trippy"]
     assert [f["soma"] for f in report["fields"]] == [10, 9]
-    assert report["fields"][0]["with_root_id"] == 5
+    assert [f["unit_ids"] for f in report["fields"]] == [[1, 12], [13, 21]]
+    assert report["fields"][0]["root_ids_in_file"] == 6 == report["fields"][0]["root_ids_dropped_float64"]
+    assert report["fields"][0]["with_root_id"] == 0 and out.report["root_ids_dropped_float64"] == 6
 
 
 def pd_isna(value) -> bool:
@@ -148,15 +152,16 @@ def test_session_and_scan_from_the_file_name_when_metadata_lacks_them(tmp_path):
 
 
 def test_a_field_whose_rois_match_no_cell_writes_and_reads(tmp_path):
-    """The synthetic writer handles a field without any CAVE id (hdmf cannot type an all-empty
-    ragged column), and the reader keeps its units with a null root id."""
+    """A field without any matched ROI has no structural columns (as in the release), and the
+    reader keeps its units with a null root id."""
     events = [np.array([4, 10]), np.array([6]), np.array([8, 20])]
-    field = SynthField(2, np.arange(1, 4), events, pt_root_id=np.zeros(3, dtype=np.int64),
-                       pt_position=np.zeros((3, 3)))
+    field = SynthField(1, events, pt_root_id=np.zeros(3, dtype=np.int64), pt_position=np.zeros((3, 3)))
     path = write_scan_file(tmp_path / dandi_name(4, 7), [field], session=4, scan_idx=7, n_frames=40)
     fu = read_nwb(path).tables["functional_units"]
     assert fu.column("unit_id").to_pylist() == [1, 2, 3]
     assert fu.column("root_id").null_count == 3
+    with h5py.File(path, "r") as h5:
+        assert "pt_root_id" not in h5["processing/ophys/ImageSegmentation/PlaneSegmentation1"]
 
 
 def test_metadata_and_name_that_disagree_are_refused(tmp_path):
@@ -237,7 +242,7 @@ def test_segmentation_with_more_rows_than_the_traces(tmp_path):
     fields = scan_fields(7)
     path = write_scan_file(tmp_path / dandi_name(4, 7), fields, session=4, scan_idx=7, n_frames=40)
     with h5py.File(path, "r+") as h5:  # drop the last trace column and its rois entry
-        group = h5["processing/ophys/Fluorescence/RoiResponseSeries3"]
+        group = h5["processing/ophys/Fluorescence/RoiResponseSeries2"]
         data, attrs = group["data"][:, :-1], dict(group["data"].attrs)
         del group["data"]
         new = group.create_dataset("data", data=data)
@@ -248,11 +253,11 @@ def test_segmentation_with_more_rows_than_the_traces(tmp_path):
         new = group.create_dataset("rois", data=rois)
         for k, v in rattrs.items():
             new.attrs[k] = v
-    with pytest.raises(NwbLayoutError, match=r"ROI counts disagree in field 3: .*RoiResponseSeries3 has 8 "
+    with pytest.raises(NwbLayoutError, match=r"ROI counts disagree in field 2: .*RoiResponseSeries2 has 8 "
                                              r"ROIs .* but /processing/ophys/ImageSegmentation/"
-                                             r"PlaneSegmentation3 has 9 rows") as err:
+                                             r"PlaneSegmentation2 has 9 rows") as err:
         read_nwb(path)
-    assert err.value.group == "/processing/ophys/ImageSegmentation/PlaneSegmentation3"
+    assert err.value.group == "/processing/ophys/ImageSegmentation/PlaneSegmentation2"
 
 
 def test_the_same_scan_twice_is_refused(scans, tmp_path):
@@ -262,6 +267,28 @@ def test_the_same_scan_twice_is_refused(scans, tmp_path):
     shutil.copy(a, copy)
     with pytest.raises(NwbLayoutError, match=r"19 soma unit id\(s\) of scan 4-7 repeat ids already read"):
         read_nwb([a, copy])
+
+
+def test_a_missing_field_is_refused(tmp_path):
+    """Unit ids count the ROIs of every earlier field: without field 2, field 3's cannot be derived."""
+    one, two = scan_fields(9)
+    three = SynthField(3, two.event_frames)
+    path = write_scan_file(tmp_path / dandi_name(4, 7), [one, three], session=4, scan_idx=7, n_frames=40)
+    with pytest.raises(NwbLayoutError, match=r"fields \[1, 3\] of scan 4-7; expected fields 1..3 "
+                                             r"\(missing \[2\]\)") as err:
+        read_nwb(path)
+    assert err.value.group == "/processing/ophys/ImageSegmentation" and err.value.path == str(path)
+
+
+def test_mask_ids_that_are_not_1_to_n_are_refused(tmp_path):
+    path = write_scan_file(tmp_path / dandi_name(4, 7), scan_fields(9), session=4, scan_idx=7, n_frames=40)
+    with h5py.File(path, "r+") as h5:  # scan-wide ids, as an older writer of ours wrote
+        ids = h5["processing/ophys/ImageSegmentation/PlaneSegmentation2/id"]
+        ids[...] = ids[...] + 12
+    with pytest.raises(NwbLayoutError, match=r"PlaneSegmentation2/id holds mask ids \[13, 14, 15, 16, 17\]"
+                                             r".*expected 1..9 in row order") as err:
+        read_nwb(path)
+    assert err.value.group == "/processing/ophys/ImageSegmentation/PlaneSegmentation2"
 
 
 def test_missing_path_is_a_source_error(tmp_path):

@@ -26,13 +26,16 @@ def _common(p: argparse.ArgumentParser, *, with_version: bool) -> None:
     p.add_argument("--server", default=None, metavar="URL",
                    help=f"cave: CAVE server (default {d.server}); token from ${TOKEN_ENV} or "
                         "~/.cloudvolume/secrets/cave-secret.json")
-    p.add_argument("--datastack", default=d.datastack, help=f"cave: datastack (default {d.datastack})")
+    p.add_argument("--datastack", default=None,
+                   help=f"cave: datastack (default {d.datastack}); files: the datastack the export "
+                        "is of, recorded on the snapshot (default: none recorded)")
     if with_version:
         p.add_argument("--version", type=_version, default="latest", dest="cave_version",
                        help="cave: materialization version N, or 'latest' (recorded as its number)")
     p.add_argument("--neurons", default=d.neurons,
                    choices=["coregistered_excitatory", "coregistered", "excitatory", "neurons", "all"],
-                   help="cave: which cells (default: co-registered excitatory neurons)")
+                   help="cave, files: which cells (default: co-registered excitatory neurons; "
+                        "'all' for exports without cell types or co-registration)")
     p.add_argument("--functional-table", default=d.functional_table,
                    choices=["digital_twin_properties_bcm_coreg_v4", "functional_properties_v3_bcm"],
                    help="cave: tuning table (angles normalized to degrees either way)")
@@ -50,11 +53,17 @@ def add_arguments(etl: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> CaveConfig | None:
-    """The :class:`CaveConfig` of parsed arguments (None unless ``--source cave`` or refresh)."""
-    if getattr(args, "source", "cave") != "cave":
+    """The :class:`CaveConfig` of parsed arguments: the whole config for ``--source cave`` (and
+    refresh); for ``--source files`` only what applies to exports (``--neurons``, ``--datastack``
+    as given, ``--version N``); None for other sources."""
+    source = getattr(args, "source", "cave")
+    if source == "files":
+        return CaveConfig(datastack=args.datastack, neurons=args.neurons,
+                          version=getattr(args, "cave_version", "latest"))
+    if source != "cave":
         return None
     server = args.server or CaveConfig().server
-    return CaveConfig(server=server, datastack=args.datastack,
+    return CaveConfig(server=server, datastack=args.datastack or CaveConfig().datastack,
                       version=getattr(args, "cave_version", "latest"), neurons=args.neurons,
                       functional_table=args.functional_table,
                       auto_coregistration=args.auto_coregistration, timeout_s=args.timeout,

@@ -7,8 +7,9 @@ cache, resumable and sha256-checked.
 """
 
 from .download import DandiConfig, DownloadError, download_scans
-from .events import EventRule, deconvolve_ar1, detect_peaks
+from .coreg import MIN_AGREEMENT, field_agreement, unit_offsets
+from .events import EventRule, deconvolve_ar1, deconvolve_oasis, detect_peaks
 from .reader import NwbLayoutError, read_nwb
 
-__all__ = ["DandiConfig", "DownloadError", "EventRule", "NwbLayoutError", "deconvolve_ar1",
-           "detect_peaks", "download_scans", "read_nwb"]
+__all__ = ["DandiConfig", "DownloadError", "EventRule", "MIN_AGREEMENT", "NwbLayoutError", "deconvolve_ar1",
+           "deconvolve_oasis", "detect_peaks", "download_scans", "field_agreement", "read_nwb", "unit_offsets"]

@@ -9,7 +9,7 @@ from ...errors import EtlError
 from .download import DandiConfig, download_scans
 from .events import EventRule
 
-__all__ = ["add_arguments", "resolve_arguments"]
+__all__ = ["add_arguments", "resolve_arguments", "describe"]
 
 
 def add_arguments(etl: argparse.ArgumentParser) -> None:
@@ -29,6 +29,8 @@ def add_arguments(etl: argparse.ArgumentParser) -> None:
                    help="nwb: peak threshold on the deconvolved trace (default 0.01, the study's)")
     g.add_argument("--tau-s", type=float, default=EventRule.tau_s,
                    help="nwb: calcium decay time constant of the AR(1) deconvolution (s, default 1.0)")
+    g.add_argument("--deconvolution", choices=["oasis", "ar1"], default=EventRule.method,
+                   help="nwb: deconvolution of fluorescence: oasis (OASIS, default) or ar1 (closed-form inverse)")
     g.add_argument("--trace", choices=["fluorescence", "deconvolved"], default=EventRule.input,
                    help="nwb: the series hold fluorescence (deconvolve first; default) or deconvolved activity")
 
@@ -51,7 +53,29 @@ def resolve_arguments(args: argparse.Namespace, *, progress: bool) -> tuple[list
         scans = [s for s in args.download.split(",") if s.strip()]
         paths += [str(p) for p in download_scans(scans, config=config, progress=progress)]
     try:
-        rule = EventRule(threshold=args.event_threshold, tau_s=args.tau_s, input=args.trace)
+        rule = EventRule(threshold=args.event_threshold, tau_s=args.tau_s, input=args.trace,
+                         method=args.deconvolution)
     except ValueError as err:
         raise EtlError(str(err)) from err
     return paths, rule
+
+
+def describe(snap: dict) -> str:
+    """Lines for ``cxp etl`` after an ``nwb`` snapshot: dropped root ids and per-field agreement of
+    the derived unit ids with the store's co-registration (empty when there is nothing to say)."""
+    import json  # noqa: PLC0415
+
+    report = json.loads(snap["report"]) if isinstance(snap.get("report"), str) else snap.get("report", {})
+    lines = []
+    if report.get("root_ids_dropped_float64"):
+        lines.append(f"  root ids: {report['root_ids_dropped_float64']:,} stored as null (float64 in the "
+                     "file, not exact above 2**53)")
+    coreg = report.get("coregistration", {})
+    if coreg.get("status") == "compared":
+        lines.append(f"  unit ids vs co-registration of {coreg['snapshot_id']} (need "
+                     f">= {100 * coreg['threshold']:.0f}% per field):")
+        lines += [f"    {r['line']}" for r in coreg["fields"]]
+        if coreg["implausible"]:
+            lines.append(f"  WARNING: implausible unit mapping in field(s) {', '.join(coreg['implausible'])}: "
+                         "a join with that snapshot will be refused")
+    return "\n".join(lines)

@@ -1,38 +1,48 @@
 """Event (spike) times from calcium traces: the documented, parameterized rule of the ``nwb`` source.
 
 The study detected peaks of *deconvolved* traces above 0.01 and used the frame times of those peaks
-as event times. DANDI 000402 publishes fluorescence, not deconvolved activity, so the rule first
-deconvolves each trace, then detects peaks:
+as event times. The MICrONS release on DANDI (000402) publishes fluorescence only: its converter
+writes ``Fluorescence/RoiResponseSeries<field>`` and no deconvolved series (the pipeline's own
+``Activity`` traces, noise-constrained deconvolution of Pnevmatikakis et al. 2016, are not in the
+files). Where a file does hold deconvolved activity the reader uses it and skips steps 1-2.
+Otherwise each trace is deconvolved here, then peaks are detected:
 
 1. baseline ``F0`` = the ``baseline_percentile``-th percentile of the ROI's whole trace;
    ``dff = (F - F0) / |F0|`` (``F - F0`` where ``|F0|`` is tiny);
-2. first-order autoregressive (AR(1)) non-negative deconvolution: with decay per frame
-   ``g = exp(-1 / (frame_rate * tau_s))``, ``s[t] = max(0, dff[t] - g * dff[t-1])`` (``s[0] = max(0,
-   dff[0])``). For a noise-free AR(1) calcium trace ``c[t] = g c[t-1] + s[t]`` this recovers ``s``
-   exactly; it is the closed-form (unregularized) special case of the OASIS / constrained-foopsi model;
+2. non-negative deconvolution with an AR(1) calcium model of decay time ``tau_s``:
+
+   - ``method="oasis"`` (default): OASIS (Friedrich, Zhou & Paninski 2017, package ``oasis-deconv``),
+     the fast solver of the same noise-constrained, L1-penalized problem the MICrONS pipeline solved
+     with CaImAn's ``constrained_foopsi``; the noise level and the baseline are estimated per trace,
+     the decay is fixed by ``tau_s``. A spike in the first frame is indistinguishable from the
+     initial calcium level and one in the last frame has a single sample of evidence: OASIS
+     reports neither;
+   - ``method="ar1"``: the closed-form, unregularized AR(1) inverse ``s[t] = max(0, dff[t] - g
+     dff[t-1])``, ``g = exp(-1 / (frame_rate * tau_s))`` (exact on noise-free AR(1) traces; kept for
+     audits and comparisons);
 3. a peak is a frame whose value exceeds ``threshold`` (and, if set, ``noise_sigmas`` x the robust
-   SD of the unclipped ``dff[t] - g * dff[t-1]``), is larger than the frame before and not smaller than the frame after (edges count
-   as lower neighbours; of a plateau the first frame is the peak). Events in adjacent frames merge.
+   SD of the unclipped ``dff[t] - g * dff[t-1]``), is larger than the frame before and not smaller
+   than the frame after (edges count as lower neighbours; of a plateau the first frame is the
+   peak). Events in adjacent frames merge.
 4. the event time is the frame's timestamp (s).
 
-Why not a deconvolution library: OASIS and CaImAn do not install cleanly with this project's
-pinned stack, and the closed-form AR(1) inverse is exact on the model and easy to audit. With
-``input="deconvolved"`` steps 1-2 are skipped (the series already holds deconvolved activity).
-
+With ``input="deconvolved"`` steps 1-2 are skipped (the series already holds deconvolved activity).
 Traces are processed as (time, ROI) blocks; nothing here holds more than one block.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
 
-__all__ = ["EventRule", "TraceInput", "ar1_decay", "deconvolve_ar1", "detect_peaks", "events_from_block",
-           "robust_sd"]
+__all__ = ["EventRule", "TraceInput", "Deconvolution", "ar1_decay", "deconvolve_ar1", "deconvolve_oasis",
+           "detect_peaks", "events_from_block", "robust_sd"]
 
 TraceInput = Literal["fluorescence", "deconvolved"]
+Deconvolution = Literal["oasis", "ar1"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,8 @@ class EventRule:
     """A peak must exceed this value of the deconvolved trace (the study's 0.01)."""
     input: TraceInput = "fluorescence"
     """'fluorescence': deconvolve first (steps 1-2); 'deconvolved': the series is already deconvolved."""
+    method: Deconvolution = "oasis"
+    """Deconvolution of fluorescence: 'oasis' (OASIS, noise-constrained) or 'ar1' (closed-form inverse)."""
     tau_s: float = 1.0
     """Calcium decay time constant (s) of the AR(1) model (GCaMP6s-like)."""
     baseline_percentile: float = 8.0
@@ -60,10 +72,27 @@ class EventRule:
                              "0 <= baseline_percentile <= 100, block_rois >= 1, noise_sigmas >= 0")
         if self.input not in ("fluorescence", "deconvolved"):
             raise ValueError(f"EventRule.input must be 'fluorescence' or 'deconvolved'; got {self.input!r}")
+        if self.method not in ("oasis", "ar1"):
+            raise ValueError(f"EventRule.method must be 'oasis' or 'ar1'; got {self.method!r}")
 
     def describe(self) -> dict:
-        """JSON-ready parameters, including the rule's name."""
-        return {"rule": "ar1-deconvolution-peaks-v1", **asdict(self)}
+        """JSON-ready parameters, including the rule's name and the deconvolution used."""
+        out = {"rule": f"{self.method}-deconvolution-peaks-v1", **asdict(self)}
+        if self.method == "oasis":
+            out["deconvolution"] = f"oasis-deconv {_oasis_version()} (oasis.functions.deconvolve, AR(1), " \
+                                   "tau_d = tau_s, L1 penalty, noise and baseline estimated per trace)"
+        else:
+            out["deconvolution"] = "closed-form AR(1) inverse (no regularization)"
+        return out
+
+
+def _oasis_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("oasis-deconv")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def ar1_decay(frame_rate_hz: float, tau_s: float) -> float:
@@ -97,18 +126,70 @@ def deconvolve_ar1(traces: np.ndarray, *, g: float, baseline_percentile: float =
     >>> deconvolve_ar1(1.0 + c, g=0.5, baseline_percentile=0).ravel().tolist()
     [0.0, 1.0, 0.0, 0.0]
     """
-    f = np.asarray(traces, dtype=np.float64)
-    if f.ndim == 1:
-        f = f[:, None]
-    f0 = np.percentile(f, baseline_percentile, axis=0) if len(f) else np.zeros(f.shape[1])
-    scale = np.where(np.abs(f0) > 1e-12, np.abs(f0), 1.0)
-    dff = (f - f0) / scale  # (frames, rois)
+    dff = delta_f(traces, baseline_percentile=baseline_percentile)  # (frames, rois)
     s = np.empty_like(dff)
     s[:1] = dff[:1]
     s[1:] = dff[1:] - g * dff[:-1]
     if clip:
         np.maximum(s, 0.0, out=s)
     return s
+
+
+def delta_f(traces: np.ndarray, *, baseline_percentile: float = 8.0) -> np.ndarray:
+    """(frames, rois) ``(F - F0) / |F0|`` with ``F0`` each column's ``baseline_percentile``-th percentile."""
+    f = np.asarray(traces, dtype=np.float64)
+    if f.ndim == 1:
+        f = f[:, None]
+    f0 = np.percentile(f, baseline_percentile, axis=0) if len(f) else np.zeros(f.shape[1])
+    scale = np.where(np.abs(f0) > 1e-12, np.abs(f0), 1.0)
+    return (f - f0) / scale
+
+
+def deconvolve_oasis(traces: np.ndarray, *, frame_rate_hz: float, tau_s: float,
+                     baseline_percentile: float = 8.0) -> np.ndarray:
+    """Noise-constrained non-negative AR(1) deconvolution of fluorescence traces with OASIS.
+
+    Each column's ``dF/F`` (see :func:`delta_f`) goes through ``oasis.functions.deconvolve`` with
+    the decay fixed by ``tau_s``, an L1 sparsity penalty, and noise level and baseline estimated
+    from the trace.
+
+    Parameters
+    ----------
+    traces
+        (frames, rois) fluorescence.
+    frame_rate_hz
+        Frames per second of the traces.
+    tau_s
+        Calcium decay time constant (s).
+    baseline_percentile
+        Percentile of each column taken as its baseline F0.
+
+    Returns
+    -------
+    numpy.ndarray
+        (frames, rois) float64 inferred activity, ``>= 0``.
+
+    Examples
+    --------
+    >>> g = ar1_decay(10.0, 1.0)
+    >>> c = np.zeros(60); c[10] = 1.0
+    >>> for t in range(11, 60): c[t] = g * c[t - 1]
+    >>> s = deconvolve_oasis(100 * (1 + c), frame_rate_hz=10.0, tau_s=1.0)
+    >>> np.flatnonzero(s[:, 0] > 0.01).tolist()
+    [10]
+    """
+    from oasis.functions import deconvolve  # noqa: PLC0415 (only where fluorescence is deconvolved)
+
+    dff = delta_f(traces, baseline_percentile=baseline_percentile)
+    out = np.zeros_like(dff)
+    for j in range(dff.shape[1]):
+        y = np.ascontiguousarray(dff[:, j])
+        if len(y) < 3 or not np.any(y != y[0]):  # nothing to deconvolve (and OASIS needs variance)
+            continue
+        with warnings.catch_warnings():  # short traces: OASIS's noise estimate shortens its window
+            warnings.filterwarnings("ignore", message="nperseg", category=UserWarning)
+            out[:, j] = deconvolve(y, tau_d=tau_s, framerate=frame_rate_hz, penalty=1)[1]
+    return np.maximum(out, 0.0)
 
 
 def robust_sd(values: np.ndarray) -> np.ndarray:
@@ -148,15 +229,25 @@ def detect_peaks(activity: np.ndarray, *, threshold: float = 0.01,
 
 
 def events_from_block(traces: np.ndarray, timestamps: np.ndarray, rule: EventRule,
-                      *, frame_rate_hz: float) -> list[np.ndarray]:
-    """Apply ``rule`` to a (frames, rois) block; return event times (s) per ROI, ascending."""
-    if rule.input == "fluorescence":
+                      *, frame_rate_hz: float, deconvolved: bool = False) -> list[np.ndarray]:
+    """Apply ``rule`` to a (frames, rois) block; return event times (s) per ROI, ascending.
+
+    ``deconvolved=True`` (the file's own deconvolved series) skips deconvolution whatever
+    ``rule.input`` says."""
+    if rule.input == "fluorescence" and not deconvolved:
         raw = deconvolve_ar1(traces, g=ar1_decay(frame_rate_hz, rule.tau_s),
                              baseline_percentile=rule.baseline_percentile, clip=False)
+        # noise from the unclipped residual: symmetric around 0, so its MAD is not biased by clipping
+        floor = None if rule.noise_sigmas is None else rule.noise_sigmas * robust_sd(raw)
+        if rule.method == "oasis":
+            activity = deconvolve_oasis(traces, frame_rate_hz=frame_rate_hz, tau_s=rule.tau_s,
+                                        baseline_percentile=rule.baseline_percentile)
+        else:
+            activity = np.maximum(raw, 0.0)
     else:
-        raw = np.asarray(traces, dtype=np.float64)
-    # noise from the unclipped residual: symmetric around 0, so its MAD is not biased by clipping
-    floor = None if rule.noise_sigmas is None else rule.noise_sigmas * robust_sd(raw)
-    activity = np.maximum(raw, 0.0) if rule.input == "fluorescence" else raw
+        activity = np.asarray(traces, dtype=np.float64)
+        if activity.ndim == 1:
+            activity = activity[:, None]
+        floor = None if rule.noise_sigmas is None else rule.noise_sigmas * robust_sd(activity)
     frames = detect_peaks(activity, threshold=rule.threshold, min_height=floor)
     return [np.asarray(timestamps[f], dtype=np.float64) for f in frames]
