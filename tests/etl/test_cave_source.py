@@ -202,13 +202,16 @@ def test_auth_failure_is_clear(isolated_home, tmp_path, capsys):
         assert all(status == 401 for _, _, status in server.log)  # no retries of an auth failure
 
 
-@pytest.mark.parametrize("via", ["token_file", "env"])
+@pytest.mark.parametrize("via", ["token_file", "env", "setting"])
 def test_token_never_written_or_logged(isolated_home, tmp_path, caplog, capsys, monkeypatch, via):
     token = "tok-3f9a1c77e2b54d0b8a6e"
     if via == "token_file":  # caveclient's standard token file
         secrets = isolated_home / ".cloudvolume" / "secrets"
         secrets.mkdir(parents=True)
         (secrets / "cave-secret.json").write_text(json.dumps({"token": token}))
+    elif via == "setting":  # a token file named by the cave_token_file setting
+        (tmp_path / "lab-token.json").write_text(json.dumps({"token": token}))
+        monkeypatch.setenv("CXP_CAVE_TOKEN_FILE", str(tmp_path / "lab-token.json"))
     else:
         monkeypatch.setenv(TOKEN_ENV, token)
     store = tmp_path / "store"

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from connectome_priors.kernel.settings import resolve
+
 from ...errors import SourceError
 
 __all__ = [
@@ -90,7 +92,9 @@ class CaveConfig:
     row_cap: int = 200_000
     """Row count at which a result is treated as capped even without the warning header."""
     token_file: str | None = None
-    """caveclient token file; ``None``: ``$CXP_CAVE_TOKEN`` else ``~/.cloudvolume/secrets/cave-secret.json``."""
+    """caveclient token file; ``None``: ``$CXP_CAVE_TOKEN`` (the token itself), else the
+    ``cave_token_file`` setting (``$CXP_CAVE_TOKEN_FILE`` or the config file), else caveclient's
+    ``~/.cloudvolume/secrets/cave-secret.json``."""
 
     def public(self) -> dict:
         """The configuration as recorded on a snapshot (no credentials; URL without user info)."""
@@ -279,8 +283,9 @@ def _token_kwargs(config: CaveConfig) -> dict:
     token = os.environ.get(TOKEN_ENV)
     if token:
         return {"auth_token": token}
-    if config.token_file:
-        return {"auth_token_file": config.token_file}
+    token_file = resolve("cave_token_file", config.token_file)
+    if token_file:
+        return {"auth_token_file": str(token_file)}
     return {}
 
 
