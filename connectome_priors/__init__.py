@@ -17,7 +17,8 @@ Examples
 from .kernel.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "etl": ("run_etl", "extract", "Store"),
+    "etl": ("run_etl", "extract", "Store", "SyntheticSource", "BlueprintSource", "CaveSource",
+            "FilesSource", "NwbSource"),
     "priors_store": ("build", "build_per_field", "load", "verify", "Population", "DeriveParams"),
     "training": ("run_experiment", "ExperimentConfig", "FitConfig"),
     "kernel.errors": ("CxpError",),

@@ -7,7 +7,9 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "config": ("STORE_ENV", "StoreConfig", "default_store_dir",),
     "contracts": ("validate_table", "validate_tables",),
     "errors": ("CxpError", "EtlError", "FieldCheckError", "ReadOnlyError", "SourceError", "StoreError", "UnsafeFileError", "ValidationError",),
-    "pipeline": ("extract", "run_etl",),
+    "pipeline": ("run_etl",),
+    "sources.registry": ("extract", "source_config", "SourceConfig", "SyntheticSource",
+                         "BlueprintSource", "CaveSource", "FilesSource", "NwbSource",),
     "store": ("Store", "content_hash",),
     "tables": ("Source", "SourceTables",),
 })

@@ -85,11 +85,14 @@ def _emit(df: pd.DataFrame, fmt: str, out: str | None) -> None:
 
 
 def _cmd_etl(args: argparse.Namespace) -> None:
-    fields = args.fields.split(",") if args.fields else None
     nwb_paths, events = resolve_nwb_arguments(args, progress=not args.no_progress)
+    cave = cave_cli.config_from_args(args)
+    options = {"synthetic": {"seed": args.seed},
+               "blueprint": {"mode": args.mode,
+                             "fields": args.fields.split(",") if args.fields else None},
+               "cave": {"cave": cave}, "files": {"cave": cave}, "nwb": {"events": events}}
     snap = run_etl(args.source, nwb_paths if args.source == "nwb" else args.path, store=args.store,
-                   mode=args.mode, seed=args.seed, fields=fields, progress=not args.no_progress,
-                   events=events, cave=cave_cli.config_from_args(args))
+                   progress=not args.no_progress, **options[args.source])
     verb = "stored" if snap["created"] else "already stored (same content hash), nothing written:"
     counts = json.loads(snap["row_counts"])
     print(f"{verb} snapshot {snap['snapshot_id']} from source {snap['source']!r} in {snap['store']}")

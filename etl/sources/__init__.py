@@ -1,2 +1,3 @@
-"""Sources the ETL reads: ``synthetic`` (embedded default, generated) and ``blueprint`` (the study's
-released per-field arrays). Each returns :class:`etl.tables.SourceTables`."""
+"""Sources the ETL reads, each a config dataclass in :mod:`.registry` (``synthetic``, the embedded
+default; ``blueprint``, the study's released arrays; ``cave``, live CAVE; ``files``, static CAVE
+exports; ``nwb``, the NWB activity release). Each returns :class:`etl.tables.SourceTables`."""

@@ -16,7 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from ...errors import CxpError
+from ...pipeline import run_etl
 from ...store import Store
+from ..registry import CaveSource
 from .client import CaveConfig, connect
 
 __all__ = ["LOCK_NAME", "RefreshLockedError", "refresh", "refresh_lock", "stored_versions"]
@@ -82,8 +84,6 @@ def refresh(config: CaveConfig, *, store: Store | str | os.PathLike | None = Non
     RefreshLockedError
         When another refresh holds the store's lock.
     """
-    from ...pipeline import run_etl  # noqa: PLC0415 (pipeline imports this package)
-
     store = store if isinstance(store, Store) else Store(store)
     with refresh_lock(store.directory):
         conn = connect(config)
@@ -92,6 +92,6 @@ def refresh(config: CaveConfig, *, store: Store | str | os.PathLike | None = Non
             return {"version": newest, "pulled": False, "store": str(store.directory)}
         if on_pull is not None:
             on_pull(newest)
-        snap = run_etl("cave", store=store, cave=replace(config, version=newest), progress=progress,
-                       cave_connection=conn)
+        snap = run_etl(CaveSource(replace(config, version=newest), connection=conn), store=store,
+                       progress=progress)
         return {**snap, "version": newest, "pulled": True}
