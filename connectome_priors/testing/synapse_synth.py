@@ -43,6 +43,8 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from ..kernel.files import atomic_path
+
 from ..etl.errors import SourceError
 from ..etl.sources.export_header import write_header
 
@@ -181,17 +183,14 @@ def _csv_gz(table: pa.Table, path: Path) -> None:
             col = pa.array(np.full(len(col), _CREATED))
         cols.append(col)
     out = pa.table(cols, names=table.column_names)
-    tmp = path.with_name(path.name + ".tmp")
-    with gzip.open(tmp, "wb", compresslevel=1) as fh:
+    with atomic_path(path) as tmp, gzip.open(tmp, "wb", compresslevel=1) as fh:
         pcsv.write_csv(out, fh, write_options=pcsv.WriteOptions(include_header=False,
                                                                 quoting_style="none"))
-    tmp.replace(path)
 
 
 def _parquet(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, row_group_size=256 * 1024, compression="zstd")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=256 * 1024, compression="zstd")
 
 
 def _nuclei(config: SynapseSynthConfig) -> pa.Table:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from connectome_priors.kernel.files import atomic_write_text
+
 from ..errors import SourceError
 
 __all__ = ["ExportHeader", "Kind", "read_header", "header_for", "write_header", "kind_of"]
@@ -103,9 +105,7 @@ def read_header(path: str | Path) -> ExportHeader:
 def write_header(path: str | Path, columns: list[tuple[str, str]]) -> None:
     """Write a ``column,type`` header file (``columns`` as (name, type) pairs), atomically."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{c},{t}\n" for c, t in columns), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, "".join(f"{c},{t}\n" for c, t in columns))
 
 
 def _stem(name: str) -> str:

@@ -47,6 +47,8 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from connectome_priors.kernel.files import atomic_path
+
 from ..errors import SourceError
 from ..tables import SourceTables
 from .export_header import ExportHeader, header_for, kind_of, read_header
@@ -396,22 +398,18 @@ def write_export(df: pd.DataFrame, directory: str | Path, table: str, *,
     data = pa.table(cols)
     if form == "export":
         path = directory / f"{table}_merged.csv.gz"
-        tmp = path.with_name(path.name + ".tmp")
-        with gzip.open(tmp, "wb") as fh:
+        with atomic_path(path) as tmp, gzip.open(tmp, "wb") as fh:
             pcsv.write_csv(data, fh, write_options=pcsv.WriteOptions(include_header=False,
                                                                       quoting_style=_quoting(data)))
-        tmp.replace(path)
         write_header(directory / f"{table}_merged_header.csv", types)
     elif form == "csv":
         path = directory / f"{table}.csv"
-        tmp = path.with_name(path.name + ".tmp")
-        pcsv.write_csv(data, tmp, write_options=pcsv.WriteOptions(quoting_style=_quoting(data)))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            pcsv.write_csv(data, tmp, write_options=pcsv.WriteOptions(quoting_style=_quoting(data)))
     elif form == "parquet":
         path = directory / f"{table}.parquet"
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(data, tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            pq.write_table(data, tmp)
     else:
         raise SourceError(f"export form must be export, csv or parquet; found {form!r}")
     return path

@@ -29,6 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from connectome_priors.kernel.files import atomic_path, atomic_write_text
+
 from .client import CaveError
 
 __all__ = ["Chunk", "ChunkCache", "pull_table", "range_chunk", "list_chunks"]
@@ -131,12 +133,10 @@ class ChunkCache:
         d = self._dir(chunk)
         d.mkdir(parents=True, exist_ok=True)
         final = d / f"{chunk.key}.parquet"
-        tmp = d / f".{chunk.key}.{os.getpid()}.tmp"
-        pq.write_table(table, tmp)
-        if pq.read_metadata(tmp).num_rows != table.num_rows:
-            tmp.unlink(missing_ok=True)
-            raise CaveError(f"checkpoint {tmp} lost rows while writing", path=str(tmp))
-        os.replace(tmp, final)
+        with atomic_path(final) as tmp:
+            pq.write_table(table, tmp)
+            if pq.read_metadata(tmp).num_rows != table.num_rows:
+                raise CaveError(f"checkpoint {final} lost rows while writing", path=str(final))
         return pq.read_table(final)
 
     def pieces(self, chunk: Chunk) -> list[Chunk] | None:
@@ -156,9 +156,7 @@ class ChunkCache:
         """Record that ``chunk`` was split into ``pieces`` (atomically)."""
         d = self._dir(chunk)
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".{chunk.key}.{os.getpid()}.split.tmp"
-        tmp.write_text(json.dumps([asdict(p) for p in pieces]))
-        os.replace(tmp, d / f"{chunk.key}.split.json")
+        atomic_write_text(d / f"{chunk.key}.split.json", json.dumps([asdict(p) for p in pieces]))
 
     def clear(self) -> None:
         """Delete every checkpoint of this pull."""

@@ -12,7 +12,6 @@ standard token file (``~/.cloudvolume/secrets/cave-secret.json``) and is handed 
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -24,6 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from connectome_priors.kernel.errors import TransientError
+from connectome_priors.kernel.retry import Backoff, retry
 from connectome_priors.kernel.settings import resolve
 
 from ...errors import SourceError
@@ -33,7 +34,6 @@ __all__ = [
     "CaveTransientError", "CaveConnection", "connect", "public_url", "with_retries",
 ]
 
-log = logging.getLogger(__name__)
 
 #: Environment variable holding a CAVE token (else caveclient's token file is used).
 TOKEN_ENV = "CXP_CAVE_TOKEN"
@@ -49,7 +49,7 @@ class CaveError(SourceError):
         super().__init__(message, path=path)
 
 
-class CaveTransientError(CaveError):
+class CaveTransientError(CaveError, TransientError):
     """Timeouts, dropped connections, 5xx: worth retrying (raised once retries are spent)."""
 
 
@@ -164,7 +164,8 @@ def _classify(err: BaseException, server: str, what: str) -> CaveError | None:
 def with_retries(fn: Callable[[], T], *, what: str, config: CaveConfig,
                  sleep: Callable[[float], None] = time.sleep) -> T:
     """Call ``fn``; on a transient failure wait and retry (exponential backoff), up to
-    ``config.retries`` times. Terminal failures raise at once.
+    ``config.retries`` times (:func:`connectome_priors.kernel.retry.retry`). Terminal failures
+    raise at once.
 
     Raises
     ------
@@ -173,23 +174,8 @@ def with_retries(fn: Callable[[], T], *, what: str, config: CaveConfig,
     CaveAuthError, CaveRequestError
         At the first terminal failure.
     """
-    delay = config.backoff_s
-    for attempt in range(config.retries + 1):
-        try:
-            return fn()
-        except Exception as err:  # noqa: BLE001 (classified below; others re-raised)
-            mapped = _classify(err, config.server, what)
-            if mapped is None:
-                raise
-            if not isinstance(mapped, CaveTransientError) or attempt == config.retries:
-                if isinstance(mapped, CaveTransientError):
-                    mapped = CaveTransientError(f"{mapped} (gave up after {attempt + 1} attempts)",
-                                                server=mapped.server, status=mapped.status)
-                raise mapped from err
-            log.warning("%s; retry %d/%d in %.1f s", mapped, attempt + 1, config.retries, delay)
-            sleep(delay)
-            delay = min(delay * 2, config.backoff_max_s)
-    raise AssertionError("unreachable")
+    return retry(fn, backoff=Backoff(config.retries, config.backoff_s, config.backoff_max_s),
+                 what=what, classify=lambda err: _classify(err, config.server, what), sleep=sleep)
 
 
 class CaveConnection:

@@ -22,13 +22,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from connectome_priors.kernel.errors import TransientError
+from connectome_priors.kernel.retry import Backoff, retry
 from connectome_priors.kernel.settings import env_name, resolve
 
 from ...errors import SourceError
@@ -51,7 +52,7 @@ class DownloadError(SourceError):
         super().__init__(message, path=path)
 
 
-class TransientDownloadError(DownloadError):
+class TransientDownloadError(DownloadError, TransientError):
     """A failure worth retrying later (connection lost, HTTP 5xx or 429) after the retries ran out."""
 
 
@@ -206,14 +207,9 @@ def _one(session, config: DandiConfig, scan, progress: bool) -> Path:
     url = f"{config.api_url}/assets/{asset_id}/download/"
     with tqdm(total=size, initial=part.stat().st_size if part.exists() else 0, unit="B",
               unit_scale=True, desc=Path(rel).name[:40], disable=not progress) as bar:
-        for attempt in range(config.retries + 1):
-            try:
-                _fetch(session, url, part, size, config, bar)
-                break
-            except TransientDownloadError:
-                if attempt == config.retries:
-                    raise
-                time.sleep(config.backoff_s * 2 ** attempt)
+        retry(lambda: _fetch(session, url, part, size, config, bar),  # each attempt resumes
+              backoff=Backoff(config.retries, config.backoff_s, max_s=3600.0),
+              what=f"download of {rel}")
     found = _sha256(part)
     if found != expected:
         part.unlink(missing_ok=True)
