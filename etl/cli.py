@@ -13,6 +13,7 @@ from .config import STORE_ENV
 from .errors import CxpError
 from .pipeline import run_etl
 from .sources.cave import cli as cave_cli
+from .sources.cave.client import CaveConfig
 from .sources.nwb.cli import add_arguments as add_nwb_arguments
 from .sources.nwb.cli import resolve_arguments as resolve_nwb_arguments
 from .store import Store
@@ -40,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "exports) or nwb (DANDI 000402 scan files)")
     etl.add_argument("path", nargs="?", default=None,
                      help="source path (blueprint: the release root; files: a folder of CAVE "
-                          "table exports; nwb: .nwb files or folders)")
+                          "table exports, read with --neurons, --datastack (recorded; default "
+                          "minnie65_public) and --version N (the version exported; default: a "
+                          "v<N> folder name); nwb: .nwb files or folders)")
     etl.add_argument("--seed", type=int, default=0, help="synthetic: generator seed (default 0)")
     etl.add_argument("--mode", choices=["strict", "lenient"], default="strict",
                      help="blueprint: abort on a failing field (strict) or skip and report it")
@@ -96,12 +99,20 @@ def _emit(df: pd.DataFrame, fmt: str, out: str | None) -> None:
         sys.stdout.write(text)
 
 
+def _cave_config(args: argparse.Namespace) -> CaveConfig | None:
+    """The CAVE options of ``cxp etl``: all of them for ``cave``; for ``files`` the ones that
+    describe the data rather than the server (``--neurons``, ``--datastack``, ``--version``)."""
+    if args.source == "files":
+        return CaveConfig(datastack=args.datastack, version=args.cave_version, neurons=args.neurons)
+    return cave_cli.config_from_args(args)
+
+
 def _cmd_etl(args: argparse.Namespace) -> None:
     fields = args.fields.split(",") if args.fields else None
     nwb_paths, events = resolve_nwb_arguments(args, progress=not args.no_progress)
     snap = run_etl(args.source, nwb_paths if args.source == "nwb" else args.path, store=args.store,
                    mode=args.mode, seed=args.seed, fields=fields, progress=not args.no_progress,
-                   events=events, cave=cave_cli.config_from_args(args))
+                   events=events, cave=_cave_config(args))
     verb = "stored" if snap["created"] else "already stored (same content hash), nothing written:"
     counts = json.loads(snap["row_counts"])
     print(f"{verb} snapshot {snap['snapshot_id']} from source {snap['source']!r} in {snap['store']}")
@@ -112,6 +123,12 @@ def _cmd_etl(args: argparse.Namespace) -> None:
               "FROM snapshots\"`)")
     if snap["source"] == "cave":
         print(cave_cli.describe(snap))
+    if snap["source"] == "files":
+        params = json.loads(snap["parameters"])
+        version = snap.get("materialization_version")
+        print(f"  {snap.get('datastack')} materialization "
+              f"{'v' + str(version) if version is not None else 'version unknown'}; "
+              f"neurons: {params.get('neurons')}")
     if snap["source"] == "synthetic":
         print("  note: this snapshot is SYNTHETIC (generated, not measured data)")
 

@@ -44,7 +44,9 @@ def extract(source: Source, path: str | os.PathLike | None = None, *, mode: Mode
         CAVE only: the :class:`etl.sources.cave.client.CaveConfig` (server, datastack, version,
         ...), an open connection to reuse, and the store whose ``.cave-cache`` holds checkpoints.
         Source ``"files"`` (``path``: a folder of static CAVE table exports) uses ``cave``'s
-        ``neurons`` selection and ``datastack`` too.
+        ``neurons`` selection and ``datastack`` too, and its ``version`` when it is a number (the
+        version the export was made of; it overrides a ``v<N>`` folder name; ``"latest"`` means
+        none given, as a folder of files has no newest version to resolve).
     """
     if source == "synthetic":
         if path is not None:
@@ -74,8 +76,11 @@ def extract(source: Source, path: str | os.PathLike | None = None, *, mode: Mode
         if path is None:
             raise EtlError("source 'files' needs PATH, a directory of CAVE table exports "
                            "(e.g. nucleus_detection_v0_merged.csv.gz + _merged_header.csv)")
+        version = getattr(cave, "version", None)
         return read_files(Path(path), neurons=getattr(cave, "neurons", "coregistered_excitatory"),
-                          datastack=getattr(cave, "datastack", None), progress=progress)
+                          datastack=getattr(cave, "datastack", None),
+                          materialization_version=version if isinstance(version, int) else None,
+                          progress=progress)
     raise EtlError(f"unknown source {source!r}; expected synthetic, blueprint, cave, files or nwb")
 
 
