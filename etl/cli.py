@@ -103,6 +103,12 @@ def _cmd_etl(args: argparse.Namespace) -> None:
               "FROM snapshots\"`)")
     if snap["source"] == "cave":
         print(cave_cli.describe(snap))
+    if snap["source"] == "files":
+        params = json.loads(snap["parameters"])
+        version = snap.get("materialization_version")
+        print(f"  datastack {snap.get('datastack') or 'not given (--datastack)'}, materialization "
+              f"{'v' + str(version) if version is not None else 'version unknown'}; "
+              f"neurons: {params.get('neurons')}")
     if snap["source"] == "nwb":
         lines = describe_nwb(snap)
         if lines:

@@ -3,12 +3,25 @@
 The public MICrONS static exports (``https://storage.googleapis.com/mat_dbs/public/
 minnie65_phase3_v1/v<version>/``) ship each materialized table as ``<table>_merged.csv.gz``, a
 CSV **without** a header row, plus ``<table>_merged_header.csv`` with one ``column,type`` line per
-column, in the data's column order (no title line). Types are PostgreSQL type names as the
+column (no title line), read as the data's column order. Types are PostgreSQL type names as the
 materialization database reports them (``bigint``, ``integer``, ``boolean``, ``double
 precision``/``float``, ``timestamp without time zone``, ``character varying`` ...); booleans are
 written ``t``/``f`` and points are split into ``<name>_x``, ``_y``, ``_z`` columns in voxels.
 The exact set of type spellings is an assumption (only ``column,type`` lines and the split
-positions were confirmed from public readers); unknown spellings are read as text.
+positions were confirmed from public readers, which all take the sidecar's line order as the
+data's); unknown spellings are read as text. A frozen database's merged table orders its columns
+as the table's flattened schema does (MaterializationEngine ``merge_tables``), which is where
+:func:`check_order`'s "``_x`` before ``_y``, ``pre_`` before ``post_``" rule comes from; that the
+public exports were dumped from such tables, point columns already split, is an assumption.
+
+**The header's line order is not guaranteed.** MaterializationEngine's CSV dump
+(``DumpTableToBucketAsCSV`` in ``materializationengine/blueprints/materialize/api.py``) writes the
+data with ``gcloud sql export csv --query "SELECT * from <table>"`` (no header row) and the header
+with ``SELECT column_name, data_type from INFORMATION_SCHEMA.COLUMNS where TABLE_NAME = ...``,
+which has no ``ORDER BY ordinal_position``: PostgreSQL may return those lines in any order, and
+values would then land in the wrong columns silently. So a header is bound to the data only after
+:func:`check_order` has found nothing in the data that contradicts it, and a data file that carries
+its own row of column names is bound by name (:func:`has_header_row`), the sidecar giving types only.
 """
 
 from __future__ import annotations
@@ -24,7 +37,8 @@ from connectome_priors.kernel.files import atomic_write_text
 
 from ..errors import SourceError
 
-__all__ = ["ExportHeader", "Kind", "read_header", "header_for", "write_header", "kind_of"]
+__all__ = ["ExportHeader", "Kind", "check_order", "has_header_row", "header_for", "kind_of",
+           "read_header", "schema_kind", "value_kind", "write_header"]
 
 #: The value kinds a header type maps to.
 Kind = Literal["int", "float", "bool", "text", "timestamp"]
@@ -138,3 +152,152 @@ def header_for(data: str | Path) -> Path | None:
         if c.is_file():
             return c
     return None
+
+
+# --- binding a header to the data ------------------------------------------------------------
+
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]?(?i:nan|inf|infinity)")
+_BOOL = frozenset({"t", "f", "true", "false"})
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SAYS: dict[Kind, str] = {"int": "integers", "float": "numbers", "bool": "booleans (t/f)",
+                          "timestamp": "timestamps", "text": "text"}
+_WHAT = "an integer", "a number", "a boolean", "a timestamp", "text"
+
+
+def schema_kind(column: str) -> Kind | None:
+    """Kind of values a column of CAVE's annotation tables holds, by its name; None if unknown.
+
+    The known schema (``emannotationschemas``, flattened as the exports write it): annotation
+    ``id``, ``target_id``, ``*_root_id``, ``*_supervoxel_id``, and the co-registration keys
+    ``session``, ``scan_idx``, ``field``, ``unit_id`` are integers; ``*_position_x/_y/_z`` are
+    numbers (voxels); ``valid`` is a boolean; ``created``/``deleted`` are timestamps.
+    """
+    if column in ("id", "target_id", "superceded_id", "session", "scan_idx", "field", "unit_id") \
+            or column.endswith(("_root_id", "_supervoxel_id")):
+        return "int"
+    if re.fullmatch(r".+_position_[xyz]", column):
+        return "float"
+    if column == "valid":
+        return "bool"
+    if column in ("created", "deleted"):
+        return "timestamp"
+    return None
+
+
+def _fits(kind: Kind, value: str) -> bool:
+    if kind == "int":
+        return bool(_INT.fullmatch(value))
+    if kind == "float":
+        return bool(_FLOAT.fullmatch(value))
+    if kind == "bool":
+        return value.lower() in _BOOL or value in ("0", "1")
+    if kind == "timestamp":
+        return bool(_TIMESTAMP.fullmatch(value))
+    return True
+
+
+def value_kind(value: str) -> Kind:
+    """The most specific kind a CSV value fits (``'12'``: int, ``'t'``: bool, ...)."""
+    for kind in ("int", "float", "bool", "timestamp"):
+        if _fits(kind, value):
+            return kind
+    return "text"
+
+
+def has_header_row(header: ExportHeader, first_row: list[str], data: str | Path) -> bool:
+    """Whether a data file's first row is a row of column names (then bind by name, not order).
+
+    True when every value of the row is a column of ``header`` and the row names each column
+    once. A row of names that does not match the header's columns is refused.
+
+    Raises
+    ------
+    SourceError
+        The first row names columns, but not exactly the header's.
+    """
+    names = [v.strip() for v in first_row]
+    known = set(header.columns)
+    hits = [n for n in names if n in known]
+    if not hits or not all(_NAME.fullmatch(n) for n in names):
+        return False
+    missing = [c for c in header.columns if c not in names]
+    extra = [n for n in names if n not in known]
+    if missing or extra or len(set(names)) != len(names):
+        raise SourceError(
+            f"{data}: the first row names columns ({', '.join(names)}) but not those of "
+            f"{header.path} (missing {missing or 'none'}, not in the header {extra or 'none'}, "
+            f"{len(names) - len(set(names))} repeated); make the header file list the data's columns",
+            path=str(data))
+    return True
+
+
+def check_order(header: ExportHeader, rows: list[list[str]], data: str | Path) -> None:
+    """Refuse a header whose column order contradicts the (header-less) data rows.
+
+    Three rules, on the rows given (a sample of the data file):
+
+    1. CAVE's tables put a point's ``_x``, ``_y``, ``_z`` in that order, and ``pre_*`` before
+       ``post_*``; a header listing them otherwise is not in the data's order.
+    2. A column whose name CAVE's schema types (:func:`schema_kind`) must not be declared with
+       another type.
+    3. Every non-empty value at a column's position must fit the column's type (the schema's,
+       else the declared one); an ``id`` column must not repeat a value.
+
+    Columns of the same type swapped with each other (two float columns, say) cannot be told apart
+    by their values; outside rule 1 the header's order is then trusted.
+
+    Raises
+    ------
+    SourceError
+        Naming the data file, the column, the type expected and the value found, and what to do.
+    """
+    cols = list(header.columns)
+    pos = {c: i for i, c in enumerate(cols)}
+    fix = (f"Put the lines of {header.path} in the order of the data's columns (CAVE writes them "
+           "from an unordered INFORMATION_SCHEMA query), or use an export whose data files start "
+           "with a row of column names.")
+    in_order: list[tuple[str, str]] = []  # (first, then) pairs of CAVE's column order
+    for c in cols:
+        if re.fullmatch(r".+_position_x", c):
+            axes = [a for a in (c, f"{c[:-2]}_y", f"{c[:-2]}_z") if a in pos]
+            in_order += list(zip(axes, axes[1:]))
+        if c.startswith("pre_") and f"post_{c[4:]}" in pos:
+            in_order.append((c, f"post_{c[4:]}"))
+    for first, then in in_order:
+        if pos[first] > pos[then]:
+            raise SourceError(
+                f"{data}: column {then}: the header places it before {first} (lines "
+                f"{pos[then] + 1} and {pos[first] + 1}); CAVE's tables put {first} first. {fix}",
+                path=str(data))
+    declared = dict(zip(header.columns, header.types))
+    expected: dict[str, Kind] = {}
+    for c in cols:
+        known, said = schema_kind(c), kind_of(declared[c])
+        if known is not None and said not in (known, "text") and not (known == "float" and said == "int"):
+            raise SourceError(
+                f"{header.path}: column {c} is declared {declared[c]!r}; CAVE's tables hold "
+                f"{_SAYS[known]} in {c}. Correct the type in the header file.", path=str(header.path))
+        expected[c] = known if said == "text" and known is not None else said
+    seen_ids: set[str] = set()
+    for r, row in enumerate(rows, start=1):
+        if len(row) != len(cols):
+            continue  # the reader reports the width
+        for c, value in zip(cols, row):
+            if value == "":
+                continue
+            if not _fits(expected[c], value):
+                found = _WHAT[("int", "float", "bool", "timestamp", "text").index(value_kind(value))]
+                raise SourceError(
+                    f"{data}: column {c} (line {pos[c] + 1} of {header.path.name}): expected "
+                    f"{_SAYS[expected[c]]} (declared {declared[c]!r}); found {value!r} in row {r}, "
+                    f"{found}. Either the header's lines are not in the data's column order or "
+                    f"its type for {c} is wrong. {fix}", path=str(data))
+        if "id" in pos and row[pos["id"]] != "":
+            if row[pos["id"]] in seen_ids:
+                raise SourceError(
+                    f"{data}: column id (line {pos['id'] + 1} of {header.path.name}): expected "
+                    f"unique annotation ids; found {row[pos['id']]!r} again in row {r}. {fix}",
+                    path=str(data))
+            seen_ids.add(row[pos["id"]])

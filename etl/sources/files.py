@@ -6,7 +6,11 @@ A directory holds one export per CAVE table, named after the table, in any of th
     The MICrONS static export (``storage.googleapis.com/mat_dbs/public/minnie65_phase3_v1/
     v<version>/``): header-less gzip CSV; the sidecar lists ``column,type`` per column
     (see :mod:`etl.sources.export_header`). ``<table>_merged/`` (a directory of such CSV.gz
-    partitions sharing the one header file) is read the same way.
+    partitions sharing the one header file) is read the same way. A data file that starts with a
+    row of column names is bound by name (the sidecar then gives the types only); a header-less one
+    by the sidecar's line order, once :func:`~etl.sources.export_header.check_order` has found
+    nothing in its first rows that contradicts that order (CAVE writes the sidecar from an
+    unordered query).
 ``<table>.csv`` / ``<table>.csv.gz``
     CSV with a header row of CAVE's column names.
 ``<table>.parquet`` / ``<table>/`` (a directory of Parquet partitions)
@@ -17,7 +21,8 @@ list-valued ``<point>`` column (Parquet) or ``"[x y z]"`` text (CSV) is split. B
 are read as booleans; ``*root_id`` / ``*supervoxel_id`` / ``id`` columns must be integers (never
 floats: root ids exceed float precision). The header sidecar is checked against the data: the
 column count of every file's first row, and each value's type as the file is parsed (an error
-names the file, the column, the type the header declares and the value found).
+names the file, the column, the type the header declares and the value found). Before that, the
+first :data:`SAMPLE_ROWS` rows of each file are checked against the header's column order.
 
 Tables: ``nucleus_detection_v0`` (required), ``aibs_metamodel_celltypes_v661``,
 ``coregistration_manual_v4`` (or the auto table), ``digital_twin_properties_bcm_coreg_v4`` or
@@ -25,16 +30,18 @@ Tables: ``nucleus_detection_v0`` (required), ``aibs_metamodel_celltypes_v661``,
 never loaded whole: it is streamed through DuckDB and only synapses between selected cells are
 kept. Everything then goes through :func:`etl.sources.cave.transform.canonical_tables`, so both
 sources produce the same canonical tables, validated alike. A ``v<N>`` directory name is taken as
-the materialization version.
+the materialization version unless one is given. The datastack (recorded as given, never guessed) and the
+neuron selection are the caller's: ``cxp etl --source files DIR --datastack pinky100 --neurons all``.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import itertools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -51,10 +58,11 @@ from connectome_priors.kernel.files import atomic_path
 
 from ..errors import SourceError
 from ..tables import SourceTables
-from .export_header import ExportHeader, header_for, kind_of, read_header
+from .export_header import (ExportHeader, check_order, has_header_row, header_for, kind_of,
+                            read_header)
 
-__all__ = ["ExportFile", "FILES_TABLES", "check_header", "find_exports", "read_export", "read_files",
-           "synapses_among", "write_export"]
+__all__ = ["ExportFile", "FILES_TABLES", "SAMPLE_ROWS", "check_header", "find_exports", "read_export",
+           "read_files", "synapses_among", "write_export"]
 
 #: CAVE tables the ``files`` source reads, when present.
 FILES_TABLES = ("nucleus_detection_v0", "aibs_metamodel_celltypes_v661", "coregistration_manual_v4",
@@ -62,6 +70,8 @@ FILES_TABLES = ("nucleus_detection_v0", "aibs_metamodel_celltypes_v661", "coregi
                 "digital_twin_properties_bcm_coreg_v4", "functional_properties_v3_bcm",
                 "synapses_pni_2")
 _SYNAPSES = "synapses_pni_2"
+#: Rows of each header-less data file checked against the sidecar's column order.
+SAMPLE_ROWS = 1000
 _SYNAPSE_COLUMNS = ("id", "pre_pt_root_id", "post_pt_root_id", "size", "ctr_pt_position_x",
                     "ctr_pt_position_y", "ctr_pt_position_z")
 _TRUE = ["t", "true", "True", "TRUE", "1"]
@@ -82,6 +92,9 @@ class ExportFile:
     """Data files (partitions), sorted."""
     header: ExportHeader | None = None
     """The sidecar of an ``export``."""
+    header_row: bool = False
+    """The data files of an ``export`` start with a row of column names (bound by name; see
+    :func:`check_header`)."""
 
     def describe(self) -> str:
         """Where the table came from, for messages and origins."""
@@ -132,26 +145,60 @@ def find_exports(directory: str | Path) -> dict[str, ExportFile]:
     return found
 
 
-def _first_row(path: Path) -> list[str]:
+def _first_rows(path: Path, n: int) -> list[list[str]]:
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8", newline="") as fh:
-            return next(csv.reader(fh), [])
-    except (OSError, EOFError, UnicodeDecodeError) as err:
+            return list(itertools.islice(csv.reader(fh), n))
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as err:
         raise SourceError(f"cannot read {path}: {err}", path=str(path)) from err
 
 
-def check_header(export: ExportFile) -> None:
-    """Check that every data file's first row has as many values as the header lists columns."""
+def _first_row(path: Path) -> list[str]:
+    rows = _first_rows(path, 1)
+    return rows[0] if rows else []
+
+
+def check_header(export: ExportFile) -> ExportFile:
+    """Bind an ``export``'s header sidecar to its data files, or refuse it.
+
+    A data file whose first row names the header's columns is bound by name (``header_row``).
+    Otherwise its first row must have as many values as the header lists columns, and its first
+    :data:`SAMPLE_ROWS` rows must not contradict the header's column order
+    (:func:`etl.sources.export_header.check_order`). All partitions must agree.
+
+    Returns
+    -------
+    ExportFile
+        ``export`` with ``header_row`` set (unchanged for other forms).
+
+    Raises
+    ------
+    SourceError
+        Naming the data file, the column, what was expected and what was found.
+    """
     if export.header is None:
-        return
+        return export
     want = len(export.header.columns)
+    layouts = {}
     for path in export.paths:
-        row = _first_row(path)
-        if row and len(row) != want:
+        rows = _first_rows(path, SAMPLE_ROWS)
+        if not rows:
+            continue
+        layouts[path] = has_header_row(export.header, rows[0], path)
+        if layouts[path]:
+            continue
+        if len(rows[0]) != want:
             raise SourceError(
-                f"{path}: first row has {len(row)} values; header {export.header.path} lists "
+                f"{path}: first row has {len(rows[0])} values; header {export.header.path} lists "
                 f"{want} columns ({', '.join(export.header.columns)})", path=str(path))
+        check_order(export.header, rows, path)
+    if len(set(layouts.values())) > 1:
+        named = [p.name for p, h in layouts.items() if h]
+        raise SourceError(f"{export.describe()}: some partitions start with a row of column names "
+                          f"({', '.join(named)}), others do not; expected one layout for all",
+                          path=str(export.paths[0]))
+    return replace(export, header_row=any(layouts.values()))
 
 
 def _conversion_error(err: Exception, path: Path, names: list[str], types: dict[str, str]) -> SourceError:
@@ -167,7 +214,12 @@ def _conversion_error(err: Exception, path: Path, names: list[str], types: dict[
 
 
 def _read_csv(export: ExportFile, path: Path) -> pa.Table:
-    if export.header is not None:
+    if export.header is not None and export.header_row:  # bound by name; the sidecar gives types
+        names = _first_row(path)
+        declared = dict(zip(export.header.columns, export.header.types))
+        types = {c: _ARROW[kind_of(t)] for c, t in declared.items()}
+        read = pcsv.ReadOptions()
+    elif export.header is not None:
         names = list(export.header.columns)
         declared = dict(zip(export.header.columns, export.header.types))
         types = {c: _ARROW[kind_of(t)] for c, t in declared.items()}
@@ -226,7 +278,7 @@ def read_export(export: ExportFile) -> pd.DataFrame:
 
     Null ids become 0 (CAVE's "no segment"). Not for the synapse table: see :func:`read_files`.
     """
-    check_header(export)
+    export = check_header(export)
     if export.form == "parquet":
         try:
             table = pa.concat_tables([pq.read_table(p) for p in export.paths], promote_options="default")
@@ -252,6 +304,8 @@ def _synapse_relation(export: ExportFile) -> tuple[str, list[str]]:
         duck = {"int": "BIGINT", "float": "DOUBLE", "bool": "VARCHAR", "text": "VARCHAR",
                 "timestamp": "VARCHAR"}
         spec = ", ".join(f"{_lit(c)}: {_lit(duck[kinds[c]])}" for c in names)
+        if export.header_row:  # bound by name: the files' own first row orders the columns
+            return f"read_csv({files}, header = true, types = {{{spec}}})", names
         return (f"read_csv({files}, header = false, auto_detect = false, columns = {{{spec}}})",
                 names)
     names = _first_row(export.paths[0])
@@ -265,7 +319,7 @@ def synapses_among(export: ExportFile, roots: np.ndarray) -> pd.DataFrame:
     DuckDB reads the files in a stream with a semi-join on the roots, so memory follows the kept
     rows, not the export (337M rows in full).
     """
-    check_header(export)
+    export = check_header(export)
     relation, names = _synapse_relation(export)
     missing = [c for c in ("id", "pre_pt_root_id", "post_pt_root_id", "size") if c not in names]
     if missing:
@@ -303,6 +357,9 @@ def read_files(directory: str | Path, *, neurons: str = "coregistered_excitatory
     datastack
         Recorded on the snapshot (default: none; an export does not say which datastack it is
         of, so it is never guessed).
+    materialization_version
+        The version the exports were made of, recorded on the snapshot (default: from a
+        ``v<N>`` directory name, else unknown).
 
     Returns
     -------

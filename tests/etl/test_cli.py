@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,6 +11,8 @@ import pandas as pd
 import pytest
 
 from connectome_priors.cli import main
+from connectome_priors.testing.cave_standin import minnie_fixture
+from connectome_priors.etl.sources.files import write_export
 from tests.conftest import write_field
 
 
@@ -80,3 +83,28 @@ def test_console_script_is_installed(tmp_path, release):
     assert proc.returncode == 2 and "run `cxp etl` first" in proc.stderr
     proc = subprocess.run([cxp, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "etl" in proc.stdout and "sql" in proc.stdout
+
+
+def test_files_source_honours_neurons_datastack_and_version(tmp_path, capsys):
+    raw = minnie_fixture(n_cells=60, n_synapses=600, versions=(1,), seed=4)[1]
+    d = tmp_path / "pinky-export"  # no cell-type or co-registration tables, no v<N> name
+    for table in ("nucleus_detection_v0", "synapses_pni_2"):
+        write_export(raw[table], d, table)
+    store = str(tmp_path / "store")
+    # the default selection (co-registered excitatory cells) needs the absent tables
+    assert main(["etl", "--source", "files", str(d), "--store", store, "--no-progress"]) == 2
+    assert "needs 'aibs_metamodel_celltypes_v661', which is absent" in capsys.readouterr().err
+    assert main(["etl", "--source", "files", str(d), "--neurons", "all", "--datastack", "pinky100",
+                 "--store", store, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "stored snapshot files-" in out and "datastack pinky100, materialization version unknown; neurons: all" in out
+    out = tmp_path / "snapshots.parquet"
+    assert main(["sql", "SELECT datastack, materialization_version AS v, parameters FROM snapshots",
+                 "--snapshot", "all", "--store", store, "--format", "parquet", "--out", str(out)]) == 0
+    [row] = pd.read_parquet(out).to_dict("records")
+    assert row["datastack"] == "pinky100" and pd.isna(row["v"])
+    assert json.loads(row["parameters"])["neurons"] == "all"
+    # --version: the version the export was made of (it overrides a v<N> folder name)
+    assert main(["etl", "--source", "files", str(d), "--neurons", "all", "--datastack", "pinky100",
+                 "--version", "185", "--store", store, "--no-progress"]) == 0
+    assert "pinky100 materialization v185; neurons: all" in capsys.readouterr().out

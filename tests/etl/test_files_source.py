@@ -16,7 +16,7 @@ from connectome_priors.etl.pipeline import run_etl
 from connectome_priors.testing.cave_standin import minnie_fixture
 from connectome_priors.etl.sources.cave.transform import canonical_tables
 from connectome_priors.etl.sources.export_header import read_header
-from connectome_priors.etl.sources.files import find_exports, read_files, write_export
+from connectome_priors.etl.sources.files import check_header, find_exports, read_files, write_export
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +105,9 @@ def test_header_and_data_disagree(raw, tmp_path):
     # a column declared bigint holding text: the file, column, declared type and value are named
     lines[lines.index("volume,double precision")] = "volume,bigint"
     header.write_text("\n".join(lines) + "\n")
-    with pytest.raises(SourceError, match=r"nucleus_detection_v0_merged.csv.gz: column volume: "
-                                          r"expected type bigint \(from the header\); found value"):
+    with pytest.raises(SourceError, match=r"nucleus_detection_v0_merged.csv.gz: column volume \(line 3 "
+                                          r"of .*\): expected integers \(declared 'bigint'\); "
+                                          r"found '[\d.]+' in row 1, a number\. Either"):
         read_files(d)
     header.write_text("id bigint\n")
     with pytest.raises(SourceError, match=r"line 1: expected 'column,type'; found 'id bigint'"):
@@ -167,3 +168,107 @@ def test_cli_honours_neurons_and_datastack_for_files(raw, tmp_path, capsys):
     expected = sum(1 for r in roots if r != 0 and r not in multi)
     assert json.loads(first.row_counts)["neurons"] == expected
     assert read_files(d, neurons="all").datastack is None  # never guessed
+# --- the header sidecar's line order (CAVE writes it from an unordered INFORMATION_SCHEMA query) ---
+
+def _swap_lines(header, a, b):
+    lines = header.read_text().splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith(f"{a},"))
+    j = next(k for k, line in enumerate(lines) if line.startswith(f"{b},"))
+    lines[i], lines[j] = lines[j], lines[i]
+    header.write_text("\n".join(lines) + "\n")
+
+
+def _add_name_row(directory, table, columns):
+    path = directory / f"{table}_merged.csv.gz"
+    body = gzip.open(path, "rt").read()
+    with gzip.open(path, "wt") as fh:
+        fh.write(",".join(columns) + "\n" + body)
+
+
+def test_data_with_a_row_of_names_is_bound_by_name(raw, reference, tmp_path):
+    d = _write_all(raw, tmp_path / "v1300", "export")
+    for table in ("nucleus_detection_v0", "synapses_pni_2"):
+        _add_name_row(d, table, list(raw[table].columns))
+        header = d / f"{table}_merged_header.csv"
+        lines = header.read_text().splitlines()
+        header.write_text("\n".join(reversed(lines)) + "\n")  # shuffled: the names decide
+    exports = find_exports(d)
+    st = read_files(d)
+    for name, table in reference.tables.items():
+        assert st.tables[name].equals(table), name
+    assert not exports["nucleus_detection_v0"].header_row  # found, not yet bound
+    # a row of names that is not the header's columns is refused, naming the difference
+    header = d / "nucleus_detection_v0_merged_header.csv"
+    header.write_text("\n".join(line for line in header.read_text().splitlines()
+                                if not line.startswith("volume,")) + "\n")
+    with pytest.raises(SourceError, match=r"nucleus_detection_v0_merged.csv.gz: the first row names "
+                                          r"columns .* \(missing none, not in the header \['volume'\]"):
+        read_files(d)
+
+
+@pytest.mark.parametrize("a,b,match", [
+    # different types: the values at the swapped positions contradict the declared types
+    ("id", "valid", r"column valid \(line 1 of nucleus_detection_v0_merged_header.csv\): expected "
+                    r"booleans \(t/f\) \(declared 'boolean'\); found '\d+' in row 1, an integer"),
+    # same type, but ids repeat where the header says `id`
+    ("id", "pt_root_id", r"column id \(line 8 of .*\): expected unique annotation ids; found '\d+' "
+                         r"again in row \d+"),
+    # same type, out of CAVE's order
+    ("pt_position_x", "pt_position_y", r"column pt_position_y: the header places it before "
+                                       r"pt_position_x \(lines 4 and 5\); CAVE's tables put "
+                                       r"pt_position_x first"),
+])
+def test_shuffled_header_of_header_less_data_is_refused(raw, tmp_path, a, b, match):
+    d = _write_all(raw, tmp_path / "s", "export")
+    header = d / "nucleus_detection_v0_merged_header.csv"
+    _swap_lines(header, a, b)
+    with pytest.raises(SourceError, match=r"nucleus_detection_v0_merged.csv.gz: " + match + r".*"
+                                          r"Put the lines of .* in the order of the data's columns"):
+        read_files(d)
+    _swap_lines(header, a, b)  # back in the data's order: it loads
+    assert read_files(d).tables["neurons"].num_rows > 0
+
+
+def test_shuffled_synapse_header_is_refused(raw, tmp_path):
+    d = _write_all(raw, tmp_path / "s", "export")
+    header = d / "synapses_pni_2_merged_header.csv"
+    _swap_lines(header, "pre_pt_root_id", "post_pt_root_id")  # would reverse every connection
+    with pytest.raises(SourceError, match=r"synapses_pni_2_merged.csv.gz: column post_pt_root_id: "
+                                          r"the header places it before pre_pt_root_id"):
+        read_files(d)
+    _swap_lines(header, "pre_pt_root_id", "post_pt_root_id")
+    lines = header.read_text().splitlines()
+    np.random.default_rng(5).shuffle(lines)
+    header.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SourceError, match=r"synapses_pni_2_merged.csv.gz: column \w+"):
+        read_files(d)
+
+
+def test_refused_header_stores_nothing(raw, tmp_path, capsys):
+    d = _write_all(raw, tmp_path / "v3", "export")
+    _swap_lines(d / "nucleus_detection_v0_merged_header.csv", "id", "valid")
+    store = tmp_path / "store"
+    assert main(["etl", "--source", "files", str(d), "--store", str(store), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "nucleus_detection_v0_merged.csv.gz: column valid" in err and "found '" in err
+    assert not (store / "store.duckdb").exists()
+
+
+def test_header_type_against_the_schema_and_mixed_partitions(raw, tmp_path):
+    d = _write_all(raw, tmp_path / "t", "export")
+    header = d / "nucleus_detection_v0_merged_header.csv"
+    header.write_text(header.read_text().replace("valid,boolean", "valid,bigint"))
+    with pytest.raises(SourceError, match=r"nucleus_detection_v0_merged_header.csv: column valid is "
+                                          r"declared 'bigint'; CAVE's tables hold booleans \(t/f\)"):
+        read_files(d)
+    syn = raw["synapses_pni_2"]
+    parts = d / "synapses_pni_2_merged"
+    write_export(syn.iloc[:100], parts, "a")
+    write_export(syn.iloc[100:], parts, "b")
+    (parts / "b_merged_header.csv").unlink()
+    (d / "synapses_pni_2_merged.csv.gz").unlink()
+    _add_name_row(parts, "a", list(syn.columns))
+    export = find_exports(d)["synapses_pni_2"]
+    with pytest.raises(SourceError, match=r"some partitions start with a row of column names "
+                                          r"\(a_merged.csv.gz\), others do not"):
+        check_header(export)
