@@ -107,4 +107,4 @@ def test_files_source_honours_neurons_datastack_and_version(tmp_path, capsys):
     # --version: the version the export was made of (it overrides a v<N> folder name)
     assert main(["etl", "--source", "files", str(d), "--neurons", "all", "--datastack", "pinky100",
                  "--version", "185", "--store", store, "--no-progress"]) == 0
-    assert "pinky100 materialization v185; neurons: all" in capsys.readouterr().out
+    assert "datastack pinky100, materialization v185; neurons: all" in capsys.readouterr().out
