@@ -246,6 +246,16 @@ def merge_reference(df: pd.DataFrame, target: pd.DataFrame, *, suffix: str = "_r
     return out.drop(columns=crud)
 
 
+def _pipeline_unit_ids(session, scan_idx, field_, order) -> np.ndarray:
+    """Unit ids as the MICrONS pipeline numbers them: through each scan's fields in order, every
+    field holding ``per_field`` ROIs (masks 1..per_field), so ``unit_id = (field - 1) * per_field +
+    mask_id``. ``order`` (distinct numbers) decides which mask each co-registered unit gets."""
+    keys = pd.DataFrame({"s": session, "c": scan_idx, "f": field_, "o": order})
+    mask = keys.groupby(["s", "c", "f"])["o"].rank(method="first").to_numpy(np.int64)
+    per_field = int(mask.max()) + 5 if len(mask) else 1  # a few ROIs without a cell per field
+    return (np.asarray(field_, dtype=np.int64) - 1) * per_field + mask
+
+
 # -- fixture -----------------------------------------------------------------------------------
 
 def minnie_fixture(*, n_cells: int = 300, n_synapses: int = 6000, seed: int = 0,
@@ -308,7 +318,7 @@ def minnie_fixture(*, n_cells: int = 300, n_synapses: int = 6000, seed: int = 0,
     session = rng.choice([4, 5, 6], m)
     scan_idx = rng.choice([2, 7], m)
     field_ = rng.integers(1, 6, m)
-    unit_id = rng.permutation(np.arange(1, 20 * m + 1))[:m]
+    unit_id = _pipeline_unit_ids(session, scan_idx, field_, rng.permutation(np.arange(1, 20 * m + 1))[:m])
     auto_idx = np.flatnonzero(neuron & ~np.isin(np.arange(n), coreg_idx) & (rng.random(n) < 0.3))
     pref_ori = rng.uniform(0, 180, m)
     pref_dir = np.mod(pref_ori + 180 * rng.integers(0, 2, m), 360)
