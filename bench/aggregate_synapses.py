@@ -32,7 +32,7 @@ import psutil
 import pyarrow.parquet as pq
 
 from connectome_priors.etl.aggregate import synapses_to_connections
-from connectome_priors.etl.sources.export_header import read_header
+from connectome_priors.etl.formats.export_header import read_header
 from connectome_priors.testing.synapse_synth import SynapseSynthConfig, write_synthetic_synapses
 
 

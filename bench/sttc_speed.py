@@ -32,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from connectome_priors.etl.sources.safe_npy import load_numeric_object_array  # noqa: E402
+from connectome_priors.etl.formats.safe_npy import load_numeric_object_array  # noqa: E402
 from connectome_priors.priors_store.derive.functional import (default_t_end, sttc,  # noqa: E402
                                             sttc_pairwise_loop)
 

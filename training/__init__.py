@@ -1,7 +1,7 @@
 """Thin PyTorch layer that trains recurrent networks on prior artifacts.
 
 Tasks (:mod:`training.tasks`), the batched model (:mod:`training.model`), initializations
-(:mod:`training.init`), penalties (:mod:`training.regularizers`), the eleven variants
+(:mod:`training.initializers`), penalties (:mod:`training.regularizers`), the eleven variants
 (:mod:`training.variants`), the training loop (:mod:`training.train`), the organization
 metrics (:mod:`training.metrics`), experiments, statistics and reports. Matrices are indexed
 [pre, post] throughout.
@@ -14,7 +14,7 @@ from connectome_priors.kernel.lazy import lazy_exports
 
 _EXPORTS = {
     "errors": ("TrainingError", "UnknownTaskError", "UnknownVariantError"),
-    "init": ("orthogonal", "bio", "permuted", "diagonal_only", "off_diagonal_only",
+    "initializers": ("orthogonal", "bio", "permuted", "diagonal_only", "off_diagonal_only",
              "random_positive_matched", "spectral_radius"),
     "metrics": ("organization",),
     "model": ("BatchedRNN", "ModelConfig"),

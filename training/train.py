@@ -73,7 +73,7 @@ def fit(task: TaskName, recurrent: torch.Tensor, *, seeds: Sequence[int],
     task
         ``"T1"``, ``"T2"`` or ``"T3"``.
     recurrent
-        ``(R, N, N)`` initial recurrent weights [run, pre, post] (see :mod:`training.init`).
+        ``(R, N, N)`` initial recurrent weights [run, pre, post] (see :mod:`training.initializers`).
     seeds
         One seed per run: input/readout initialization, trial order and input noise. Run ``r`` of
         a batch trains exactly like a single-run fit with ``seeds[r]`` and ``recurrent[r:r+1]``.
@@ -90,7 +90,7 @@ def fit(task: TaskName, recurrent: torch.Tensor, *, seeds: Sequence[int],
 
     Examples
     --------
-    >>> from training.init import orthogonal
+    >>> from connectome_priors.training.initializers import orthogonal
     >>> cfg = FitConfig(epochs=1, n_train=64, n_val=32, n_test=32, batch_size=32)
     >>> res = fit("T2", orthogonal(8, runs=2, seed=0), seeds=[0, 1], config=cfg)
     >>> res.test_accuracy.shape

@@ -9,7 +9,7 @@ The corrected protocol's controls (METHOD.md section 4, flaw 6: ``W*`` is domina
 diagonal) change only the initialization of the headline variant ``W*D*C``: ``Wdiag`` keeps only
 the diagonal of each ``W*`` draw, ``Woff`` only its off-diagonal part (both rescaled to spectral
 radius 0.95), ``Wrand`` scatters its non-zero values at random positions with the same spectral
-radius (:mod:`training.init`).
+radius (:mod:`training.initializers`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 
 from .config import CONTROLS, VARIANTS, Protocol
 from .errors import UnknownVariantError
-from .init import (bio, diagonal_only, off_diagonal_only, orthogonal, permuted,
+from .initializers import (bio, diagonal_only, off_diagonal_only, orthogonal, permuted,
                    random_positive_matched)
 from .regularizers import (Regularizer, RegularizerKind, grid_distances, grid_distances_paper,
                            real_distances, scrambled_distances_paper)

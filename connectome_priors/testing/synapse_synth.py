@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from ..kernel.files import atomic_path
 
 from ..etl.errors import SourceError
-from ..etl.sources.export_header import write_header
+from ..etl.formats.export_header import write_header
 
 __all__ = ["SynapseSynthConfig", "SYNAPSE_COLUMNS", "NUCLEUS_COLUMNS", "synthetic_cells",
            "synapse_partition", "write_synthetic_synapses"]

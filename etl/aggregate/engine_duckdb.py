@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import SourceError
-from ..sources.export_header import kind_of
+from ..formats.export_header import kind_of
 from .inputs import SynapseFiles, check_arrow_types, csv_first_line, pick_columns
 from .mapping import RootMap
 

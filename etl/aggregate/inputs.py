@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import SourceError
-from ..sources.export_header import ExportHeader, header_for, read_header
+from ..formats.export_header import ExportHeader, header_for, read_header
 
 __all__ = ["SynapseFiles", "SynapseInput", "resolve_files", "ALIASES", "check_arrow_types",
            "csv_first_line", "pick_columns"]

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from ..errors import FieldCheckError, SourceError
 from ..tables import SourceTables
-from .safe_npy import load_numeric_object_array, load_plain_array
+from ..formats.safe_npy import load_numeric_object_array, load_plain_array
 
 __all__ = ["Mode", "FieldArrays", "VOXEL_SIZE_NM", "read_field", "align_connectome",
            "alignment_ratio", "read_blueprint"]

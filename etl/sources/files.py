@@ -58,7 +58,7 @@ from connectome_priors.kernel.files import atomic_path
 
 from ..errors import SourceError
 from ..tables import SourceTables
-from .export_header import (ExportHeader, check_order, has_header_row, header_for, kind_of,
+from ..formats.export_header import (ExportHeader, check_order, has_header_row, header_for, kind_of,
                             read_header)
 
 __all__ = ["ExportFile", "FILES_TABLES", "SAMPLE_ROWS", "check_header", "find_exports", "read_export",
@@ -436,7 +436,7 @@ def write_export(df: pd.DataFrame, directory: str | Path, table: str, *,
     ``<table>_merged_header.csv``; ``csv``: ``<table>.csv`` with a header row; ``parquet``:
     ``<table>.parquet``. Each file is written to a temporary name and renamed. Returns the data file.
     """
-    from .export_header import write_header  # noqa: PLC0415
+    from ..formats.export_header import write_header  # noqa: PLC0415
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

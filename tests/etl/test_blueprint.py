@@ -139,7 +139,7 @@ def test_all_released_fields_load_and_align(blueprint_root):
 def test_release_in_file_order_would_fail(blueprint_root):
     """The study's mistake, reproduced: in file order the 6_6_2 wiring looks spatially random."""
     from connectome_priors.etl.sources.blueprint import alignment_ratio
-    from connectome_priors.etl.sources.safe_npy import load_numeric_object_array
+    from connectome_priors.etl.formats.safe_npy import load_numeric_object_array
 
     d = blueprint_root / "DATA" / "info" / "6_6_2"
     f = read_field(d)

@@ -15,7 +15,7 @@ from connectome_priors.etl.errors import SourceError
 from connectome_priors.etl.pipeline import run_etl
 from connectome_priors.testing.cave_standin import minnie_fixture
 from connectome_priors.etl.sources.cave.transform import canonical_tables
-from connectome_priors.etl.sources.export_header import read_header
+from connectome_priors.etl.formats.export_header import read_header
 from connectome_priors.etl.sources.files import check_header, find_exports, read_files, write_export
 
 

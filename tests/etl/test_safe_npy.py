@@ -11,7 +11,7 @@ import numpy.lib.format as npy_format
 import pytest
 
 from connectome_priors.etl.errors import SourceError, UnsafeFileError
-from connectome_priors.etl.sources.safe_npy import load_numeric_object_array, load_plain_array
+from connectome_priors.etl.formats.safe_npy import load_numeric_object_array, load_plain_array
 
 
 def _object_npy(path: Path, payload: bytes, n: int) -> None:

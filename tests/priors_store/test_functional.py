@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectome_priors.etl.sources.safe_npy import load_numeric_object_array, load_plain_array
+from connectome_priors.etl.formats.safe_npy import load_numeric_object_array, load_plain_array
 from connectome_priors.priors_store.derive.functional import (binned_counts, correlation, default_t_end,
                                             precision, sttc, sttc_pairwise_loop)
 

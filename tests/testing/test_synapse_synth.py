@@ -11,7 +11,7 @@ import pytest
 
 from connectome_priors.cli import main
 from connectome_priors.etl.errors import SourceError
-from connectome_priors.etl.sources.export_header import read_header
+from connectome_priors.etl.formats.export_header import read_header
 from connectome_priors.testing.synapse_synth import (SYNAPSE_COLUMNS, SynapseSynthConfig, synapse_partition,
                                        synthetic_cells, write_synthetic_synapses)
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from connectome_priors.training.init import bio, orthogonal
+from connectome_priors.training.initializers import bio, orthogonal
 from connectome_priors.training.regularizers import Regularizer, grid_distances
 from connectome_priors.training.tasks import go_nogo
 from connectome_priors.training.train import FitConfig, Splits, fit, make_splits

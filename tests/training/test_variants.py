@@ -8,7 +8,7 @@ import torch
 
 from connectome_priors.priors_store.derive import communicability as store_communicability
 from connectome_priors.training.errors import UnknownVariantError
-from connectome_priors.training.init import spectral_radius
+from connectome_priors.training.initializers import spectral_radius
 from connectome_priors.training.regularizers import grid_distances, grid_distances_paper
 from connectome_priors.training.variants import (CONTROLS, VARIANTS, Variant, build_variant, default_variants,
                                parse_variant)

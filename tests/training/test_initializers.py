@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from connectome_priors.training.init import (bio, diagonal_only, off_diagonal_only, orthogonal, permuted,
+from connectome_priors.training.initializers import (bio, diagonal_only, off_diagonal_only, orthogonal, permuted,
                            random_positive_matched, spectral_radius)
 
 
