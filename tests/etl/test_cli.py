@@ -104,6 +104,14 @@ def test_files_source_honours_neurons_datastack_and_version(tmp_path, capsys):
     [row] = pd.read_parquet(out).to_dict("records")
     assert row["datastack"] == "pinky100" and pd.isna(row["v"])
     assert json.loads(row["parameters"])["neurons"] == "all"
+    roots = raw["nucleus_detection_v0"].pt_root_id.to_numpy()  # every nucleus with its own root
+    expected = sum(1 for r in roots if r != 0 and (roots == r).sum() == 1)
+    assert main(["sql", "SELECT count(*) AS n FROM neurons", "--store", store, "--format", "csv",
+                 "--out", str(tmp_path / "n.csv")]) == 0
+    assert pd.read_csv(tmp_path / "n.csv").n.iloc[0] == expected
+    from connectome_priors.etl.sources.files import read_files
+
+    assert read_files(d, neurons="all").datastack is None  # without --datastack: never guessed
     # --version: the version the export was made of (it overrides a v<N> folder name)
     assert main(["etl", "--source", "files", str(d), "--neurons", "all", "--datastack", "pinky100",
                  "--version", "185", "--store", store, "--no-progress"]) == 0

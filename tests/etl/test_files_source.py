@@ -144,32 +144,6 @@ def test_run_etl_and_cli_store_a_files_snapshot(raw, tmp_path, capsys):
                  str(tmp_path / "store"), "--no-progress"]) == 2
     assert "is not a directory" in capsys.readouterr().err
 
-
-def test_cli_honours_neurons_and_datastack_for_files(raw, tmp_path, capsys):
-    """An export without cell types or co-registration loads with --neurons all, and is labelled
-    with the datastack given (never minnie65_public by default)."""
-    d = tmp_path / "pinky"
-    for table in ("nucleus_detection_v0", "synapses_pni_2"):
-        write_export(raw[table], d, table)
-    store = str(tmp_path / "store")
-    assert main(["etl", "--source", "files", str(d), "--store", store, "--no-progress"]) == 2
-    assert "needs 'aibs_metamodel_celltypes_v661'" in capsys.readouterr().err
-    assert main(["etl", "--source", "files", str(d), "--neurons", "all", "--datastack", "pinky100",
-                 "--version", "185", "--store", store, "--no-progress"]) == 0
-    from connectome_priors.etl.store import Store
-
-    rows = Store(store).snapshots().sort_values("created")
-    first = rows.iloc[0]
-    assert first.datastack == "pinky100" and first.materialization_version == 185
-    assert json.loads(first.parameters)["neurons"] == "all"
-    nuclei = raw["nucleus_detection_v0"]
-    roots = nuclei.pt_root_id.to_numpy()
-    multi = {r for r in roots if (roots == r).sum() > 1}
-    expected = sum(1 for r in roots if r != 0 and r not in multi)
-    assert json.loads(first.row_counts)["neurons"] == expected
-    assert read_files(d, neurons="all").datastack is None  # never guessed
-# --- the header sidecar's line order (CAVE writes it from an unordered INFORMATION_SCHEMA query) ---
-
 def _swap_lines(header, a, b):
     lines = header.read_text().splitlines()
     i = next(k for k, line in enumerate(lines) if line.startswith(f"{a},"))
