@@ -2,16 +2,24 @@
 
 ``orthogonal`` is the study's ``W``; ``bio`` its ``W*``; ``permuted`` its ``W!``. The corrected
 protocol adds three controls for the diagonal dominance of ``W*`` (METHOD.md section 4, flaw 6):
-``diagonal_only``, ``off_diagonal_only`` and ``random_positive_matched``.
+``diagonal_only``, ``off_diagonal_only`` and ``random_positive_matched``. :func:`bio_family`
+chains them as the variants do (one implementation for :func:`training.variants.build_variant` and
+the drop-in :func:`training.components.bio_init_`).
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 
-__all__ = ["orthogonal", "bio", "permuted", "diagonal_only", "off_diagonal_only",
-           "random_positive_matched", "spectral_radius"]
+__all__ = ["BioInit", "orthogonal", "bio", "permuted", "diagonal_only", "off_diagonal_only",
+           "random_positive_matched", "spectral_radius", "bio_family"]
+
+#: The W* family: ``"bio"`` (W*), ``"permuted"`` (W!) and the controls of flaw 6.
+BioInit = Literal["bio", "permuted", "diagonal_only", "off_diagonal_only",
+                  "random_positive_matched"]
 
 
 def spectral_radius(w: np.ndarray | torch.Tensor) -> np.ndarray | float:
@@ -52,7 +60,8 @@ def orthogonal(n: int, *, runs: int, seed: int) -> torch.Tensor:
 
 
 def bio(w_bio_modulation: np.ndarray, *, runs: int, seed: int, mean: float = 0.1,
-        floor: float = 0.01, radius: float | None = 0.95) -> torch.Tensor:
+        floor: float = 0.01, radius: float | None = 0.95,
+        dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The study's biological initialization ``W*``, a fresh lognormal draw per run.
 
     ``M = lognormal(mu=-0.5, sigma=0.5) * w_bio_modulation``, scaled so that its mean over all
@@ -73,11 +82,13 @@ def bio(w_bio_modulation: np.ndarray, *, runs: int, seed: int, mean: float = 0.1
         Smallest value of a non-zero entry before the radius scaling.
     radius
         Target spectral radius; ``None`` skips that final scaling.
+    dtype
+        Torch dtype of the result (the draw is computed in float64).
 
     Returns
     -------
     torch.Tensor
-        ``(R, N, N)`` float32, [run, pre, post].
+        ``(R, N, N)`` in ``dtype`` (float32 by default), [run, pre, post].
 
     Raises
     ------
@@ -104,7 +115,7 @@ def bio(w_bio_modulation: np.ndarray, *, runs: int, seed: int, mean: float = 0.1
         if radius is not None:
             m *= radius / spectral_radius(m)
         out[r] = m
-    return torch.from_numpy(out).to(torch.float32)
+    return torch.from_numpy(out).to(dtype)
 
 
 def permuted(w: torch.Tensor, *, seed: int) -> torch.Tensor:
@@ -185,6 +196,59 @@ def random_positive_matched(w: torch.Tensor, *, seed: int) -> torch.Tensor:
         if rho > 0:
             out[r] *= rho_ref / rho
     return out
+
+
+def bio_family(w_bio_modulation: np.ndarray, init: BioInit = "bio", *, runs: int, seed: int,
+               mean: float = 0.1, floor: float = 0.01, radius: float | None = 0.95,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A member of the W* family, as the variants build it: :func:`bio` draws, then a transform.
+
+    ``"bio"`` is W*; ``"permuted"`` W! (:func:`permuted` with seed ``seed + 1``);
+    ``"diagonal_only"`` and ``"off_diagonal_only"`` rescale to ``radius``;
+    ``"random_positive_matched"`` scatters the values (seed ``seed + 2``) at W*'s radius.
+
+    Parameters
+    ----------
+    w_bio_modulation
+        ``(N, N)`` non-negative modulation [pre, post].
+    init
+        Member of the family.
+    runs, seed, mean, floor, radius
+        As in :func:`bio` (``radius`` is also the target of the diagonal controls).
+    dtype
+        Torch dtype in which the draws are made and transformed.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(R, N, N)`` [run, pre, post].
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``init`` or an invalid modulation.
+
+    Examples
+    --------
+    >>> w = bio_family(np.ones((3, 3)), "diagonal_only", runs=1, seed=0)
+    >>> bool(torch.all(w[0] == torch.diag(torch.diagonal(w[0]))))
+    True
+    """
+    if init not in ("bio", "permuted", "diagonal_only", "off_diagonal_only",
+                    "random_positive_matched"):
+        raise ValueError(f"unknown bio initialization {init!r}; expected 'bio', 'permuted', "
+                         "'diagonal_only', 'off_diagonal_only' or 'random_positive_matched'")
+    w = bio(w_bio_modulation, runs=runs, seed=seed, mean=mean, floor=floor, radius=radius,
+            dtype=dtype)
+    if init == "permuted":
+        return permuted(w, seed=seed + 1)
+    if init == "diagonal_only":
+        return diagonal_only(w, radius=radius)
+    if init == "off_diagonal_only":
+        return off_diagonal_only(w, radius=radius)
+    if init == "random_positive_matched":
+        return random_positive_matched(w, seed=seed + 2)
+    return w
 
 
 def _rescale(w: torch.Tensor, radius: float | None) -> torch.Tensor:

@@ -15,7 +15,14 @@ return one penalty per run, ``(R,)``:
 Distances: ``D*`` are real soma distances min-max normalized (:func:`real_distances`); ``D`` are
 grid distances (:func:`grid_distances`), min-max normalized the same way in the corrected
 protocol (flaw 3), raw integers in the ``paper`` protocol (:func:`grid_distances_paper`), whose
-``D*`` are the study's scrambled coordinates (flaw 4, :func:`scrambled_distances_paper`).
+``D*`` are the study's scrambled coordinates (flaw 4, :func:`scrambled_distances_paper`);
+:func:`penalty_distances` picks one of them for a variant's distance kind and protocol.
+
+One implementation: the penalty forms are the functions :func:`l1_penalty`,
+:func:`distance_penalty`, :func:`wiring_communicability_penalty` and
+:func:`communicability_match_penalty` (on ``(N, N)`` or ``(R, N, N)`` weights [pre, post]).
+:class:`Regularizer` (our batched training) and the drop-in ``nn.Module`` penalties of
+:mod:`training.components` (any model, e.g. ``torch.nn.RNN``) both call them.
 """
 
 from __future__ import annotations
@@ -28,12 +35,18 @@ import torch
 
 from connectome_priors.priors_store.derive.distance import minmax_normalized
 
+from .config import Protocol
 from .expm import expm
 
-__all__ = ["RegularizerKind", "Regularizer", "communicability", "grid_shape", "grid_distances",
-           "grid_distances_paper", "real_distances", "scrambled_distances_paper"]
+__all__ = ["RegularizerKind", "DistanceKind", "Regularizer", "communicability", "grid_shape",
+           "grid_distances", "grid_distances_paper", "real_distances",
+           "scrambled_distances_paper", "penalty_distances", "sorted_communicability",
+           "distance_terms", "wiring_communicability_terms", "l1_penalty", "distance_penalty",
+           "wiring_communicability_penalty", "communicability_match_penalty"]
 
 RegularizerKind = Literal["L1", "WD", "WDC", "C*"]
+#: ``"grid"`` (the study's ``D``) or ``"real"`` (soma distances, ``D*``).
+DistanceKind = Literal["grid", "real"]
 
 
 def communicability(w: torch.Tensor) -> torch.Tensor:
@@ -132,6 +145,121 @@ def real_distances(distance_um: np.ndarray) -> np.ndarray:
     return minmax_normalized(d)
 
 
+def penalty_distances(kind: DistanceKind, *, distance_um: np.ndarray,
+                      protocol: Protocol = "corrected",
+                      positions_vox: np.ndarray | None = None) -> np.ndarray:
+    """The distance matrix a penalty uses, ``(N, N)`` float64, for a distance kind and protocol.
+
+    Parameters
+    ----------
+    kind
+        ``"real"`` (``D*``) or ``"grid"`` (``D``).
+    distance_um
+        ``(N, N)`` soma distances in um (the artifact's ``distance_um``); its size sets N.
+    protocol
+        ``"corrected"``: ``D*`` = min-max normalized soma distances (:func:`real_distances`),
+        ``D`` = min-max normalized grid distances. ``"paper"``: ``D*`` from the study's scrambled
+        coordinates (flaw 4), ``D`` raw integer grid distances (flaw 3).
+    positions_vox
+        ``(N, 3)`` soma positions in voxels in the prior's order; required by ``"paper"``'s ``D*``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, N)`` float64, symmetric.
+
+    Raises
+    ------
+    ValueError
+        For an unknown kind or protocol, or ``"paper"``'s ``D*`` without ``positions_vox``.
+
+    Examples
+    --------
+    >>> d = np.array([[0.0, 100.0], [100.0, 0.0]])
+    >>> penalty_distances("real", distance_um=d).tolist()
+    [[0.0, 1.0], [1.0, 0.0]]
+    """
+    if protocol not in ("corrected", "paper"):
+        raise ValueError(f"unknown protocol {protocol!r}; expected 'corrected' or 'paper'")
+    if kind == "real":
+        if protocol == "corrected":
+            return real_distances(distance_um)
+        if positions_vox is None:
+            raise ValueError("the paper protocol's D* reproduces the study's scrambled coordinates "
+                             "(flaw 4) and needs positions_vox; pass the (N, 3) voxel positions")
+        return scrambled_distances_paper(positions_vox)
+    if kind == "grid":
+        n = np.shape(distance_um)[0]
+        return grid_distances(n) if protocol == "corrected" else grid_distances_paper(n)
+    raise ValueError(f"unknown distance kind {kind!r}; expected 'real' (D*) or 'grid' (D)")
+
+
+def sorted_communicability(empirical: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """The sorted entries of a target communicability, ``(N*N,)`` float64, as ``"C*"`` uses them."""
+    c = torch.as_tensor(np.asarray(empirical, dtype=np.float64))
+    return torch.sort(c.flatten()).values  # (N*N,)
+
+
+def distance_terms(w: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
+    """Per-entry ``|W| * D``, same shape as ``w`` (``(N, N)`` or ``(R, N, N)``)."""
+    return w.abs() * distance
+
+
+def wiring_communicability_terms(w: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
+    """Per-entry ``|W| * D * C(|W|)`` for weights [pre, post], same shape as ``w``."""
+    a = w.abs()
+    c = communicability(w)
+    return a * distance * c
+
+
+def l1_penalty(w: torch.Tensor, *, strength: float) -> torch.Tensor:
+    """``strength * sum |W|``: scalar for ``(N, N)``, ``(R,)`` for a stack."""
+    return strength * w.abs().sum(dim=(-2, -1))
+
+
+def distance_penalty(w: torch.Tensor, distance: torch.Tensor, *, strength: float) -> torch.Tensor:
+    """The ``"WD"`` form ``strength * sum |W| * D``; scalar, or ``(R,)`` for ``(R, N, N)``."""
+    return strength * distance_terms(w, distance).sum(dim=(-2, -1))
+
+
+def wiring_communicability_penalty(w: torch.Tensor, distance: torch.Tensor, *,
+                                   strength: float) -> torch.Tensor:
+    """The ``"WDC"`` form ``strength * sum |W| * D * C(|W|)`` (with ``D*``: the study's WD*C).
+
+    ``w`` is [pre, post] (communicability normalizes by out-strengths, the row sums); scalar for
+    ``(N, N)``, ``(R,)`` for ``(R, N, N)``.
+    """
+    return strength * wiring_communicability_terms(w, distance).sum(dim=(-2, -1))
+
+
+def communicability_match_penalty(w: torch.Tensor, distance: torch.Tensor,
+                                  target_sorted: torch.Tensor, *, strength: float,
+                                  emd_strength: float) -> torch.Tensor:
+    """The ``"C*"`` form ``strength * sum |W| * D + emd_strength * mean |sort(C(|W|)) - target|``.
+
+    ``target_sorted`` is :func:`sorted_communicability` of the empirical matrix (``(N*N,)``);
+    ``w`` is [pre, post]; scalar for ``(N, N)``, ``(R,)`` for ``(R, N, N)``.
+    """
+    a = w.abs()
+    c = communicability(w)  # same shape as w
+    model_sorted = torch.sort(c.flatten(start_dim=-2), dim=-1).values  # (..., N*N)
+    emd = (model_sorted - target_sorted).abs().mean(dim=-1)  # (...,)
+    return strength * (a * distance).sum(dim=(-2, -1)) + emd_strength * emd
+
+
+def as_reference(ref: torch.Tensor, like: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+    """``ref`` in ``like``'s dtype and device (cast once per dtype and device given a cache)."""
+    if ref.dtype == like.dtype and ref.device == like.device:
+        return ref
+    key = (like.dtype, like.device)
+    if cache is not None and key in cache:
+        return cache[key]
+    out = ref.to(device=like.device, dtype=like.dtype)
+    if cache is not None:
+        cache[key] = out
+    return out
+
+
 @dataclass
 class Regularizer:
     """A penalty on the recurrent matrix; call it on ``(R, N, N)`` weights to get ``(R,)``."""
@@ -158,12 +286,13 @@ class Regularizer:
         if self.kind == "C*" and self.empirical_communicability is None:
             raise ValueError("regularizer 'C*' needs the empirical communicability; pass "
                              "empirical_communicability=")
+        # kept in float64 and cast to the weights' dtype on use: a float32 cast of the float64
+        # reference rounds exactly as a direct float32 conversion, so float32 runs are unchanged
         self._d = None if self.distance is None else torch.as_tensor(
-            np.asarray(self.distance, dtype=np.float32))
-        self._c_sorted = None
-        if self.empirical_communicability is not None:
-            c = torch.as_tensor(np.asarray(self.empirical_communicability, dtype=np.float32))
-            self._c_sorted = torch.sort(c.flatten()).values  # (N*N,)
+            np.asarray(self.distance, dtype=np.float64))
+        self._c_sorted = (None if self.empirical_communicability is None
+                          else sorted_communicability(self.empirical_communicability))
+        self._cast: dict = {}
 
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
         """Penalty of each run, ``(R,)``, for weights ``(R, N, N)`` [run, pre, post]."""
@@ -172,16 +301,13 @@ class Regularizer:
             if ref is not None and ref.numel() != n * n:
                 raise ValueError(f"{name} has {ref.numel()} entries but the weights are "
                                  f"{n} x {n}; expected matching sizes")
-        a = w.abs()
         if self.kind == "L1":
-            coef = 1.0 if self.paper_l1 else self.strength
-            return coef * a.sum(dim=(-2, -1))
-        d = self._d.to(w.dtype)
+            return l1_penalty(w, strength=1.0 if self.paper_l1 else self.strength)
+        d = as_reference(self._d, w, self._cast.setdefault("d", {}))
         if self.kind == "WD":
-            return self.strength * (a * d).sum(dim=(-2, -1))
-        c = communicability(w)  # (R, N, N)
+            return distance_penalty(w, d, strength=self.strength)
         if self.kind == "WDC":
-            return self.strength * (a * d * c).sum(dim=(-2, -1))
-        model_sorted = torch.sort(c.flatten(start_dim=-2), dim=-1).values  # (R, N*N)
-        emd = (model_sorted - self._c_sorted.to(w.dtype)).abs().mean(dim=-1)  # (R,)
-        return self.strength * (a * d).sum(dim=(-2, -1)) + self.emd_strength * emd
+            return wiring_communicability_penalty(w, d, strength=self.strength)
+        target = as_reference(self._c_sorted, w, self._cast.setdefault("c", {}))
+        return communicability_match_penalty(w, d, target, strength=self.strength,
+                                             emd_strength=self.emd_strength)

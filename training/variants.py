@@ -23,20 +23,20 @@ import torch
 
 from .config import CONTROLS, VARIANTS, Protocol
 from .errors import UnknownVariantError
-from .initializers import (bio, diagonal_only, off_diagonal_only, orthogonal, permuted,
-                   random_positive_matched)
-from .regularizers import (Regularizer, RegularizerKind, grid_distances, grid_distances_paper,
-                           real_distances, scrambled_distances_paper)
+from .initializers import BioInit, bio_family, orthogonal
+from .regularizers import DistanceKind, Regularizer, RegularizerKind, penalty_distances
 
 __all__ = ["InitKind", "DistanceKind", "Protocol", "Variant", "VARIANTS", "CONTROLS",
            "parse_variant", "build_variant", "default_variants"]
 
 InitKind = Literal["orthogonal", "bio", "permuted", "diagonal", "off_diagonal", "random_positive"]
-DistanceKind = Literal["grid", "real"]
 
 _GRAMMAR = re.compile(r"^W(?P<init>[*!]?|diag|off|rand)(?:D(?P<dist>\*?)(?P<comm>C\*?)?)?$")
 _INITS: dict[str, InitKind] = {"": "orthogonal", "*": "bio", "!": "permuted", "diag": "diagonal",
                                "off": "off_diagonal", "rand": "random_positive"}
+_BIO_INITS: dict[str, BioInit] = {"bio": "bio", "permuted": "permuted",
+                                  "diagonal": "diagonal_only", "off_diagonal": "off_diagonal_only",
+                                  "random_positive": "random_positive_matched"}
 
 
 def default_variants(protocol: Protocol) -> tuple[str, ...]:
@@ -155,26 +155,13 @@ def build_variant(name: str, *, w_bio_modulation: np.ndarray, distance_um: np.nd
     if v.init == "orthogonal":
         w = orthogonal(n, runs=runs, seed=seed)
     else:
-        w = bio(w_bio_modulation, runs=runs, seed=seed)
-        if v.init == "permuted":
-            w = permuted(w, seed=seed + 1)
-        elif v.init == "diagonal":
-            w = diagonal_only(w)
-        elif v.init == "off_diagonal":
-            w = off_diagonal_only(w)
-        elif v.init == "random_positive":
-            w = random_positive_matched(w, seed=seed + 2)
-    if v.distance is None:
-        d = None
-    elif v.distance == "real" and protocol == "paper":
-        if positions_vox is None:
-            raise ValueError(f"variant {name!r} under the paper protocol needs positions_vox "
-                             "(its D* reproduces the study's scrambled coordinates, flaw 4)")
-        d = scrambled_distances_paper(positions_vox)
-    elif v.distance == "real":
-        d = real_distances(distance_um)
-    else:
-        d = grid_distances(n) if protocol == "corrected" else grid_distances_paper(n)
+        w = bio_family(w_bio_modulation, _BIO_INITS[v.init], runs=runs, seed=seed)
+    if v.distance == "real" and protocol == "paper" and positions_vox is None:
+        raise ValueError(f"variant {name!r} under the paper protocol needs positions_vox "
+                         "(its D* reproduces the study's scrambled coordinates, flaw 4)")
+    d = (None if v.distance is None else
+         penalty_distances(v.distance, distance_um=distance_um, protocol=protocol,
+                           positions_vox=positions_vox))
     reg = Regularizer(v.regularizer, strength=strength, distance=d,
                       empirical_communicability=(communicability_empirical
                                                  if v.regularizer == "C*" else None),
