@@ -14,7 +14,7 @@ from .pipeline import DeriveParams, build, build_per_field
 from .config import ARTIFACTS_ENV, artifact_root
 from .diff import diff
 from .distributed import ENGINES
-from .errors import PriorsError
+from .errors import ArtifactIntegrityError, PriorsError
 from .export import export
 from .load import list_artifacts, load, parse_ref, resolve_version, verify
 from .population import Population
@@ -83,6 +83,8 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     dif.add_argument("a", help="NAME@VERSION")
     dif.add_argument("b", help="NAME@VERSION (or just VERSION of the same name)")
     common(dif)
+    from .cli_remote import register as register_remote  # noqa: PLC0415 (push, pull)
+    register_remote(psub, common)
 
 
 def _root(args):
@@ -135,12 +137,19 @@ def run(args: argparse.Namespace) -> None:
         for reason in m["parameters"].get("skipped", {}).values():
             print(f"  skipped: {reason}")
     elif cmd == "list":
-        table = list_artifacts(root)
+        invalid: list[ArtifactIntegrityError] = []
+        table = list_artifacts(root, invalid=invalid)
         if table.empty:
-            print(f"no artifacts under {root}")
+            print(f"no {'valid ' if invalid else ''}artifacts under {root}")
         else:
             with pd.option_context("display.width", 200, "display.max_colwidth", 70):
                 print(table.to_string(index=False))
+        if invalid:
+            raise ArtifactIntegrityError(
+                f"{len(invalid)} artifact version(s) under {root} have a missing or edited manifest "
+                "and are not listed: " + "; ".join(str(e) for e in invalid[:3])
+                + (f"; and {len(invalid) - 3} more" if len(invalid) > 3 else ""),
+                path=invalid[0].path, expected=invalid[0].expected, found=invalid[0].found)
     elif cmd == "show":
         prior = load(*parse_ref(args.ref), root=root)
         _show(prior)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -17,11 +18,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .artifact import LATEST, MANIFEST, sha256_file, validate_manifest
+from .artifact import _NAME, LATEST, MANIFEST, check_manifest, sha256_file
 from .config import artifact_root
-from .errors import ArtifactIntegrityError, ArtifactNotFoundError
+from .errors import ArtifactIntegrityError, ArtifactNotFoundError, PriorsError
 
-__all__ = ["Prior", "load", "verify", "list_artifacts", "resolve_version", "parse_ref"]
+__all__ = ["Prior", "load", "verify", "read_manifest", "list_artifacts", "resolve_version",
+           "parse_ref"]
+
+_VERSION = re.compile(r"^[0-9a-f]{1,16}$")
 
 As = Literal["numpy", "sparse", "torch"]
 
@@ -34,6 +38,11 @@ def parse_ref(ref: str) -> tuple[str, str]:
 
 def resolve_version(name: str, version: str = LATEST, *, root: str | os.PathLike | None = None) -> Path:
     """Directory of artifact ``name`` at ``version`` (``latest`` or a version id or unique prefix)."""
+    if not _NAME.match(name) or not (version == LATEST or _VERSION.match(version)):
+        bad = ("name", name) if not _NAME.match(name) else ("version", version)
+        raise PriorsError(f"artifact {bad[0]} {bad[1]!r} is not allowed: a name is letters, digits, "
+                          "'_', '.', '-' (no '/', not starting with '.'), a version hex digits; "
+                          f"refs read only inside the artifact root {artifact_root(root)}")
     base = artifact_root(root) / name
     if not base.is_dir():
         known = sorted(p.name for p in artifact_root(root).glob("*") if p.is_dir()) \
@@ -46,7 +55,11 @@ def resolve_version(name: str, version: str = LATEST, *, root: str | os.PathLike
         if not pointer.is_file():
             raise ArtifactNotFoundError(f"artifact {name!r} has no '{LATEST}' pointer in {base}",
                                         name=name, version=version)
-        version = pointer.read_text().strip()
+        version = pointer.read_text(errors="replace").strip()
+        if not _VERSION.match(version):
+            raise ArtifactIntegrityError(f"{pointer}: holds {version[:40]!r}; expected a version id "
+                                         "(16 hex digits)", path=str(pointer),
+                                         expected="16 hex digits", found=version[:40])
     matches = [p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")
                and p.name.startswith(version)]
     if len(matches) != 1:
@@ -63,21 +76,18 @@ def verify(directory: str | os.PathLike, *, hashes: bool = True) -> dict:
     With ``hashes=False`` only presence and sizes are checked (what :func:`load` does up front;
     it checks each file's sha256 when that file is first read).
 
+    The manifest itself is checked as the build wrote it (:func:`~.artifact.check_manifest`):
+    each kind maps to its own file, and the content re-derives to the recorded version, which
+    must also be the folder's name.
+
     Raises
     ------
     ArtifactIntegrityError
-        Naming the first file that is missing, unlisted, of another size or another sha256.
+        Naming the first file that is missing, unlisted, of another size, shape, dtype or sha256,
+        or the manifest field that differs from what the build wrote.
     """
     directory = Path(directory)
-    mpath = directory / MANIFEST
-    if not mpath.is_file():
-        raise ArtifactIntegrityError(f"{mpath}: missing; {directory} is not a complete artifact",
-                                     path=str(mpath))
-    try:
-        manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as err:
-        raise ArtifactIntegrityError(f"{mpath}: not valid JSON ({err})", path=str(mpath)) from err
-    validate_manifest(manifest, path=str(mpath))
+    manifest = read_manifest(directory)
     listed = {f["path"]: f for f in manifest["files"]}
     present = {p.name for p in directory.iterdir()} - {MANIFEST}
     extras = sorted(present - set(listed))
@@ -92,9 +102,47 @@ def verify(directory: str | os.PathLike, *, hashes: bool = True) -> dict:
         if size != entry["bytes"]:
             raise ArtifactIntegrityError(f"{path}: {size} bytes; manifest says {entry['bytes']}",
                                          path=str(path), expected=str(entry["bytes"]), found=str(size))
+        if "shape" in entry or "dtype" in entry:
+            _check_npy_header(path, entry)
         if hashes:
             _check_hash(path, entry["sha256"])
     return manifest
+
+
+def read_manifest(directory: str | os.PathLike) -> dict:
+    """``directory``'s manifest, checked (schema, kinds -> files, version re-derived), not its files."""
+    directory = Path(directory)
+    mpath = directory / MANIFEST
+    if not mpath.is_file():
+        raise ArtifactIntegrityError(f"{mpath}: missing; {directory} is not a complete artifact",
+                                     path=str(mpath))
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ArtifactIntegrityError(f"{mpath}: not valid UTF-8 JSON ({err})", path=str(mpath),
+                                     expected="the JSON manifest the build wrote",
+                                     found=str(err)) from err
+    check_manifest(manifest, path=str(mpath), directory=directory)
+    return manifest
+
+
+def _check_npy_header(path: Path, entry: dict) -> None:
+    import numpy.lib.format as npy_format  # noqa: PLC0415
+
+    try:
+        with open(path, "rb") as fh:
+            major, _ = npy_format.read_magic(fh)
+            read = npy_format.read_array_header_1_0 if major == 1 else npy_format.read_array_header_2_0
+            shape, _, dtype = read(fh)
+    except Exception as err:  # noqa: BLE001 - NumPy's header parser raises many kinds on bad input
+        raise ArtifactIntegrityError(f"{path}: not a readable .npy ({err})", path=str(path),
+                                     expected="a .npy file", found=str(err)) from err
+    found = {"shape": list(shape), "dtype": str(dtype)}
+    for field in ("shape", "dtype"):
+        if field in entry and entry[field] != found[field]:
+            raise ArtifactIntegrityError(
+                f"{path}: {field} {found[field]} differs from the manifest's {entry[field]}",
+                path=str(path), expected=str(entry[field]), found=str(found[field]))
 
 
 def _check_hash(path: Path, expected: str) -> None:
@@ -211,8 +259,13 @@ class Prior:
                      self._verified)
 
 
-def load(name: str, version: str = LATEST, *, root: str | os.PathLike | None = None) -> Prior:
+def load(name: str, version: str = LATEST, *, root: str | os.PathLike | None = None,
+         storage_options: dict | None = None) -> Prior:
     """Load artifact ``name`` at ``version`` (``latest``, a version id or a unique prefix).
+
+    ``name`` may be a URL ``BASE/NAME[@VERSION]`` (``s3://...``, ``file://...``; fsspec
+    ``storage_options``): it is downloaded into the local cache once and verified first
+    (:mod:`.remote`).
 
     The manifest is validated and every file's presence and size checked at once; each file's
     sha256 is checked the first time its data is read, before it is returned. A tampered or
@@ -224,21 +277,35 @@ def load(name: str, version: str = LATEST, *, root: str | os.PathLike | None = N
     >>> prior["distance_um"].shape                       # doctest: +SKIP
     (312, 312)
     """
+    if "://" in name:  # a remote artifact: fetched into the cache and verified (remote.py)
+        from .remote import load_url  # noqa: PLC0415 (fsspec only for remote artifacts)
+
+        return load_url(name, version, storage_options=storage_options)
     directory = resolve_version(name, version, root=root)
     return Prior(directory, verify(directory, hashes=False))
 
 
-def list_artifacts(root: str | os.PathLike | None = None) -> pd.DataFrame:
-    """One row per published version: name, version, latest flag, created, population, neurons, kinds."""
+def list_artifacts(root: str | os.PathLike | None = None, *,
+                   invalid: list[ArtifactIntegrityError] | None = None) -> pd.DataFrame:
+    """One row per published version: name, version, latest flag, created, population, neurons, kinds.
+
+    A version folder whose manifest is missing, unreadable or edited raises
+    :class:`ArtifactIntegrityError`; pass a list as ``invalid`` to collect those errors there and
+    list the rest.
+    """
     base = artifact_root(root)
     rows = []
     if base.is_dir():
-        for folder in sorted(p for p in base.iterdir() if p.is_dir()):
-            latest = (folder / LATEST).read_text().strip() if (folder / LATEST).is_file() else None
+        for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            pointer = folder / LATEST
+            latest = pointer.read_text(errors="replace").strip() if pointer.is_file() else None
             for vdir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
                 try:
-                    m = json.loads((vdir / MANIFEST).read_text())
-                except (OSError, json.JSONDecodeError):
+                    m = read_manifest(vdir)
+                except ArtifactIntegrityError as err:
+                    if invalid is None:
+                        raise
+                    invalid.append(err)
                     continue
                 rows.append({"name": folder.name, "version": vdir.name, "latest": vdir.name == latest,
                              "created": m.get("created"), "population": m["population"]["kind"],

@@ -3,12 +3,14 @@
 The parser is assembled here from the stages, each registering its own subcommands
 (``register(subparsers, add_store)`` in ``etl.cli``, ``priors_store.cli``, ``training.cli`` and
 ``testing.cli``); every subcommand sets ``handler``. Any :class:`~connectome_priors.kernel.errors.CxpError`
-becomes its message and exit status 2.
+becomes its message and exit status 2 (``cxp --debug ...`` shows the traceback instead); Ctrl-C
+exits 130, a closed output pipe 141, quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..kernel.errors import CxpError
@@ -33,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="cxp", description="Connectome priors: MICrONS structure "
                                      "and activity -> versioned prior artifacts.")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the full traceback instead of the one-line message")
     sub = parser.add_subparsers(dest="command", required=True)
     for stage in (etl_cli, priors_cli, training_cli, testing_cli):
         stage.register(sub, add_store)
@@ -40,15 +44,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``cxp`` console script; returns the exit status."""
+    """Entry point of the ``cxp`` console script; returns the exit status.
+
+    A :class:`CxpError` prints ``cxp <command>: error: <message>`` and returns 2 (``cxp --debug``
+    re-raises it, traceback and all); Ctrl-C returns 130; a reader that closes the pipe early
+    (``cxp status | head -1``) ends the command quietly with 141, as SIGPIPE would.
+    """
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
     except CxpError as err:
+        if args.debug:
+            raise
         print(f"cxp {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        _silence_stdout()
+        return 128 + 13  # as if killed by SIGPIPE
     except KeyboardInterrupt:
+        if args.debug:
+            raise
         print(f"cxp {args.command}: interrupted; the store is unchanged by the unfinished step",
               file=sys.stderr)
         return 130
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's exit-time flush does not fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout replaced (tests) or already closed
+        pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import os
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,5 +131,12 @@ def check_arrow_types(schema: pa.Schema, cols: dict[str, str], origin: str) -> N
 def csv_first_line(path: Path) -> list[str]:
     """The first row of a CSV(.gz) file (its column names, when it has a header row)."""
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", newline="") as fh:
-        return next(csv.reader(fh), [])
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as fh:
+            return next(csv.reader(fh), [])
+    except UnicodeDecodeError as err:
+        raise SourceError(f"{path}: first line is not UTF-8 text (byte "
+                          f"{err.object[err.start:err.start + 1]!r} at offset {err.start}); expected "
+                          "CSV column names", path=str(path)) from err
+    except (OSError, EOFError, zlib.error, csv.Error) as err:
+        raise SourceError(f"cannot read {path}: {err}", path=str(path)) from err

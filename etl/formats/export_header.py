@@ -94,6 +94,10 @@ def read_header(path: str | Path) -> ExportHeader:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise SourceError(f"export header {path} is not UTF-8 text (byte "
+                          f"{err.object[err.start:err.start + 1]!r} at offset {err.start}); expected "
+                          "'column,type' lines", path=str(path)) from err
     except OSError as err:
         raise SourceError(f"cannot read export header {path}: {err}", path=str(path)) from err
     columns: list[str] = []

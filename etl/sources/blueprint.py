@@ -20,7 +20,8 @@ and fails in file order (about 1x).
 Checks per field (a failure raises :class:`~etl.errors.FieldCheckError` naming the field):
 files present, arrays of equal length, connectome shape and header, unique root ids, positions
 of three finite coordinates, alignment. ``mode="strict"`` aborts on the first failing field (nothing
-is stored); ``mode="lenient"`` skips it and reports it in the snapshot's report.
+is stored); ``mode="lenient"`` skips it, also when one of its files is unreadable or refused by the
+restricted reader, and reports it in the snapshot's report.
 """
 
 from __future__ import annotations
@@ -133,8 +134,15 @@ def _fail(name: str, check: str, message: str, path: Path | None = None) -> Fiel
 
 
 def _read_csv_matrix(path: Path, name: str, n: int) -> np.ndarray:
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except UnicodeDecodeError as err:
+        raise _fail(name, "connectome_encoding",
+                    f"{path.name} is not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} at "
+                    f"offset {err.start}); expected a CSV of integer synapse counts", path) from err
+    except (OSError, csv.Error) as err:
+        raise _fail(name, "connectome_shape", f"cannot read {path.name}: {err}", path) from err
     if not rows:
         raise _fail(name, "connectome_shape", f"{path.name} is empty; expected {n + 1} lines", path)
     header = rows[0][1:]
@@ -276,6 +284,9 @@ def read_blueprint(path: str | Path, *, mode: Mode = "strict", fields: list[str]
     root = Path(path)
     dirs = _field_dirs(root)
     if fields is not None:
+        if not fields or any(not str(f).strip() for f in fields):
+            raise SourceError(f"{root}: fields {list(fields)!r} name no field; give field names "
+                              "such as '6_6_2' (or leave fields out for every field)", path=str(root))
         known = {d.name: d for d in dirs}
         missing = [f for f in fields if f not in known]
         if missing:
@@ -286,10 +297,10 @@ def read_blueprint(path: str | Path, *, mode: Mode = "strict", fields: list[str]
     for d in tqdm(dirs, desc="blueprint fields", unit="field", disable=not progress):
         try:
             loaded.append(read_field(d))
-        except FieldCheckError as err:
+        except SourceError as err:  # a failed check, or an unreadable / unsafe file of the field
             if mode == "strict":
                 raise
-            skipped[err.field] = str(err)
+            skipped[getattr(err, "field", d.name)] = str(err)
     if not loaded:
         raise SourceError(f"{root}: no field passed its checks; skipped: {skipped}", path=str(root))
     tables, report = _assemble(loaded)

@@ -40,6 +40,7 @@ import csv
 import gzip
 import itertools
 import re
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -150,8 +151,18 @@ def _first_rows(path: Path, n: int) -> list[list[str]]:
     try:
         with opener(path, "rt", encoding="utf-8", newline="") as fh:
             return list(itertools.islice(csv.reader(fh), n))
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as err:
-        raise SourceError(f"cannot read {path}: {err}", path=str(path)) from err
+    except UnicodeDecodeError as err:
+        raise SourceError(f"{path}: not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} at "
+                          f"offset {err.start} of the decoded data); expected a CAVE table export "
+                          "in UTF-8 CSV", path=str(path)) from err
+    except (OSError, EOFError, zlib.error, csv.Error) as err:
+        raise SourceError(f"cannot read {path}: {_gzip_reason(path, err)}", path=str(path)) from err
+
+
+def _gzip_reason(path: Path, err: Exception) -> str:
+    if path.name.endswith(".gz") and isinstance(err, (EOFError, zlib.error, gzip.BadGzipFile)):
+        return f"corrupted or truncated gzip stream ({err}); expected a complete .csv.gz export"
+    return str(err)
 
 
 def _first_row(path: Path) -> list[str]:
@@ -234,9 +245,26 @@ def _read_csv(export: ExportFile, path: Path) -> pa.Table:
     try:
         return pcsv.read_csv(path, read_options=read, convert_options=conv)
     except pa.ArrowInvalid as err:
+        if path.name.endswith(".gz") and _gzip_broken(path):
+            raise SourceError(f"cannot read {path}: corrupted or truncated gzip stream ({err}); "
+                              "expected a complete .csv.gz export", path=str(path)) from err
+        if "UTF8" in str(err) or "utf8" in str(err).lower():
+            raise SourceError(f"{path}: not UTF-8 text ({err}); expected a CAVE table export in "
+                              "UTF-8 CSV", path=str(path)) from err
         raise _conversion_error(err, path, names, declared) from err
     except (OSError, EOFError) as err:
-        raise SourceError(f"cannot read {path}: {err}", path=str(path)) from err
+        raise SourceError(f"cannot read {path}: {_gzip_reason(path, err)}", path=str(path)) from err
+
+
+def _gzip_broken(path: Path) -> bool:
+    """Whether ``path``'s gzip stream fails to decompress to its end."""
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(1 << 20):
+                pass
+    except (OSError, EOFError, zlib.error):
+        return True
+    return False
 
 
 def _is_id(col: str) -> bool:
@@ -334,7 +362,12 @@ def synapses_among(export: ExportFile, roots: np.ndarray) -> pd.DataFrame:
         try:
             table = con.sql(sql).to_arrow_table()
         except duckdb.Error as err:
-            raise SourceError(f"synapse export {export.describe()} could not be read: {err}",
+            broken = next((p for p in export.paths if p.name.endswith(".gz") and _gzip_broken(p)), None)
+            if broken is not None:
+                raise SourceError(f"cannot read {broken}: corrupted or truncated gzip stream; "
+                                  "expected a complete .csv.gz export", path=str(broken)) from err
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise SourceError(f"synapse export {export.describe()} could not be read: {first}",
                               path=str(export.paths[0])) from err
     finally:
         con.close()

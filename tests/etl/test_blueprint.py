@@ -173,3 +173,56 @@ def test_released_matrices_become_study_functional_rows(tmp_path):
     row = t[(t.unit_a == units[4]) & (t.unit_b == units[1])].iloc[0]
     assert row.correlation == corr[4, 1] and row.sttc == sttc[4, 1]
     validate_tables(st.tables, origins=st.origins)
+
+
+@pytest.mark.parametrize("fields", [[], [""], ["6_6_2", " "]])
+def test_empty_field_selection_is_an_error_not_every_field(tmp_path, fields):
+    write_field(tmp_path, "6_6_2", n=20)
+    with pytest.raises(SourceError, match=r"fields .* name no field; give field names such as '6_6_2'"):
+        read_blueprint(tmp_path, fields=fields)
+
+
+def test_non_utf8_connectome_is_a_field_check(tmp_path):
+    d = write_field(tmp_path, "6_6_2", n=20)
+    path = d / "connectome_6_6_2.csv"
+    path.write_bytes(path.read_bytes().replace(b",0,", b",\xff,", 1))
+    with pytest.raises(FieldCheckError, match=r"field 6_6_2: connectome_6_6_2\.csv is not UTF-8 text "
+                                              r"\(byte b'\\xff' at offset \d+\)") as info:
+        read_field(d)
+    assert info.value.check == "connectome_encoding"
+
+
+def test_lenient_mode_skips_unreadable_and_unsafe_fields(tmp_path):
+    write_field(tmp_path, "4_7_2", n=30, seed=1)
+    unsafe = write_field(tmp_path, "5_3_4", n=30, seed=2)
+    obj = np.empty(1, dtype=object)
+    obj[0] = np.array([1.0])
+    with open(unsafe / "positions_5_3_4.npy", "wb") as fh:  # the object count is larger than the file
+        import numpy.lib.format as npy_format
+        import pickle
+
+        npy_format.write_array_header_1_0(fh, {"descr": "|O", "fortran_order": False,
+                                               "shape": (200_000_000,)})
+        fh.write(pickle.dumps(obj, protocol=4))
+    empty = write_field(tmp_path, "6_6_2", n=20, seed=3)
+    (empty / "unit_ids_6_6_2.npy").write_bytes(b"")
+    with pytest.raises(SourceError, match=r"positions_5_3_4\.npy: header declares 200,000,000 objects"):
+        read_blueprint(tmp_path)
+    st = read_blueprint(tmp_path, mode="lenient")
+    assert st.report["fields_loaded"] == ["4_7_2"]
+    assert set(st.report["fields_skipped"]) == {"5_3_4", "6_6_2"}
+    assert "unit_ids_6_6_2.npy: not a .npy file" in st.report["fields_skipped"]["6_6_2"]
+
+
+@pytest.mark.needs_shared_data
+def test_a_corrupted_copy_of_a_released_field_is_refused(blueprint_root, tmp_path):
+    """The release's own 6_6_2, copied and its positions truncated: refused, named, no crash."""
+    import shutil
+
+    src = blueprint_root / "DATA" / "info" / "6_6_2"
+    d = tmp_path / "DATA" / "info" / "6_6_2"
+    shutil.copytree(src, d)
+    pos = d / "positions_6_6_2.npy"
+    pos.write_bytes(pos.read_bytes()[: pos.stat().st_size // 2])
+    with pytest.raises(SourceError, match=r"positions_6_6_2\.npy: not a valid pickled NumPy object array"):
+        read_field(d)

@@ -69,7 +69,8 @@ def test_refuses_non_numeric_elements(tmp_path):
     obj = np.empty(2, dtype=object)
     obj[0], obj[1] = np.array([1.0]), np.array(["a", "b"])
     np.save(tmp_path / "strings.npy", obj, allow_pickle=True)
-    with pytest.raises(UnsafeFileError, match=r"strings\.npy: element 1 is <U1; expected a numeric array"):
+    with pytest.raises(UnsafeFileError, match=r"strings\.npy: not a valid pickled NumPy object array: "
+                                              r"dtype 'U1' is not a numeric \(or object\) dtype"):
         load_numeric_object_array(tmp_path / "strings.npy")
 
 
@@ -103,3 +104,73 @@ def test_plain_loader_refuses_object_arrays(tmp_path):
         load_plain_array(tmp_path / "ids.npy")
     np.save(tmp_path / "ok.npy", np.arange(4))
     assert load_plain_array(tmp_path / "ok.npy").tolist() == [0, 1, 2, 3]
+
+
+def test_header_declaring_2e8_objects_in_263_bytes_is_refused_before_reading(tmp_path):
+    obj = np.empty(1, dtype=object)
+    obj[0] = np.array([1.0])
+    payload = pickle.dumps(obj, protocol=4)
+    _object_npy(tmp_path / "big.npy", payload, 200_000_000)
+    with pytest.raises(SourceError, match=r"big\.npy: header declares 200,000,000 objects \(shape "
+                                          r"\(200000000,\)\) but only \d+ bytes follow it"):
+        load_numeric_object_array(tmp_path / "big.npy")
+
+
+@pytest.mark.parametrize("cut, match", [
+    (0, r"not a \.npy file"),
+    (20, r"not a \.npy file"),
+    (-1, r"header declares shape \(4,\) of int64 \(32 bytes of data\); found 31 bytes after the header: "
+         r"the file is truncated"),
+])
+def test_plain_loader_refuses_empty_and_truncated_files(tmp_path, cut, match):
+    np.save(tmp_path / "ok.npy", np.arange(4, dtype=np.int64))
+    data = (tmp_path / "ok.npy").read_bytes()
+    (tmp_path / "bad.npy").write_bytes(data[:cut] if cut >= 0 else data[:cut])
+    with pytest.raises(SourceError, match=r"bad\.npy: " + match):
+        load_plain_array(tmp_path / "bad.npy")
+
+
+def test_plain_loader_refuses_a_header_larger_than_the_file(tmp_path):
+    with open(tmp_path / "huge.npy", "wb") as fh:
+        npy_format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False,
+                                               "shape": (100_000_000_000, 3)})
+        fh.write(b"\0" * 64)
+    with pytest.raises(SourceError, match=r"huge\.npy: header declares shape \(100000000000, 3\) of "
+                                          r"float64 \(2,400,000,000,000 bytes of data\); found 64 bytes"):
+        load_plain_array(tmp_path / "huge.npy")
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+def _valid_files() -> dict[str, bytes]:
+    import io
+
+    plain, obj = io.BytesIO(), io.BytesIO()
+    np.save(plain, np.arange(6, dtype=np.int64).reshape(2, 3))
+    arr = np.empty(2, dtype=object)
+    arr[0], arr[1] = np.array([1, 2, 3]), np.array([4.5])
+    np.save(obj, arr, allow_pickle=True)
+    return {"plain": plain.getvalue(), "object": obj.getvalue()}
+
+
+_FILES = _valid_files()
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=st.sampled_from(["plain", "object"]), data=st.data())
+def test_random_corruption_is_read_or_refused_never_crashes(tmp_path_factory, kind, data):
+    """Flip bytes of a valid .npy (header or body): either an array comes back or SourceError."""
+    raw = bytearray(_FILES[kind])
+    limit = len(raw) - 1 if data.draw(st.booleans(), label="anywhere") else 140  # mostly the header
+    for _ in range(data.draw(st.integers(1, 3), label="n_changes")):
+        raw[data.draw(st.integers(0, limit), label="offset")] = data.draw(st.integers(0, 255), label="byte")
+    if data.draw(st.booleans(), label="truncate"):
+        raw = raw[:data.draw(st.integers(0, len(raw)), label="length")]
+    path = tmp_path_factory.mktemp("fuzz") / "f.npy"
+    path.write_bytes(bytes(raw))
+    loader = load_plain_array if kind == "plain" else load_numeric_object_array
+    try:
+        loader(path)
+    except SourceError:
+        pass
