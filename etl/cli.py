@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from connectome_priors.kernel.errors import CxpError
+from connectome_priors.kernel.files import atomic_path, atomic_write_text
 
 from .aggregate import cli as aggregate_cli
 from .pipeline import run_etl
@@ -64,10 +65,13 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
 
 
 def _emit(df: pd.DataFrame, fmt: str, out: str | None) -> None:
+    if out and Path(out).is_dir():
+        raise CxpError(f"--out {out} is a directory; give a file path")
     if fmt == "parquet":
         if not out:
             raise CxpError("--format parquet needs --out PATH")
-        df.to_parquet(out, index=False)
+        with atomic_path(out) as tmp:
+            df.to_parquet(tmp, index=False)
         print(f"wrote {len(df)} rows to {out}", file=sys.stderr)
         return
     if fmt == "csv":
@@ -79,7 +83,7 @@ def _emit(df: pd.DataFrame, fmt: str, out: str | None) -> None:
                                "display.max_colwidth", 60):
             text = df.to_string(index=False) + "\n"
     if out:
-        Path(out).write_text(text)
+        atomic_write_text(out, text)
     else:
         sys.stdout.write(text)
 
@@ -129,4 +133,11 @@ def _cmd_status(args: argparse.Namespace) -> None:
 
 
 def _cmd_sql(args: argparse.Namespace) -> None:
-    _emit(Store(args.store).sql(args.query, snapshot=args.snapshot), args.format, args.out)
+    store = Store(args.store)
+    if args.format == "parquet" and not args.out:
+        raise CxpError("--format parquet needs --out PATH")
+    if args.out and args.format in ("csv", "parquet"):  # streamed: never the whole result in memory
+        n = store.sql_to_file(args.query, args.out, format=args.format, snapshot=args.snapshot)
+        print(f"wrote {n} rows to {args.out}", file=sys.stderr)
+        return
+    _emit(store.sql(args.query, snapshot=args.snapshot), args.format, args.out)

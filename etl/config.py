@@ -7,12 +7,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectome_priors.kernel.settings import env_name, resolve
+from connectome_priors.kernel.settings import SettingsError, env_name, resolve
 
-__all__ = ["STORE_ENV", "StoreConfig", "default_store_dir"]
+__all__ = ["LOCK_TIMEOUT_ENV", "STORE_ENV", "StoreConfig", "default_store_dir"]
 
 #: Environment variable that overrides the default store directory.
 STORE_ENV = env_name("store")
+#: Environment variable: how long a writer waits for another writer of the same store, in seconds.
+LOCK_TIMEOUT_ENV = "CXP_STORE_LOCK_TIMEOUT"
+_LOCK_TIMEOUT_S = 300.0
 
 
 def default_store_dir() -> Path:
@@ -26,17 +29,34 @@ class StoreConfig:
     """Location of a neuron store."""
 
     directory: Path
-    """Store directory: holds ``store.duckdb`` and the Parquet raw layer ``raw/<snapshot_id>/``."""
+    """Store directory: holds the catalog ``store.duckdb`` and the Parquet raw layer
+    ``raw/<snapshot_id>/``."""
+    lock_timeout_s: float = _LOCK_TIMEOUT_S
+    """How long a writer waits for another writer of the same store before failing (seconds)."""
 
     @classmethod
-    def resolve(cls, directory: str | os.PathLike | None = None) -> StoreConfig:
-        """Use ``directory`` if given, else :func:`default_store_dir`."""
-        return cls(resolve("store", directory))
+    def resolve(cls, directory: str | os.PathLike | None = None, *,
+                lock_timeout_s: float | None = None) -> StoreConfig:
+        """Use ``directory`` if given, else :func:`default_store_dir`; ``lock_timeout_s`` if given,
+        else ``$CXP_STORE_LOCK_TIMEOUT``, else 300 s."""
+        if lock_timeout_s is None:
+            text = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+            try:
+                lock_timeout_s = float(text) if text else _LOCK_TIMEOUT_S
+            except ValueError:
+                raise SettingsError(f"${LOCK_TIMEOUT_ENV} must be a number of seconds; "
+                                    f"found {text!r}") from None
+        return cls(resolve("store", directory), float(lock_timeout_s))
 
     @property
     def database(self) -> Path:
-        """The DuckDB file."""
+        """The catalog: a small DuckDB file (snapshots table, views), replaced whole at each commit."""
         return self.directory / "store.duckdb"
+
+    @property
+    def lock(self) -> Path:
+        """The file writers hold an ``flock`` on."""
+        return self.directory / ".store-write.lock"
 
     @property
     def raw(self) -> Path:

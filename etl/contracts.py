@@ -17,7 +17,18 @@ from connectome_priors.schemas import STORE_TABLES, store_contract
 
 from .errors import ValidationError
 
-__all__ = ["arrow_type", "arrow_schema", "validate_table", "validate_tables"]
+__all__ = ["REQUIRED_TABLES", "arrow_type", "arrow_schema", "require_rows", "validate_table",
+           "validate_tables"]
+
+#: Tables each source must provide with at least one row: a snapshot without them holds nothing
+#: the rest of the pipeline can use (cave and files: cells; nwb: scan units and their spikes).
+REQUIRED_TABLES: dict[str, tuple[str, ...]] = {
+    "synthetic": ("neurons", "functional_units"),
+    "blueprint": ("neurons", "functional_units"),
+    "cave": ("neurons",),
+    "files": ("neurons",),
+    "nwb": ("functional_units", "spikes"),
+}
 
 _TYPES: dict[str, pa.DataType] = {
     "int64": pa.int64(),
@@ -176,6 +187,26 @@ def validate_table(table: pa.Table, name: str, *, origin: str) -> pa.Table:
                                   found=f"{int(frame.duplicated().sum())} duplicate key(s), e.g. "
                                         + _rows(out, dup, key))
     return out
+
+
+def require_rows(source: str, tables: Mapping[str, pa.Table], *, origins: Mapping[str, str]) -> None:
+    """Check that every table ``source`` must provide (:data:`REQUIRED_TABLES`) is present with
+    at least one row.
+
+    Raises
+    ------
+    ValidationError
+        Naming the table and where it came from (e.g. an empty ``nucleus_detection_v0`` export).
+    """
+    for name in REQUIRED_TABLES.get(source, ()):
+        table = tables.get(name)
+        if table is None or table.num_rows == 0:
+            raise ValidationError(
+                table=name, column=None, origin=origins.get(name, f"source {source!r}"),
+                expected=f"at least one row (every {source} snapshot needs {name})",
+                found="no table" if table is None else "0 rows",
+                hint="Nothing was stored; check that the input is complete (an empty export, a "
+                     "filter or selection that keeps nothing)")
 
 
 def validate_tables(tables: Mapping[str, pa.Table], *, origins: Mapping[str, str]) -> dict[str, pa.Table]:

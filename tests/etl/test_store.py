@@ -171,16 +171,39 @@ def test_default_location_follows_the_environment(tmp_path, monkeypatch):
     assert Store(tmp_path / "arg").directory == tmp_path / "arg"
 
 
-def test_store_from_an_older_contract_accepts_units_without_a_cell(tmp_path):
-    """A store created when functional_units.nucleus_id was NOT NULL is migrated on the next
-    write, so an activity-only snapshot (nucleus_id null) loads; earlier rows are kept."""
+def _old_layout(directory: Path) -> None:
+    """Rewrite a store's catalog in the former layout: every row also in store.duckdb, in tables
+    with the contract's keys, functional_units.nucleus_id still NOT NULL."""
     import duckdb
 
-    store = Store(tmp_path)
-    first = store.load(tiny_source())
-    con = duckdb.connect(str(tmp_path / "store.duckdb"))
+    from connectome_priors.etl.store import _columns
+    from connectome_priors.schemas import STORE_TABLES
+
+    catalog = directory / "store.duckdb"
+    with duckdb.connect(str(catalog), read_only=True) as old:
+        snaps = old.sql("SELECT * FROM snapshots").to_arrow_table()
+    catalog.unlink()
+    con = duckdb.connect(str(catalog))
+    con.execute("CREATE TABLE snapshots AS SELECT * FROM snaps")
+    for name in STORE_TABLES:
+        cols = ", ".join(f"{c} {t}" for c, t in _columns(name))
+        con.execute(f"CREATE TABLE {name} ({cols})")
+        for sid in snaps.column("snapshot_id").to_pylist():
+            path = directory / "raw" / sid / f"{name}.parquet"
+            if path.exists():
+                con.execute(f"INSERT INTO {name} SELECT * FROM read_parquet('{path}')")
     con.execute("ALTER TABLE functional_units ALTER COLUMN nucleus_id SET NOT NULL")
     con.close()
+
+
+def test_store_in_the_former_layout_is_read_and_then_migrated(tmp_path):
+    """A store written by the former layout (all rows in store.duckdb, nucleus_id NOT NULL) is
+    read as it is; the next write replaces its catalog, so an activity-only snapshot (nucleus_id
+    null) loads; earlier rows are kept."""
+    store = Store(tmp_path)
+    first = store.load(tiny_source())
+    _old_layout(tmp_path)
+    assert counts(store)["neurons"] == 3 and store.latest_snapshot() == first["snapshot_id"]
     tables = tiny_tables()
     units = tables["functional_units"]
     units = units.set_column(units.schema.get_field_index("nucleus_id"), "nucleus_id",
@@ -191,6 +214,7 @@ def test_store_from_an_older_contract_accepts_units_without_a_cell(tmp_path):
     rows = store.sql("SELECT count(*) AS n, count(nucleus_id) AS cells FROM functional_units",
                      snapshot="all")
     assert rows.to_dict("records") == [{"n": 6, "cells": 3}]
+    assert store.sql("SELECT count(*) AS n FROM neurons").n[0] == 0  # nwb: no neurons table
 
 
 def test_a_new_materialization_with_unchanged_rows_is_a_new_snapshot(tmp_path):
@@ -213,3 +237,139 @@ def test_a_new_materialization_with_unchanged_rows_is_a_new_snapshot(tmp_path):
     assert versions == [1, 2]
     plain = store.load(tiny_source())
     assert plain["snapshot_id"] == "synthetic-" + plain["content_hash"][:16]
+
+
+def test_unknown_snapshot_is_an_error_naming_the_known_ones(tmp_path, capsys):
+    from connectome_priors.cli import main
+
+    store = Store(tmp_path / "s")
+    sid = store.load(tiny_source())["snapshot_id"]
+    with pytest.raises(StoreError, match=rf"no snapshot 'synthetic-nope' in the store at .*known: {sid}, or 'all'"):
+        store.sql("SELECT count(*) FROM neurons", snapshot="synthetic-nope")
+    assert main(["sql", "SELECT 1", "--snapshot", "x", "--store", str(store.directory)]) == 2
+    assert f"no snapshot 'x' in the store at {store.directory}; known: {sid}" in capsys.readouterr().err
+
+
+def _files_export(directory: Path, *, empty: str | None = None, form: str = "parquet") -> Path:
+    from connectome_priors.etl.sources.files import write_export
+    from connectome_priors.testing.cave_standin import minnie_fixture
+
+    for table, df in minnie_fixture(n_cells=60, n_synapses=300, versions=(1,), seed=3)[1].items():
+        write_export(df.iloc[:0] if table == empty else df, directory, table, form=form)
+    return directory
+
+
+@pytest.mark.parametrize("form", ["parquet", "csv"])
+def test_empty_nucleus_export_exits_2_and_keeps_the_latest_snapshot(tmp_path, capsys, form):
+    from connectome_priors.cli import main
+
+    store = tmp_path / "store"
+    good = _files_export(tmp_path / "v1", form=form)
+    assert main(["etl", "--source", "files", str(good), "--store", str(store), "--no-progress"]) == 0
+    latest = Store(store).latest_snapshot()
+    capsys.readouterr()
+    empty = _files_export(tmp_path / "v2", empty="nucleus_detection_v0", form=form)
+    assert main(["etl", "--source", "files", str(empty), "--store", str(store), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "cxp etl: error: neurons (from " in err and "nucleus_detection_v0" in err
+    assert "expected at least one row (every files snapshot needs neurons); found 0 rows" in err
+    assert Store(store).latest_snapshot() == latest and len(Store(store).snapshots()) == 1
+
+
+def test_a_source_without_a_required_table_stores_nothing(tmp_path):
+    tables = tiny_tables()
+    with pytest.raises(ValidationError, match=r"functional_units \(from .*\): expected at least one "
+                                              r"row \(every nwb snapshot needs functional_units\); found no table"):
+        Store(tmp_path / "s").load(SourceTables(source="nwb", tables={"spikes": tables["spikes"]}))
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_sql_streams_its_result_to_a_file(tmp_path, fmt, capsys):
+    import pandas as pd
+
+    from connectome_priors.cli import main
+
+    store = Store(tmp_path / "s")
+    store.load(tiny_source())
+    query = "SELECT nucleus_id, root_id, spike_times FROM neurons JOIN spikes ON true ORDER BY 1, 2"
+    out = tmp_path / f"r.{fmt}"
+    assert main(["sql", query, "--store", str(store.directory), "--format", fmt, "--out", str(out)]) == 0
+    assert "wrote 9 rows to" in capsys.readouterr().err
+    got = pd.read_parquet(out) if fmt == "parquet" else pd.read_csv(out)
+    want = store.sql(query)
+    assert got.nucleus_id.tolist() == want.nucleus_id.tolist() and len(got) == 9
+    if fmt == "csv":
+        assert out.read_text().splitlines()[0] == "nucleus_id,root_id,spike_times"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".r")] == []
+    # many batches, never the whole result at once
+    n = store.sql_to_file("SELECT range AS i FROM range(200000)", tmp_path / "big.parquet")
+    assert n == 200000 and pq.read_metadata(tmp_path / "big.parquet").num_row_groups >= 1
+
+
+def test_sql_out_that_is_a_directory_and_a_store_that_is_a_file(tmp_path, capsys):
+    from connectome_priors.cli import main
+
+    store = Store(tmp_path / "s")
+    store.load(tiny_source())
+    for fmt in ("csv", "parquet", "table"):
+        assert main(["sql", "SELECT 1", "--store", str(store.directory), "--format", fmt,
+                     "--out", str(tmp_path)]) == 2
+        assert f"--out {tmp_path} is a directory; give a file path" in capsys.readouterr().err
+    afile = tmp_path / "not-a-store"
+    afile.write_text("x")
+    with pytest.raises(StoreError, match=r"the store path .*not-a-store is a file, not a directory"):
+        Store(afile).sql("SELECT 1")
+    with pytest.raises(StoreError, match=r"is a file, not a directory"):
+        Store(afile).load(tiny_source())
+    assert main(["status", "--store", str(afile)]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["raw", "catalog"])
+def test_disk_full_is_reported_as_such_and_changes_nothing(tmp_path, monkeypatch, where):
+    import errno
+    import os
+
+    import connectome_priors.etl.store as store_module
+
+    store = Store(tmp_path / "s")
+    first = store.load(tiny_source())["snapshot_id"]
+    before = counts(store)
+    enospc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if where == "raw":
+        def full(*args, **kwargs):
+            raise enospc
+        monkeypatch.setattr(store_module.pq, "write_table", full)
+        target = r"s/raw/\.tmp-synthetic-\w+-\d+/neurons\.parquet"
+    else:
+        real = os.replace
+
+        def full(src, dst):
+            if str(dst).endswith("store.duckdb"):
+                raise enospc
+            return real(src, dst)
+        monkeypatch.setattr(store_module.os, "replace", full)
+        target = r"s/store\.duckdb"
+    with pytest.raises(StoreError, match=rf"cannot .* {tmp_path}/{target}: No space left on device "
+                                         r"\(errno 28\)\. Free space"):
+        store.load(second_source())
+    monkeypatch.undo()
+    assert store.snapshots().snapshot_id.tolist() == [first] and counts(store) == before
+    assert sorted(p.name for p in (tmp_path / "s" / "raw").iterdir()) == [first]
+    assert [p.name for p in (tmp_path / "s").iterdir() if ".tmp" in p.name] == []
+
+
+def test_the_catalog_opens_in_plain_duckdb(tmp_path):
+    """What the README shows: the catalog's views, relative to the store directory, from DuckDB."""
+    import duckdb
+
+    store = Store(tmp_path / "s")
+    store.load(tiny_source())
+    latest = store.load(second_source())["snapshot_id"]
+    con = duckdb.connect()
+    con.execute(f"SET file_search_path = '{store.directory}'")
+    con.execute(f"ATTACH '{store.directory / 'store.duckdb'}' AS store (READ_ONLY)")
+    assert con.execute("SELECT max(n_synapses), max(snapshot_id) FROM store.connections").fetchone() == (5, latest)
+    assert con.execute("SELECT count(*) FROM store.snapshots").fetchone() == (2,)
+    assert con.execute("SELECT count(*) FROM store.synapses").fetchone() == (0,)
