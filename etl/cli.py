@@ -93,7 +93,7 @@ def _cmd_etl(args: argparse.Namespace) -> None:
     cave = cave_cli.config_from_args(args)
     options = {"synthetic": {"seed": args.seed},
                "blueprint": {"mode": args.mode,
-                             "fields": args.fields.split(",") if args.fields else None},
+                             "fields": args.fields.split(",") if args.fields is not None else None},
                "cave": {"cave": cave}, "files": {"cave": cave}, "nwb": {"events": events}}
     snap = run_etl(args.source, nwb_paths if args.source == "nwb" else args.path, store=args.store,
                    progress=not args.no_progress, **options[args.source])

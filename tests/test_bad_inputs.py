@@ -33,6 +33,11 @@ def _blueprint(tmp: Path) -> tuple[Path, list[str]]:
                "--no-progress"]
 
 
+def empty_field_list(tmp):
+    _, argv = _blueprint(tmp)
+    return [*argv, "--fields", ""]
+
+
 def empty_npy(tmp):
     d, argv = _blueprint(tmp)
     (d / f"unit_ids_{FIELD}.npy").write_bytes(b"")
@@ -187,6 +192,7 @@ def not_utf8_manifest(tmp, artifact):
 
 
 ROWS = [
+    (empty_field_list, r"fields \[''\] name no field"),
     (empty_npy, r"unit_ids_4_7_2\.npy: not a \.npy file"),
     (truncated_npy, r"unit_ids_4_7_2\.npy: header declares shape \(30,\) of int64 \(240 bytes of "
                     r"data\); found 236 bytes after the header: the file is truncated"),
