@@ -14,7 +14,7 @@ __all__ = ["LOCK_TIMEOUT_ENV", "STORE_ENV", "StoreConfig", "default_store_dir"]
 #: Environment variable that overrides the default store directory.
 STORE_ENV = env_name("store")
 #: Environment variable: how long a writer waits for another writer of the same store, in seconds.
-LOCK_TIMEOUT_ENV = "CXP_STORE_LOCK_TIMEOUT"
+LOCK_TIMEOUT_ENV = env_name("store_lock_timeout")
 _LOCK_TIMEOUT_S = 300.0
 
 
@@ -38,14 +38,15 @@ class StoreConfig:
     def resolve(cls, directory: str | os.PathLike | None = None, *,
                 lock_timeout_s: float | None = None) -> StoreConfig:
         """Use ``directory`` if given, else :func:`default_store_dir`; ``lock_timeout_s`` if given,
-        else ``$CXP_STORE_LOCK_TIMEOUT``, else 300 s."""
+        else the ``store_lock_timeout`` setting (``$CXP_STORE_LOCK_TIMEOUT``, the config file),
+        else 300 s."""
         if lock_timeout_s is None:
-            text = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+            text = resolve("store_lock_timeout").strip()
             try:
-                lock_timeout_s = float(text) if text else _LOCK_TIMEOUT_S
+                lock_timeout_s = float(text)
             except ValueError:
-                raise SettingsError(f"${LOCK_TIMEOUT_ENV} must be a number of seconds; "
-                                    f"found {text!r}") from None
+                raise SettingsError(f"${LOCK_TIMEOUT_ENV} (or the config file's store_lock_timeout) "
+                                    f"must be a number of seconds; found {text!r}") from None
         return cls(resolve("store", directory), float(lock_timeout_s))
 
     @property

@@ -4,7 +4,7 @@ The parser is assembled here from the stages, each registering its own subcomman
 (``register(subparsers, add_store)`` in ``etl.cli``, ``priors_store.cli``, ``training.cli`` and
 ``testing.cli``); every subcommand sets ``handler``. Any :class:`~connectome_priors.kernel.errors.CxpError`
 becomes its message and exit status 2 (``cxp --debug ...`` shows the traceback instead); Ctrl-C
-exits 130, a closed output pipe 141, quietly.
+exits 130; output closed early by its reader (``cxp status | head -1``) is a one-line error, exit 2.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     A :class:`CxpError` prints ``cxp <command>: error: <message>`` and returns 2 (``cxp --debug``
     re-raises it, traceback and all); Ctrl-C returns 130; a reader that closes the pipe early
-    (``cxp status | head -1``) ends the command quietly with 141, as SIGPIPE would.
+    (``cxp status | head -1``) ends the command with a one-line message and 2, no traceback.
     """
     args = build_parser().parse_args(argv)
     try:
@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         _silence_stdout()
-        return 128 + 13  # as if killed by SIGPIPE
+        print(f"cxp {args.command}: error: the output was closed before all of it was written "
+              "(broken pipe, e.g. `| head`); nothing else was affected", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         if args.debug:
             raise

@@ -12,6 +12,7 @@ setting             environment variable    default
 ``nwb_cache``       ``CXP_NWB_CACHE``       ``<cache>/dandi``
 ``dandi_api``       ``CXP_DANDI_API``       ``https://api.dandiarchive.org/api``
 ``cave_token_file`` ``CXP_CAVE_TOKEN_FILE`` none (caveclient's own token file)
+``store_lock_timeout`` ``CXP_STORE_LOCK_TIMEOUT`` ``300`` (seconds a writer waits for another)
 ==================  ======================  =============================================
 
 The config file is TOML, ``$CXP_CONFIG`` or ``$XDG_CONFIG_HOME/connectome-priors/config.toml``,
@@ -71,6 +72,7 @@ SETTINGS: dict[str, Setting] = {
     "nwb_cache": Setting("CXP_NWB_CACHE", lambda: resolve("cache") / "dandi"),
     "dandi_api": Setting("CXP_DANDI_API", lambda: "https://api.dandiarchive.org/api", path=False),
     "cave_token_file": Setting("CXP_CAVE_TOKEN_FILE", lambda: None),
+    "store_lock_timeout": Setting("CXP_STORE_LOCK_TIMEOUT", lambda: "300", path=False),
 }
 
 
@@ -100,8 +102,10 @@ def _from_file(name: str) -> Any:
         raise SettingsError(f"config file {path} has unknown setting(s) {unknown}; "
                             f"known: {sorted(SETTINGS)}")
     value = data.get(name)
-    if value is not None and not isinstance(value, str):
-        raise SettingsError(f"config file {path}: setting {name!r} must be a string; "
+    kinds = (str,) if SETTINGS[name].path else (str, int, float)
+    if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+        raise SettingsError(f"config file {path}: setting {name!r} must be a "
+                            f"{'string' if SETTINGS[name].path else 'string or number'}; "
                             f"found {type(value).__name__} {value!r}")
     return value
 

@@ -218,6 +218,11 @@ def test_auto_never_takes_spikes_from_synthetic_data_for_measured_cells(world, t
     units = [u for u in range(1, 13) if u not in (5, 10)]
     n = len(units)
     fake = SourceTables(source="synthetic", tables={
+        "neurons": pa.table({"nucleus_id": [1], "root_id": pa.array([None], pa.int64()),
+                             "x_vox": [1e5], "y_vox": [1e5], "z_vox": [2e4], "x_nm": [4e5],
+                             "y_nm": [4e5], "z_nm": [8e5], "cell_type": pa.array([None], pa.string()),
+                             "cell_class": pa.array([None], pa.string()),
+                             "layer": pa.array([None], pa.string())}),
         "functional_units": pa.table({"session": [4] * n, "scan_idx": [7] * n, "field": [1] * n,
                                       "unit_id": units, "nucleus_id": pa.array([None] * n, pa.int64()),
                                       "root_id": pa.array([None] * n, pa.int64()),

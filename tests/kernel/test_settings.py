@@ -37,6 +37,9 @@ def test_defaults_follow_other_settings(clean, monkeypatch):
     assert resolve("nwb_cache") == Path("/c/dandi")
     assert resolve("dask_scheduler") is None
     assert resolve("cave_token_file") is None
+    assert resolve("store_lock_timeout") == "300"
+    (clean / "config.toml").write_text("store_lock_timeout = 5\n")
+    assert resolve("store_lock_timeout") == "5"
 
 
 def test_bad_config_file_is_a_clear_error(clean):
@@ -49,6 +52,9 @@ def test_bad_config_file_is_a_clear_error(clean):
     (clean / "config.toml").write_text("store = 3\n")
     with pytest.raises(SettingsError, match="'store' must be a string; found int 3"):
         resolve("store")
+    (clean / "config.toml").write_text("store_lock_timeout = true\n")
+    with pytest.raises(SettingsError, match="'store_lock_timeout' must be a string or number"):
+        resolve("store_lock_timeout")
     with pytest.raises(SettingsError, match="unknown setting 'nope'"):
         resolve("nope")
 
