@@ -5,7 +5,8 @@ MICrONS ``minnie65_public`` functional data (56 imaging fields, ~19k co-register
 units on ~15k distinct cells, 4 x 4 x 40 nm voxels) so that the whole pipeline can run without
 network or released files, and they carry known structure (wiring depends on distance and on
 functional similarity; activity is correlated in space and by tuning) so that derived priors can
-be checked for it. Same seed, same tables, byte for byte (on one machine and numpy build).
+be checked for it. Same seed, same tables, byte for byte, on every machine (see *Same content on
+every machine*; numpy's random streams are those of one numpy version).
 
 Statistical model
 -----------------
@@ -59,7 +60,8 @@ Statistical model
 5. **Tuning table**, estimated from each unit's own counts: mean count per direction minus the
    blank mean, clipped at 0 (``R_d``); ``osi = |sum R_d e^(2i phi_d)| / sum R_d``, ``dsi = |sum
    R_d e^(i phi_d)| / sum R_d``, preferred orientation and direction the angles of those vector
-   sums. Null where a unit has no stimulus-driven response.
+   sums. Null where a unit has no stimulus-driven response. Computed exactly as stated, in
+   correctly rounded arithmetic (see below).
 6. **Wiring**, among all cells of the ``neurons`` table (pooled, not only field-mates), each
    ordered pair (i, j), i != j, independently::
 
@@ -72,10 +74,43 @@ Statistical model
    not drawn. Pairs are drawn in row blocks by thinning (a distance-only draw, then acceptance
    of the rest), so memory stays small. A connection has ``1 + min(Poisson(synapse_extra_mean),
    max_synapses - 1)`` synapses, each of LogNormal size (median ``synapse_size_median`` voxels,
-   log-SD ``synapse_size_log_sd``); ``sum_size`` is their sum.
+   log-SD ``synapse_size_log_sd``) rounded to whole voxels (at least 1); ``sum_size`` is their
+   sum.
 7. **Ids.** Nucleus ids are distinct draws from 100,000..899,999 in ascending cell order; root
    ids are distinct 18-digit ``864691135xxxxxxxxx`` draws. Co-registration residuals (um) are
-   Gamma(2, 2.5); scores are ``10 exp(-residual / 10)`` plus N(0, 0.5) noise, floored at 0.
+   Gamma(2, 2.5); scores are ``10 exp(-residual / 10)`` plus N(0, 0.5) noise, floored at 0; both
+   are stored rounded to 6 decimals.
+
+Same content on every machine
+-----------------------------
+The snapshot id is a hash of the stored tables, so every stored bit must be the same on every
+CPU, BLAS and thread count. numpy's ``exp``, ``log``, ``sin``, ``cos`` and ``arctan2`` take
+CPU-specific SIMD paths (AVX512, AVX2, baseline), BLAS kernels and thread counts change the order
+and fusing (FMA) of sums in ``@``, and libm (used inside numpy's samplers) differs between
+systems: all of these differ in the last bits. The four arithmetic operations, ``sqrt``, ``rint``
+and ``ldexp`` are correctly rounded (IEEE 754), hence the same everywhere. So:
+
+- **Stored floats** are computed from the seed with those operations only. Positions are whole
+  voxels; spike times are uniform draws added to integer bins; the tuning table comes from
+  integer counts through fixed-order sums and ``_exp`` / ``_cos_sin`` / ``_arctan2`` (this
+  module's series built from correctly rounded operations, accurate to a few units in the last
+  place). Values drawn through numpy's samplers, whose C code may use libm or be compiled with
+  FMA elsewhere, are put on a grid: synapse sizes in whole voxels (sums of integers are exact in
+  any order), co-registration residual and score rounded to 6 decimals. A last-bit difference
+  (~1e-15) moves a value across a grid boundary with probability ~1e-9 or less per value; the
+  grids are far below any resolution the model or its users rely on, so the model is unchanged.
+- **Decisions** (a spike count, a connection, a layout draw) compare a float with an independent
+  uniform draw (Bernoulli thinning, Poisson and rejection samplers) or round it to an integer.
+  Such a decision changes only when the draw falls between the two versions of the float, with
+  probability about the size of the difference (~1e-16). The wiring probabilities, latent
+  loadings and cosines are nevertheless computed with the portable functions above (the
+  distance draw only where the uniform is below ``p_max``, so the cost stays small); the rates
+  of the Poisson counts (~2e8 values at full size) use numpy's fast ``exp`` / ``log`` / ``cos``
+  and BLAS, and with ~1e-15 per draw the chance that any count of a full-size run differs is
+  ~1e-7.
+- ``tests/etl/test_synthetic.py`` regenerates in child processes with numpy's AVX512 and AVX2
+  paths disabled (``NPY_DISABLE_CPU_FEATURES``), other OpenBLAS kernels (``OPENBLAS_CORETYPE``)
+  and 1 or 2 threads, compares the content hashes, and pins the full default's snapshot id.
 
 The defaults give 56 fields of ~60-630 units (mean ~340), ~19k units on ~15k cells, ~17M spikes,
 ~175k connections, and ~300 connections among the cells of a 312-unit field, whose connected pairs
@@ -83,7 +118,7 @@ lie ~95 um apart against ~270 um for all pairs.
 
 Example
 -------
->>> from etl.sources.synthetic import SyntheticConfig, generate
+>>> from connectome_priors.etl.sources.synthetic import SyntheticConfig, generate
 >>> result = generate(SyntheticConfig(seed=1, n_fields=2, duration_s=30.0))
 >>> sorted(result.tables)
 ['connections', 'functional_units', 'neurons', 'spikes', 'tuning']
@@ -120,6 +155,8 @@ _SCAN_IDX = range(2, 8)
 _ROOT_BASE = 864691135_000_000_000
 _N_FOURIER = 64
 _WIRING_BLOCK = 512
+_STORED_DECIMALS = 6
+"""Decimals kept of the stored floats drawn through numpy's samplers (residual, score)."""
 
 
 @dataclass(frozen=True)
@@ -378,10 +415,17 @@ def _cell_properties(cfg: SyntheticConfig, pos: np.ndarray, layer: np.ndarray,
     omega = rng.normal(0.0, 1.0 / cfg.latent_length_um, size=(cfg.n_latents, _N_FOURIER, 3))
     phase = rng.uniform(0.0, 2 * np.pi, size=(cfg.n_latents, _N_FOURIER))
     weight = rng.normal(size=(cfg.n_latents, _N_FOURIER))
-    centred = pos - pos.mean(axis=0)
-    loadings = np.empty((n, cfg.n_latents))  # (cells, latents)
+    centre = [math.fsum(pos[:, a]) / max(n, 1) for a in range(3)]
+    centred = [pos[:, a] - centre[a] for a in range(3)]
+    loadings = np.zeros((n, cfg.n_latents))  # (cells, latents)
     for k in range(cfg.n_latents):
-        loadings[:, k] = np.cos(centred @ omega[k].T + phase[k]) @ weight[k] * math.sqrt(2.0 / _N_FOURIER)
+        # explicit sums in a fixed order (no BLAS) and _cos_sin: the same bits on every machine
+        arg = centred[0][:, None] * omega[k, :, 0] + centred[1][:, None] * omega[k, :, 1] \
+            + centred[2][:, None] * omega[k, :, 2] + phase[k]  # (cells, features)
+        features = _cos_sin(arg)[0]
+        for f in range(_N_FOURIER):
+            loadings[:, k] += features[:, f] * weight[k, f]
+        loadings[:, k] *= math.sqrt(2.0 / _N_FOURIER)
     log_sd = cfg.rate_log_sd
     return {
         "pos": pos,
@@ -435,7 +479,7 @@ def _activity(cfg: SyntheticConfig, fields: _Fields, unit_cell: list[np.ndarray]
         _, stim, latents, field_rngs = drive
         rng = field_rngs[int(fields.field[f]) // 2 - 1]
         spike_counts = _field_counts(cfg, members, cells, stim, latents, angles, rng)
-        tuning.append(_tuning(spike_counts, stim, angles, cfg.n_directions))
+        tuning.append(_tuning(spike_counts, stim, cfg.n_directions))
         t, n = _spike_times(spike_counts, cfg.bin_s, rng)
         times.append(t)
         counts.append(n)
@@ -470,22 +514,34 @@ def _field_counts(cfg: SyntheticConfig, members: np.ndarray, cells: dict, stim: 
     return rng.poisson(lam)
 
 
-def _tuning(counts: np.ndarray, stim: np.ndarray, angles: np.ndarray, n_dir: int) -> np.ndarray:
-    """Vector-sum tuning (pref_ori_deg, pref_dir_deg, osi, dsi) per unit; NaN where undriven."""
+def _tuning(counts: np.ndarray, stim: np.ndarray, n_dir: int) -> np.ndarray:
+    """Vector-sum tuning (pref_ori_deg, pref_dir_deg, osi, dsi) per unit; NaN where undriven.
+
+    Stored as computed, so computed with correctly rounded operations only (see _exp): the same
+    bits on every machine.
+    """
     onehot = (stim[:, None] == np.arange(n_dir + 1)).astype(np.float64)
-    sums = counts.astype(np.float64) @ onehot  # exact: integer sums
-    n_bins = onehot.sum(axis=0)
+    sums = counts.astype(np.float64) @ onehot  # exact in any order: integer sums < 2**53
+    n_bins = onehot.sum(axis=0)  # exact: integers
     mean = np.divide(sums, n_bins, out=np.zeros_like(sums), where=n_bins > 0)
     shown = n_bins[:n_dir] > 0
     resp = np.clip(mean[:, :n_dir] - mean[:, n_dir:], 0.0, None) * shown
-    total = resp.sum(axis=1)
-    v2 = resp @ np.exp(2j * angles)
-    v1 = resp @ np.exp(1j * angles)
+    angles = 2 * np.pi * np.arange(n_dir) / n_dir
+    cos1, sin1 = _cos_sin(angles)
+    cos2, sin2 = _cos_sin(2 * angles)
+    total, re1, im1, re2, im2 = np.zeros((5, len(resp)))
+    for d in range(n_dir):  # vector sums in a fixed order (no BLAS, no pairwise reduction)
+        r = resp[:, d]
+        total += r
+        re1 += r * cos1[d]
+        im1 += r * sin1[d]
+        re2 += r * cos2[d]
+        im2 += r * sin2[d]
     with np.errstate(invalid="ignore", divide="ignore"):
-        osi = np.minimum(np.abs(v2) / total, 1.0)
-        dsi = np.minimum(np.abs(v1) / total, 1.0)
-    ori = np.mod(np.degrees(np.angle(v2)) / 2, 180.0)
-    direction = np.mod(np.degrees(np.angle(v1)), 360.0)
+        osi = np.minimum(np.sqrt(re2 * re2 + im2 * im2) / total, 1.0)
+        dsi = np.minimum(np.sqrt(re1 * re1 + im1 * im1) / total, 1.0)
+    ori = np.mod(_arctan2(im2, re2) * (90.0 / math.pi), 180.0)
+    direction = np.mod(_arctan2(im1, re1) * (180.0 / math.pi), 360.0)
     ori[ori >= 180.0] = 0.0
     direction[direction >= 360.0] = 0.0
     out = np.stack([ori, direction, osi, dsi], axis=1)
@@ -510,7 +566,10 @@ def _wire(cfg: SyntheticConfig, cells: dict, rng: np.random.Generator, bar) -> t
     xs, ys, zs = (np.ascontiguousarray(pos[order, k]) for k in range(3))
     theta = np.mod(cells["pref_dir"][order], np.pi)
     load = cells["loadings"][order]
-    load = load / np.maximum(np.linalg.norm(load, axis=1, keepdims=True), 1e-12)
+    norm = np.zeros(len(load))
+    for k in range(load.shape[1]):  # fixed order, no BLAS: the same bits on every machine
+        norm += load[:, k] * load[:, k]
+    load = load / np.maximum(np.sqrt(norm), 1e-12)[:, None]
     inhib = cells["inhibitory"][order]
     boost = max(cfg.inhibitory_wiring_boost, 1.0)
     p_max = cfg.wiring_peak_prob * boost
@@ -527,10 +586,15 @@ def _wire(cfg: SyntheticConfig, cells: dict, rng: np.random.Generator, bar) -> t
         rows = np.arange(i0, i1)
         d2[rows - i0, rows - j0] = np.inf  # no self-connections
         r, c = np.nonzero(d2 < radius * radius)
-        keep = rng.random(len(r)) < p_max * np.exp(-d2[r, c] * inv2s2)
+        u = rng.random(len(r))
+        near = np.flatnonzero(u < p_max)  # u < p_max e^(-d2 / 2 s^2) needs u < p_max: few _exp calls
+        keep = near[u[near] < p_max * _exp(-d2[r[near], c[near]] * inv2s2)]
         pre, post = r[keep] + i0, c[keep] + j0
-        like = np.exp(cfg.like_to_like_orientation * (np.cos(2 * (theta[pre] - theta[post])) - 1)
-                      + cfg.like_to_like_latent * ((load[pre] * load[post]).sum(axis=1) - 1))
+        cos_lat = np.zeros(len(pre))
+        for k in range(load.shape[1]):
+            cos_lat += load[pre, k] * load[post, k]
+        like = _exp(cfg.like_to_like_orientation * (_cos_sin(2 * (theta[pre] - theta[post]))[0] - 1)
+                    + cfg.like_to_like_latent * (cos_lat - 1))
         like *= np.where(inhib[pre] | inhib[post], boost, 1.0) / boost
         accept = rng.random(len(pre)) < like
         pres.append(order[pre[accept]])
@@ -559,8 +623,9 @@ def _tables(cfg: SyntheticConfig, fields: _Fields, unit_cell: list[np.ndarray], 
     })
     sizes = np.array([len(c) for c in unit_cell])
     cell = np.concatenate(unit_cell)
-    residual = rng.gamma(2.0, 2.5, len(cell))
-    score = np.maximum(10.0 * np.exp(-residual / 10.0) + rng.normal(0.0, 0.5, len(cell)), 0.0)
+    residual = np.round(rng.gamma(2.0, 2.5, len(cell)), _STORED_DECIMALS)
+    score = np.maximum(10.0 * _exp(-residual / 10.0) + rng.normal(0.0, 0.5, len(cell)), 0.0)
+    score = np.round(score, _STORED_DECIMALS)
     keys = {"session": np.repeat(fields.session, sizes), "scan_idx": np.repeat(fields.scan_idx, sizes)}
     field = np.repeat(fields.field, sizes)
     unit_id = np.concatenate(fields.unit_id)
@@ -577,7 +642,9 @@ def _tables(cfg: SyntheticConfig, fields: _Fields, unit_cell: list[np.ndarray], 
                                "pref_dir_deg": tun[:, 1], "osi": tun[:, 2], "dsi": tun[:, 3]})
     srt = np.lexsort((nucleus[post], nucleus[pre]))
     n_syn = 1 + np.minimum(rng.poisson(cfg.synapse_extra_mean, len(srt)), cfg.max_synapses - 1)
-    syn_size = rng.lognormal(math.log(cfg.synapse_size_median), cfg.synapse_size_log_sd, int(n_syn.sum()))
+    z = rng.standard_normal(int(n_syn.sum()))
+    # LogNormal sizes in whole voxels, so sums are exact integers in any order
+    syn_size = np.maximum(np.rint(cfg.synapse_size_median * _exp(cfg.synapse_size_log_sd * z)), 1.0)
     starts = np.concatenate([[0], np.cumsum(n_syn)[:-1]])
     sum_size = np.add.reduceat(syn_size, starts) if len(srt) else np.zeros(0)
     connections = _table("connections", {"pre_nucleus_id": nucleus[pre[srt]],
@@ -644,3 +711,67 @@ def _report(cfg: SyntheticConfig, fields: _Fields, unit_cell: list[np.ndarray], 
         "within_field_mean_connected_distance_um": sum_conn_d / max(n_conn, 1),
         "within_field_mean_pair_distance_um": sum_pair_d / max(n_pairs, 1),
     }
+
+
+# Elementary functions with the same bits on every machine. numpy's exp, log, sin, cos and arctan2
+# take CPU-specific SIMD paths (AVX512, AVX2, baseline) and libm differs between systems; their
+# results differ in the last bits. The four arithmetic operations, sqrt, rint and ldexp are
+# correctly rounded (IEEE 754), hence identical everywhere, and numpy never fuses them into an FMA
+# across ufunc calls; these functions use nothing else (accuracy: a few units in the last place).
+
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 = _LN2_HI + _LN2_LO, k * _LN2_HI exact for |k| < 2**11
+_LN2_LO = 1.90821492927058770002e-10
+_EXP_TAYLOR = tuple(1.0 / math.factorial(j) for j in range(15))  # |r| <= ln(2)/2: error < 1e-19
+_PIO2 = (1.57079632673412561417e+00, 6.07710050630396597660e-11,  # pi/2 in three 33-bit parts
+         2.02226624871116645580e-21)
+_SIN_TAYLOR = tuple((-1) ** j / math.factorial(2 * j + 1) for j in range(11))  # |r| <= pi/4
+_COS_TAYLOR = tuple((-1) ** j / math.factorial(2 * j) for j in range(12))
+_ATAN_TAYLOR = tuple((-1) ** j / (2 * j + 1) for j in range(15))  # |t| <= tan(pi/16)
+_TAN_PI_8 = 0.41421356237309503
+
+
+def _horner(coefficients: tuple[float, ...], x: np.ndarray) -> np.ndarray:
+    """sum_j coefficients[j] * x**j by Horner's rule."""
+    out = np.full_like(x, coefficients[-1])
+    for c in coefficients[-2::-1]:
+        out *= x
+        out += c
+    return out
+
+
+def _exp(x) -> np.ndarray:
+    """e**x, the same bits on every machine (x clipped to [-745, 709])."""
+    x = np.clip(np.asarray(x, dtype=np.float64), -745.0, 709.0)
+    k = np.rint(x * (1.0 / _LN2_HI))
+    r = (x - k * _LN2_HI) - k * _LN2_LO  # |r| <= ln(2)/2 (+ rounding)
+    return np.ldexp(_horner(_EXP_TAYLOR, r), k.astype(np.int64))
+
+
+def _cos_sin(x) -> tuple[np.ndarray, np.ndarray]:
+    """(cos x, sin x), the same bits on every machine (accurate for |x| < 1e6)."""
+    x = np.asarray(x, dtype=np.float64)
+    k = np.rint(x * (2.0 / math.pi))
+    r = ((x - k * _PIO2[0]) - k * _PIO2[1]) - k * _PIO2[2]  # |r| <= pi/4 (+ rounding)
+    r2 = r * r
+    c = _horner(_COS_TAYLOR, r2)
+    s = _horner(_SIN_TAYLOR, r2) * r
+    q = np.mod(k, 4.0)
+    cos = np.where(q == 0, c, np.where(q == 1, -s, np.where(q == 2, -c, s)))
+    sin = np.where(q == 0, s, np.where(q == 1, c, np.where(q == 2, -s, -c)))
+    return cos, sin
+
+
+def _arctan2(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Angle of (x, y) in (-pi, pi], the same bits on every machine; 0 at the origin."""
+    ax, ay = np.abs(x), np.abs(y)
+    swap = ay > ax
+    num, den = np.where(swap, ax, ay), np.where(swap, ay, ax)
+    t = np.divide(num, den, out=np.zeros_like(num), where=den > 0)  # [0, 1]
+    big = t > _TAN_PI_8
+    t = np.where(big, (t - 1.0) / (t + 1.0), t)  # |t| <= tan(pi/8): atan t = pi/4 + atan t'
+    t = t / (1.0 + np.sqrt(1.0 + t * t))  # half angle: |t| <= tan(pi/16)
+    a = 2.0 * t * _horner(_ATAN_TAYLOR, t * t)
+    a = np.where(big, a + math.pi / 4, a)
+    a = np.where(swap, math.pi / 2 - a, a)
+    a = np.where(x < 0, math.pi - a, a)
+    return np.where(y < 0, -a, a)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -11,6 +15,7 @@ import pytest
 
 from connectome_priors.etl.contracts import validate_tables
 from connectome_priors.etl.sources.synthetic import VOXEL_SIZE_NM, SyntheticConfig, generate
+from connectome_priors.etl.store import content_hash
 from connectome_priors.schemas import store_contract
 
 SMALL = SyntheticConfig(seed=7, n_fields=4, duration_s=300.0)
@@ -260,3 +265,141 @@ def test_full_default_has_the_microns_scale():
     assert result.report["within_field_mean_connected_distance_um"] \
         < 0.6 * result.report["within_field_mean_pair_distance_um"]
     validate_tables(result.tables, origins=result.origins)
+
+
+# ---------------------------------------------------------------------------------------------
+# Same content on every machine: the stored tables must not depend on the CPU's SIMD paths, the
+# BLAS kernel or its thread count. Each condition runs the generator in a child process whose
+# environment selects other numpy / OpenBLAS code paths, and compares the content hash.
+
+PORTABLE = SyntheticConfig(seed=5, n_fields=2, fields_per_scan=2, duration_s=120.0,
+                           field_size_range=(40, 48))
+PORTABLE_LARGER = SyntheticConfig(seed=9, n_fields=4, duration_s=300.0)
+
+_CHILD = """
+import json, sys
+try:
+    from numpy._core._multiarray_umath import __cpu_features__
+except ImportError:  # numpy < 2
+    from numpy.core._multiarray_umath import __cpu_features__
+from connectome_priors.etl.sources.synthetic import SyntheticConfig, generate
+from connectome_priors.etl.store import content_hash
+result = generate(SyntheticConfig(**json.loads(sys.argv[1])))
+try:
+    from threadpoolctl import threadpool_info
+    blas = [(i.get("architecture"), i.get("num_threads")) for i in threadpool_info()
+            if i.get("user_api") == "blas"]
+except ImportError:
+    blas = []
+print(json.dumps({"hash": content_hash(result.source, result.tables),
+                  "report": json.dumps(result.report, sort_keys=True),
+                  "features": {k: bool(v) for k, v in __cpu_features__.items()}, "blas": blas}))
+"""
+def _cpu_dispatch() -> tuple[dict, list[str]]:
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    return dict(__cpu_features__), list(__cpu_dispatch__)
+
+
+def _blas_kernel() -> str | None:
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        return os.environ["OPENBLAS_CORETYPE"]
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    arch = [i.get("architecture") for i in threadpool_info() if i.get("internal_api") == "openblas"]
+    return arch[0] if arch else None
+
+
+def _conditions() -> list[tuple[str, dict]]:
+    """(name, environment changes) of the conditions this machine can run."""
+    features, dispatch = _cpu_dispatch()
+    present = [f for f in dispatch if features.get(f)]
+    # numpy's dispatched loops, top tier first: AVX512 (X86_V4 / AVX512_*), then AVX2 / FMA3 (X86_V3)
+    wide = [f for f in present if "512" in f or f == "X86_V4"]
+    out = [("1 BLAS/OpenMP thread", {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}),
+           ("2 BLAS/OpenMP threads", {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"})]
+    if wide:
+        out.append((f"numpy SIMD without {'/'.join(wide)}", {"NPY_DISABLE_CPU_FEATURES": " ".join(wide)}))
+    if present and present != wide:
+        out.append((f"numpy SIMD baseline only (without {'/'.join(present)})",
+                    {"NPY_DISABLE_CPU_FEATURES": " ".join(present)}))
+    kernel = (_blas_kernel() or "").lower()
+    needs = {"SkylakeX": ("AVX512F",), "Haswell": ("AVX2", "FMA3"), "Sandybridge": ("AVX",),
+             "Nehalem": ("SSE42",)}
+    if kernel:  # OpenBLAS with runtime kernel selection: try the other kernels this CPU runs
+        for name, required in needs.items():
+            if name.lower() != kernel and all(features.get(f) for f in required):
+                out.append((f"OpenBLAS kernel {name} (not {kernel})", {"OPENBLAS_CORETYPE": name}))
+    return out
+
+
+def _run_child(config: SyntheticConfig, changes: dict) -> dict:
+    env = {**os.environ, **changes}  # the reference ({}) runs as this process would
+    args = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _check_condition_applied(child: dict, changes: dict) -> None:
+    """The condition really selected other code paths (else the comparison proves nothing)."""
+    for feature in changes.get("NPY_DISABLE_CPU_FEATURES", "").split():
+        assert child["features"].get(feature) is False, feature
+    if "OPENBLAS_CORETYPE" in changes and child["blas"]:
+        assert child["blas"][0][0].lower() == changes["OPENBLAS_CORETYPE"].lower(), child["blas"]
+    if "OPENBLAS_NUM_THREADS" in changes and child["blas"]:
+        assert child["blas"][0][1] == int(changes["OPENBLAS_NUM_THREADS"]), child["blas"]
+
+
+CONDITIONS = _conditions()
+
+
+@pytest.fixture(scope="module")
+def portable_reference():
+    return _run_child(PORTABLE, {})
+
+
+@pytest.mark.parametrize("name, changes", CONDITIONS, ids=[c[0] for c in CONDITIONS])
+def test_content_is_the_same_on_other_cpu_paths_and_blas_kernels(portable_reference, name, changes):
+    child = _run_child(PORTABLE, changes)
+    _check_condition_applied(child, changes)
+    assert child["hash"] == portable_reference["hash"], f"content changed under: {name}"
+    assert child["report"] == portable_reference["report"], f"report changed under: {name}"
+
+
+def test_content_hash_in_process_matches_the_child(portable_reference):
+    result = generate(PORTABLE)
+    assert content_hash(result.source, result.tables) == portable_reference["hash"]
+
+
+@pytest.mark.slow
+def test_larger_content_is_the_same_with_every_alternative_path_at_once():
+    worst = {}
+    for _, changes in CONDITIONS:  # the widest SIMD removal, one other BLAS kernel, one thread
+        if "NPY_DISABLE_CPU_FEATURES" in changes and len(changes["NPY_DISABLE_CPU_FEATURES"]) > \
+                len(worst.get("NPY_DISABLE_CPU_FEATURES", "")):
+            worst["NPY_DISABLE_CPU_FEATURES"] = changes["NPY_DISABLE_CPU_FEATURES"]
+        if "OPENBLAS_CORETYPE" in changes:
+            worst["OPENBLAS_CORETYPE"] = changes["OPENBLAS_CORETYPE"]
+    worst.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    child = _run_child(PORTABLE_LARGER, worst)
+    _check_condition_applied(child, worst)
+    result = generate(PORTABLE_LARGER)
+    assert child["hash"] == content_hash(result.source, result.tables), worst
+    assert child["report"] == json.dumps(result.report, sort_keys=True), worst
+
+
+#: Snapshot id of ``cxp etl --source synthetic`` (seed 0, full default size), on every machine.
+FULL_DEFAULT_SNAPSHOT = "synthetic-2aa950722fdd6447"
+
+
+@pytest.mark.slow
+def test_full_default_snapshot_id_is_pinned():
+    result = generate()
+    digest = content_hash(result.source, validate_tables(result.tables, origins=result.origins))
+    assert f"synthetic-{digest[:16]}" == FULL_DEFAULT_SNAPSHOT
