@@ -184,9 +184,9 @@ class _PriorPenalty(nn.Module):
 
     _label = "penalty"
 
-    def __init__(self, prior: Prior, *, strength: float, distance: DistanceKind,
-                 protocol: Protocol, orientation: Orientation,
-                 units: Sequence[int] | None) -> None:
+    def __init__(self, prior: Prior, *, strength: float = 0.3, distance: DistanceKind = "real",
+                 protocol: Protocol = "corrected", orientation: Orientation = "torch",
+                 units: Sequence[int] | None = None) -> None:
         super().__init__()
         _check_orientation(orientation)
         prior = _select(prior, units)
@@ -255,12 +255,6 @@ class DistancePenalty(_PriorPenalty):
 
     _label = "DistancePenalty"
 
-    def __init__(self, prior: Prior, *, strength: float = 0.3, distance: DistanceKind = "real",
-                 protocol: Protocol = "corrected", orientation: Orientation = "torch",
-                 units: Sequence[int] | None = None) -> None:
-        super().__init__(prior, strength=strength, distance=distance, protocol=protocol,
-                         orientation=orientation, units=units)
-
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         """The penalty: a scalar for an ``(N, N)`` weight, ``(R,)`` for ``(R, N, N)``."""
         w = self._pre_post(weight)
@@ -292,12 +286,6 @@ class WiringDistanceCommunicability(_CommunicabilityBased):
     """
 
     _label = "WiringDistanceCommunicability"
-
-    def __init__(self, prior: Prior, *, strength: float = 0.3, distance: DistanceKind = "real",
-                 protocol: Protocol = "corrected", orientation: Orientation = "torch",
-                 units: Sequence[int] | None = None) -> None:
-        super().__init__(prior, strength=strength, distance=distance, protocol=protocol,
-                         orientation=orientation, units=units)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         """The penalty: a scalar for an ``(N, N)`` weight, ``(R,)`` for ``(R, N, N)``."""

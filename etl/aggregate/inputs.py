@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import csv
-import gzip
 import os
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import SourceError
+from ..formats.csv_rows import first_rows
 from ..formats.export_header import ExportHeader, header_for, read_header
 
 __all__ = ["SynapseFiles", "SynapseInput", "resolve_files", "ALIASES", "check_arrow_types",
@@ -130,13 +129,5 @@ def check_arrow_types(schema: pa.Schema, cols: dict[str, str], origin: str) -> N
 
 def csv_first_line(path: Path) -> list[str]:
     """The first row of a CSV(.gz) file (its column names, when it has a header row)."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8", newline="") as fh:
-            return next(csv.reader(fh), [])
-    except UnicodeDecodeError as err:
-        raise SourceError(f"{path}: first line is not UTF-8 text (byte "
-                          f"{err.object[err.start:err.start + 1]!r} at offset {err.start}); expected "
-                          "CSV column names", path=str(path)) from err
-    except (OSError, EOFError, zlib.error, csv.Error) as err:
-        raise SourceError(f"cannot read {path}: {err}", path=str(path)) from err
+    rows = first_rows(path, 1, expected="CSV column names")
+    return rows[0] if rows else []

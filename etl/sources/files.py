@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import itertools
 import re
 import zlib
 from collections.abc import Mapping
@@ -59,6 +58,7 @@ from connectome_priors.kernel.files import atomic_path
 
 from ..errors import SourceError
 from ..tables import SourceTables
+from ..formats.csv_rows import first_rows, gzip_reason
 from ..formats.export_header import (ExportHeader, check_order, has_header_row, header_for, kind_of,
                             read_header)
 
@@ -147,22 +147,7 @@ def find_exports(directory: str | Path) -> dict[str, ExportFile]:
 
 
 def _first_rows(path: Path, n: int) -> list[list[str]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8", newline="") as fh:
-            return list(itertools.islice(csv.reader(fh), n))
-    except UnicodeDecodeError as err:
-        raise SourceError(f"{path}: not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} at "
-                          f"offset {err.start} of the decoded data); expected a CAVE table export "
-                          "in UTF-8 CSV", path=str(path)) from err
-    except (OSError, EOFError, zlib.error, csv.Error) as err:
-        raise SourceError(f"cannot read {path}: {_gzip_reason(path, err)}", path=str(path)) from err
-
-
-def _gzip_reason(path: Path, err: Exception) -> str:
-    if path.name.endswith(".gz") and isinstance(err, (EOFError, zlib.error, gzip.BadGzipFile)):
-        return f"corrupted or truncated gzip stream ({err}); expected a complete .csv.gz export"
-    return str(err)
+    return first_rows(path, n, expected="a CAVE table export")
 
 
 def _first_row(path: Path) -> list[str]:
@@ -253,7 +238,7 @@ def _read_csv(export: ExportFile, path: Path) -> pa.Table:
                               "UTF-8 CSV", path=str(path)) from err
         raise _conversion_error(err, path, names, declared) from err
     except (OSError, EOFError) as err:
-        raise SourceError(f"cannot read {path}: {_gzip_reason(path, err)}", path=str(path)) from err
+        raise SourceError(f"cannot read {path}: {gzip_reason(path, err)}", path=str(path)) from err
 
 
 def _gzip_broken(path: Path) -> bool:
