@@ -12,7 +12,7 @@ snapshot, joined strictly on (session, scan_idx, unit_id) of the population's co
 (never on root ids, which change between materializations). The join is verified first: per field
 of the scan, the share of the activity snapshot's unit ids that the population snapshot's
 co-registration places in that same field must reach
-:data:`etl.sources.nwb.coreg.MIN_AGREEMENT` (the ``nwb`` source derives unit ids from mask ids by
+:data:`etl.unit_ids.MIN_AGREEMENT` (the ``nwb`` source derives unit ids from mask ids by
 the pipeline's convention; a wrong derivation moves units between fields), else
 :class:`UnitMappingError` gives the numbers; then the field of every joined unit must agree. The
 shares are recorded with the activity snapshot's identity. ``"auto"`` keeps the population's own snapshot when it has every train, else takes the
@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from connectome_priors.etl.sources.nwb.coreg import MIN_AGREEMENT, describe_agreement, field_agreement, implausible
+from connectome_priors.etl.unit_ids import MIN_AGREEMENT, describe_agreement, field_agreement, implausible
 from connectome_priors.etl.store import Store
 
 from .errors import PopulationError
@@ -46,7 +46,7 @@ _NEURON_COLUMNS = ["nucleus_id", "root_id", "session", "scan_idx", "field", "uni
 class UnitMappingError(PopulationError):
     """Two snapshots' unit ids of a scan do not describe the same units: the join is refused.
 
-    ``fields`` holds the per-field agreement (see :func:`etl.sources.nwb.coreg.field_agreement`),
+    ``fields`` holds the per-field agreement (see :func:`etl.unit_ids.field_agreement`),
     ``threshold`` the share each field needed.
     """
 

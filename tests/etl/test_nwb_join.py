@@ -200,7 +200,7 @@ def test_shuffled_fields_are_refused_with_numbers(world, tmp_path):
 
 def test_one_unit_off_is_within_the_threshold_only_for_large_fields():
     """The threshold (99%): one misplaced unit of ten refuses; the check is per field."""
-    from connectome_priors.etl.sources.nwb.coreg import field_agreement, implausible
+    from connectome_priors.etl.unit_ids import field_agreement, implausible
 
     derived = pd.DataFrame({"session": 4, "scan_idx": 7, "field": [1] * 10 + [2] * 200,
                             "unit_id": range(1, 211)})

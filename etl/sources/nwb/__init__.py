@@ -7,7 +7,7 @@ cache, resumable and sha256-checked.
 """
 
 from .download import DandiConfig, DownloadError, download_scans
-from .coreg import MIN_AGREEMENT, field_agreement, unit_offsets
+from ...unit_ids import MIN_AGREEMENT, field_agreement, unit_offsets
 from .events import EventRule, deconvolve_ar1, deconvolve_oasis, detect_peaks
 from .reader import NwbLayoutError, read_nwb
 

@@ -11,7 +11,7 @@ field ``<k>`` (1, 2, ...):
   ``timestamps`` (s, the scan's frame times), ``rois`` (indices into the plane segmentation).
 
 The scan-wide ``unit_id`` of co-registration tables is not stored; it is derived as ``(ROIs of the
-earlier fields) + mask_id`` (see :mod:`etl.sources.nwb.coreg`), and, when the target store already
+earlier fields) + mask_id`` (see :mod:`etl.unit_ids`), and, when the target store already
 holds co-registered units, checked per field against them (``report["coregistration"]``).
 
 Session and scan come from ``session_id`` (``"4-scan-7"``), else the file name
@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from ...errors import SourceError
 from ...tables import SourceTables
-from .coreg import MIN_AGREEMENT, describe_agreement, field_agreement, implausible, unit_offsets
+from ...unit_ids import MIN_AGREEMENT, describe_agreement, field_agreement, implausible, unit_offsets
 from .events import EventRule, ar1_decay, events_from_block
 
 __all__ = ["NwbLayoutError", "read_nwb", "nwb_files", "scan_of", "coregistration_report"]
@@ -332,8 +332,8 @@ def coregistration_report(units: pa.Table, store_dir: str | os.PathLike | None) 
     -------
     dict
         ``status`` ('compared', 'no store', 'no co-registration'), and when compared the snapshot
-        id, the threshold (:data:`~etl.sources.nwb.coreg.MIN_AGREEMENT`), one row per field (see
-        :func:`~etl.sources.nwb.coreg.field_agreement`) with its line of text, and the names of the
+        id, the threshold (:data:`~etl.unit_ids.MIN_AGREEMENT`), one row per field (see
+        :func:`~etl.unit_ids.field_agreement`) with its line of text, and the names of the
         implausible fields (a population join refuses those).
     """
     from ...store import Store  # noqa: PLC0415
