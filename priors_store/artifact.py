@@ -1,16 +1,37 @@
 """Write and publish one immutable artifact directory ``<root>/<name>/<version>/``.
 
-Files are written into a temporary folder next to the final one; on commit each is hashed, the
-version id is derived from the content (population, snapshot, parameters and every file's sha256),
-the manifest is validated against ``schemas/artifact/manifest.schema.json`` and written, and the
-folder is renamed into place. Publishing the same content again is a no-op that returns the
-existing version, also when an identical build publishes it concurrently. ``<root>/<name>/latest``
-(a one-line file) names the newest version. Temporary folders that killed builds left behind
-(``.tmp-<host>-<pid>-<uuid>``) are removed by the next build of the same name.
+**A version names a recipe, not bytes.** The version id is the first 16 hex digits of the sha256
+over the canonical JSON of the artifact's recipe (:func:`recipe`): the population (how it was
+chosen, plus the sha256 of its sorted nucleus ids), the source snapshot (its id, provenance and
+content hash, and the activity snapshot's identity and content hash when spikes were joined from
+one), every derivation parameter, and :data:`DERIVATION_VERSION`, a constant bumped by hand when
+derivation code changes results. Floating-point results differ in their last bits between CPUs,
+BLAS builds and thread counts; the recipe does not, so the same recipe has the same version on
+every machine, and a version a paper cites can be rebuilt and checked elsewhere
+(:func:`~.load.verify` with ``rebuild=True``, which compares with :func:`compare_builds`).
 
-The loader re-derives the version from the manifest (:func:`check_manifest`), so an edited
-manifest (a kind mapped to another file, changed provenance or parameters, another version) is
-refused. ``created`` and ``code_version`` are not part of the version and are not covered.
+Each file's sha256 stays in the manifest (integrity: loaders check every file), and the manifest
+seals what is not part of the recipe (kinds with their stats, the file list with sizes and
+sha256) with ``content_sha256`` (:func:`content_digest`). The loader re-derives both
+(:func:`check_manifest`), so an edited manifest (a kind mapped to another file, changed
+provenance, parameters or stats, another version) is refused. ``created`` and ``code_version``
+are not covered.
+
+Files are written into a temporary folder next to the final one; on commit each is hashed, the
+manifest is validated against ``schemas/artifact/manifest.schema.json`` and written, and the folder
+is renamed into place. **Publishing a version that exists keeps the first build**: the new build is
+compared with the published files (:func:`compare_builds`: integer kinds and the neuron table
+exactly, float kinds within ``rtol`` :data:`FLOAT_RTOL`, ``atol`` :data:`FLOAT_ATOL`, ``precision``
+within a relative Frobenius difference of 1e-2, :data:`NORM_TOLERANCES`); within
+tolerance it returns the published manifest and writes nothing, otherwise it raises
+:class:`ArtifactIntegrityError` naming the kind and the largest difference (derivation code
+changed without bumping :data:`DERIVATION_VERSION`). The same holds when an identical build
+publishes the version concurrently. ``<root>/<name>/latest`` (a one-line file) names the newest
+version. Temporary folders that killed builds left behind (``.tmp-<host>-<pid>-<uuid>``) are
+removed by the next build of the same name.
+
+Manifests of ``manifest_version`` 1 (before recipe versions) still load: their version is checked
+with the formula they were written with (:func:`content_version`, a hash of the files' content).
 """
 
 from __future__ import annotations
@@ -24,6 +45,7 @@ import shutil
 import socket
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -39,10 +61,38 @@ from connectome_priors.kernel.files import atomic_write_text, sha256_file
 
 from .errors import ArtifactIntegrityError, PriorsError
 
-__all__ = ["MANIFEST", "ArtifactWriter", "check_manifest", "content_version", "manifest_schema",
-           "sha256_file", "validate_manifest"]
+__all__ = ["DERIVATION_VERSION", "FLOAT_ATOL", "FLOAT_RTOL", "MANIFEST", "MANIFEST_VERSION",
+           "NORM_TOLERANCES",
+           "ArtifactWriter", "KindComparison", "canonical_json", "check_manifest", "compare_builds",
+           "content_digest", "content_version", "manifest_schema", "nucleus_ids_digest", "recipe",
+           "recipe_version", "sha256_file", "validate_manifest"]
+
+#: Version of the derivation code, part of every recipe. Bump it by hand (a new string) in the
+#: change that makes any derivation (priors_store/derive, pipeline.py) give other results than
+#: its float rounding: a build would otherwise publish other numbers under an existing version,
+#: which the re-publish check refuses. Not the git commit: a commit changes without changing
+#: results, and a version must be rebuildable from a release of the code.
+DERIVATION_VERSION = "1"
+
+#: Tolerances of :func:`compare_builds` for float kinds: ``|a - b| <= FLOAT_ATOL + FLOAT_RTOL * |b|``
+#: elementwise (NaN only where the other has NaN). Integer kinds, labels and the neuron table must
+#: be equal. float32 rounds at ~6e-8 relative, so a last-bit difference passes.
+FLOAT_RTOL = 1e-6
+FLOAT_ATOL = 1e-9
+
+#: Kinds compared by a relative Frobenius norm, ``||a - b||_F <= tol * ||a||_F``, instead of
+#: elementwise: ``precision`` comes from GraphicalLassoCV, an iterative fit that often stops
+#: unconverged (recorded in its stats), so last-bit differences of its input move its result by
+#: ~3e-4 relative (measured: OpenBLAS Sandybridge vs SkylakeX kernels, field 6_6_2 of the test
+#: store; max |difference| 0.011 on values up to 61).
+NORM_TOLERANCES = {"precision": 1e-2}
+
+#: The manifest format this code writes (1: version = hash of the files; 2: version = the recipe).
+MANIFEST_VERSION = 2
 
 MANIFEST = "manifest.json"
+#: The neuron order of every artifact (a table, not a kind).
+NEURONS = "neurons.parquet"
 LATEST = "latest"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -65,13 +115,54 @@ def validate_manifest(manifest: dict, *, path: str = MANIFEST) -> None:
 
 
 
-def content_version(manifest: dict) -> str:
-    """The version id an artifact's content derives to: the first 16 hex digits of the sha256 over
-    its population, source snapshot, parameters, kinds and every file's (path, sha256).
+def canonical_json(value) -> str:
+    """The canonical JSON text hashed into versions: sorted keys, no spaces, ASCII, and non-JSON
+    values (numpy scalars) as strings."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
 
-    ``manifest`` needs only those five entries; :meth:`ArtifactWriter.commit` and the loader's
-    checks compute the version through this one function.
+
+def nucleus_ids_digest(nucleus_ids) -> str:
+    """sha256 of a population's nucleus ids in canonical form: sorted ascending, decimal, joined
+    by ``,`` (the order of the neurons follows from how the population was chosen).
+
+    >>> nucleus_ids_digest([3, 1, 2]) == nucleus_ids_digest([1, 2, 3])
+    True
     """
+    ids = sorted(int(i) for i in nucleus_ids)
+    return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()
+
+
+def recipe(manifest: dict) -> dict:
+    """What a version names (``manifest_version`` 2): ``derivation_version``, ``population`` (how it
+    was chosen, ``n_neurons``, ``nucleus_ids_sha256``), ``source_snapshot`` (id, provenance,
+    content hash, and the joined activity snapshot's) and ``parameters``. All are exact values that
+    do not depend on the machine, unlike the derived numbers."""
+    return {"derivation_version": manifest["derivation_version"],
+            "population": manifest["population"], "source_snapshot": manifest["source_snapshot"],
+            "parameters": manifest["parameters"]}
+
+
+def recipe_version(manifest: dict) -> str:
+    """The version id of a recipe: the first 16 hex digits of the sha256 of
+    :func:`canonical_json` of :func:`recipe`. ``manifest`` needs only the recipe's four entries."""
+    return hashlib.sha256(canonical_json(recipe(manifest)).encode()).hexdigest()[:16]
+
+
+def content_digest(manifest: dict) -> str:
+    """``content_sha256`` of a manifest: the sha256 of :func:`canonical_json` of its ``kinds``
+    (files, formats, descriptions, stats) and ``files`` (path, sha256, bytes, shape, dtype).
+
+    Not part of the version (these hold machine-dependent numbers); it seals them, so an edited
+    stat or file hash in the manifest is refused by :func:`check_manifest` alone.
+    """
+    return hashlib.sha256(canonical_json({"kinds": manifest["kinds"],
+                                          "files": manifest["files"]}).encode()).hexdigest()
+
+
+def content_version(manifest: dict) -> str:
+    """The version id of a ``manifest_version`` 1 artifact (before recipe versions): the first 16
+    hex digits of the sha256 over its population, source snapshot, parameters, kinds and every
+    file's (path, sha256). Kept to check old manifests."""
     identity = json.dumps({"population": manifest["population"], "snapshot": manifest["source_snapshot"],
                            "parameters": manifest["parameters"], "kinds": manifest["kinds"],
                            "files": [(f["path"], f["sha256"]) for f in manifest["files"]]},
@@ -88,8 +179,9 @@ def check_manifest(manifest: dict, *, path: str = MANIFEST, directory: Path | No
 
     Checks the schema, that every file name is a plain name inside the artifact, that each kind
     maps to the file the build writes for it (``<kind>.npy`` / ``<kind>.npz``) and that file is
-    listed, and that the content (population, snapshot, parameters, kinds, files' sha256) derives
-    to the recorded ``version``. With ``directory`` (a published ``<root>/<name>/<version>``; not a
+    listed, that ``content_sha256`` is the hash of the kinds and files (:func:`content_digest`), and
+    that the recipe (:func:`recipe`) derives to the recorded ``version`` (``manifest_version`` 1:
+    the content, :func:`content_version`). With ``directory`` (a published ``<root>/<name>/<version>``; not a
     staging folder starting with '.') its folder names must equal ``name`` and ``version`` too.
 
     Raises
@@ -120,12 +212,23 @@ def check_manifest(manifest: dict, *, path: str = MANIFEST, directory: Path | No
             raise ArtifactIntegrityError(f"{path}: kinds.{kind}.file {expected!r} is not in files",
                                          path=path, expected=f"{expected} listed in files",
                                          found="not listed")
-    derived = content_version(manifest)
+    if manifest["manifest_version"] == 1:
+        derived, covers = content_version(manifest), ("population, source_snapshot, parameters, "
+                                                       "kinds, files' sha256 (manifest_version 1)")
+    else:
+        digest = content_digest(manifest)
+        if digest != manifest["content_sha256"]:
+            raise ArtifactIntegrityError(
+                f"{path}: content_sha256 is {manifest['content_sha256'][:16]}..., but the manifest's "
+                f"kinds and files (stats, sizes, sha256) hash to {digest[:16]}...: the manifest was "
+                "edited after the build", path=path, expected=digest, found=manifest["content_sha256"])
+        derived, covers = recipe_version(manifest), ("recipe: derivation_version, population, "
+                                                     "source_snapshot, parameters")
     if derived != manifest["version"]:
         raise ArtifactIntegrityError(
-            f"{path}: version is {manifest['version']!r}, but the manifest's content (population, "
-            f"source_snapshot, parameters, kinds, files' sha256) derives to {derived!r}: the manifest "
-            "was edited after the build", path=path, expected=derived, found=manifest["version"])
+            f"{path}: version is {manifest['version']!r}, but the manifest's {covers} derives to "
+            f"{derived!r}: the manifest was edited after the build", path=path, expected=derived,
+            found=manifest["version"])
     if directory is not None and not directory.name.startswith("."):
         for field, want in (("version", directory.name), ("name", directory.parent.name)):
             if manifest[field] != want:
@@ -200,8 +303,21 @@ class ArtifactWriter:
         self._extra_files.append(filename)
         return target
 
-    def commit(self, *, population: dict, source_snapshot: dict, parameters: dict) -> dict:
-        """Hash every file, derive the version, write the manifest and publish; return the manifest."""
+    def commit(self, *, population: dict, source_snapshot: dict, parameters: dict,
+               derivation_version: str = DERIVATION_VERSION) -> dict:
+        """Hash every file, derive the version from the recipe, write the manifest and publish;
+        return the manifest.
+
+        ``population`` gets ``nucleus_ids_sha256`` (:func:`nucleus_ids_digest`) from the
+        ``neurons.parquet`` table when it has none. When the version is already published, the
+        files are compared with the published ones (:func:`compare_builds`) and the published
+        manifest is returned: the first build is kept.
+
+        Raises
+        ------
+        ArtifactIntegrityError
+            The version is published with other kinds, or with numbers beyond the tolerances.
+        """
         files = []
         for path in sorted(self.tmp.iterdir()):
             entry = {"path": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
@@ -210,27 +326,31 @@ class ArtifactWriter:
                 entry.update(shape=list(arr.shape), dtype=str(arr.dtype))
                 del arr
             files.append(entry)
-        version = content_version({"population": population, "source_snapshot": source_snapshot,
-                                   "parameters": parameters, "kinds": self.kinds, "files": files})
-        manifest = {
-            "manifest_version": 1,
+        if "nucleus_ids_sha256" not in population and NEURONS in self._extra_files:
+            ids = pd.read_parquet(self.path(NEURONS), columns=["nucleus_id"]).nucleus_id
+            population = {**population, "nucleus_ids_sha256": nucleus_ids_digest(ids)}
+        draft = {
+            "manifest_version": MANIFEST_VERSION,
             "name": self.name,
-            "version": version,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "code_version": code_version(),
+            "derivation_version": derivation_version,
             "population": population,
             "source_snapshot": source_snapshot,
             "parameters": parameters,
             "kinds": self.kinds,
             "files": files,
         }
+        try:  # hash what the loader will read: the manifest as JSON gives it back
+            manifest = json.loads(json.dumps(draft, sort_keys=True, default=str))
+        except (TypeError, ValueError) as err:
+            raise PriorsError(f"{self.name}: the manifest cannot be written as JSON ({err}): a "
+                              "parameter or stat with mixed-type keys or another non-JSON value?"
+                              ) from err
+        version = recipe_version(manifest)
+        manifest.update(version=version, content_sha256=content_digest(manifest))
         validate_manifest(manifest)
-        text = json.dumps(manifest, indent=2, sort_keys=True, default=str)
-        if content_version(json.loads(text)) != version:  # the loader re-derives it from this text
-            raise PriorsError(f"{self.name}: the manifest does not survive JSON unchanged (a "
-                              "parameter or stat with non-string keys or another non-JSON value?); "
-                              "its version could not be checked when loaded")
-        (self.tmp / MANIFEST).write_text(text)
+        (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         final = self.root / self.name / version
         if not final.exists():
             try:
@@ -240,8 +360,8 @@ class ArtifactWriter:
                 if err.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not final.is_dir():
                     raise PriorsError(f"cannot publish {self.name}@{version} at {final}: "
                                       f"{err.strerror or err}") from err
-        if self.tmp.exists():  # same content already published (maybe by a concurrent build): keep it
-            manifest = _published_manifest(final, manifest)
+        if self.tmp.exists():  # the recipe is already published (maybe by a concurrent build)
+            manifest = _published_manifest(final, self.tmp, manifest)
         _point_latest(self.root / self.name, version)
         return manifest
 
@@ -295,8 +415,9 @@ def _rename(src: Path, dst: Path) -> None:
     os.replace(src, dst)
 
 
-def _published_manifest(final: Path, ours: dict) -> dict:
-    """The manifest of the already published ``final``, checked to hold what we built."""
+def _published_manifest(final: Path, ours_dir: Path, ours: dict) -> dict:
+    """The manifest of the already published ``final``, checked to hold what we built in
+    ``ours_dir`` (same kinds; numbers within the tolerances of :func:`compare_builds`)."""
     mpath = final / MANIFEST
     try:
         theirs = json.loads(mpath.read_text("utf-8"))
@@ -305,13 +426,159 @@ def _published_manifest(final: Path, ours: dict) -> dict:
                                      f"readable manifest ({err}); remove {final} and build again",
                                      path=str(mpath)) from err
     check_manifest(theirs, path=str(mpath))
-    mine = [(f["path"], f["sha256"]) for f in ours["files"]]
-    found = [(f["path"], f["sha256"]) for f in theirs["files"]]
-    if found != mine:
-        raise ArtifactIntegrityError(f"{mpath}: the published artifact of version {ours['version']} "
-                                     "lists other files or sha256 than this build wrote",
-                                     path=str(mpath), expected=str(mine), found=str(found))
+    bad = [c for c in compare_builds(final, ours_dir, published_manifest=theirs,
+                                                  rebuilt_manifest=ours) if not c.ok]
+    if bad:
+        raise ArtifactIntegrityError(
+            f"{final}: {ours['name']}@{ours['version']} is published, and this build of the same "
+            f"recipe differs from it: {bad[0].describe()}. The published build is kept. Results "
+            f"beyond the tolerances for one recipe mean the derivation code changed without a new "
+            f"DERIVATION_VERSION (now {ours['derivation_version']!r}): bump it",
+            path=str(final / bad[0].file), expected="the published values", found=bad[0].describe())
     return theirs
+
+
+@dataclass(frozen=True)
+class KindComparison:
+    """How one kind (or the neuron table) of two builds of a recipe compares."""
+
+    kind: str
+    """Kind name, or ``neurons.parquet``."""
+    file: str
+    """Its file in the artifact folder."""
+    rule: str
+    """``exact`` (integer kinds, labels, the neuron table) or ``rtol ..., atol ...`` (floats)."""
+    ok: bool
+    """Within the rule."""
+    identical: bool
+    """Byte-identical files (same sha256)."""
+    max_abs_diff: float
+    """Largest |published - rebuilt| (inf where NaNs, shapes or dtypes differ; 0 for tables)."""
+    n_outside: int = 0
+    """Entries outside the tolerance."""
+    note: str = ""
+    """What differs when it is not a number (missing kind, shape, dtype, table rows)."""
+    rel_norm_diff: float | None = None
+    """``||a - b||_F / ||a||_F`` for kinds compared by norm (:data:`NORM_TOLERANCES`)."""
+
+    def describe(self) -> str:
+        """One line: kind, rule and the largest difference."""
+        if self.note:
+            return f"kind {self.kind} ({self.file}): {self.note}"
+        state = "identical" if self.identical else f"max |difference| {self.max_abs_diff:.3g}"
+        if self.rel_norm_diff is not None:
+            state += f", relative Frobenius difference {self.rel_norm_diff:.3g}"
+        extra = f", {self.n_outside} entries outside" if self.n_outside else ""
+        return f"kind {self.kind} ({self.file}): {state} ({self.rule}{extra})"
+
+
+def compare_builds(published: Path, rebuilt: Path, *, published_manifest: dict | None = None,
+                   rebuilt_manifest: dict | None = None, rtol: float = FLOAT_RTOL,
+                   atol: float = FLOAT_ATOL, block: int = 1024) -> list[KindComparison]:
+    """Compare two builds of one recipe kind by kind; return one :class:`KindComparison` each.
+
+    Integer and label kinds (``connectome``, ``modules_*``) and the neuron table must be equal;
+    float kinds (dense or sparse) must satisfy ``|a - b| <= atol + rtol * |a|`` elementwise, with
+    ``a`` the published value and NaN only where the other is NaN; kinds in
+    :data:`NORM_TOLERANCES` (``precision``: 1e-2) ``||a - b||_F <= tol * ||a||_F`` instead.
+    Byte-identical files pass without reading. Kinds present in only one build fail. Dense
+    matrices are compared in row blocks of ``block`` rows (memory stays bounded for pooled
+    populations). Stats are not compared: they summarize the compared numbers.
+
+    >>> bad = [c for c in compare_builds(a_dir, b_dir) if not c.ok]  # doctest: +SKIP
+    """
+    pm = published_manifest or _read(published)
+    rm = rebuilt_manifest or _read(rebuilt)
+    sums = ({f["path"]: f["sha256"] for f in pm["files"]}, {f["path"]: f["sha256"] for f in rm["files"]})
+    rule = f"rtol {rtol:g}, atol {atol:g}"
+    out = []
+    if NEURONS in sums[0] or NEURONS in sums[1]:
+        same = sums[0].get(NEURONS) == sums[1].get(NEURONS)
+        ok = same or (NEURONS in sums[0] and NEURONS in sums[1] and
+                      pd.read_parquet(published / NEURONS).equals(pd.read_parquet(rebuilt / NEURONS)))
+        out.append(KindComparison(NEURONS, NEURONS, "exact", ok, same, 0.0 if ok else float("inf"),
+                                  note="" if ok else "the neuron tables differ"))
+    for kind in sorted(set(pm["kinds"]) | set(rm["kinds"])):
+        if kind not in pm["kinds"] or kind not in rm["kinds"]:
+            where = "the rebuild" if kind not in rm["kinds"] else "the published build"
+            out.append(KindComparison(kind, (pm["kinds"].get(kind) or rm["kinds"][kind])["file"],
+                                      "exact", False, False, float("inf"), note=f"missing in {where}"))
+            continue
+        entry = pm["kinds"][kind]
+        fname = entry["file"]
+        if sums[0].get(fname) == sums[1].get(fname):
+            out.append(KindComparison(kind, fname, "identical bytes", True, True, 0.0))
+            continue
+        if entry["format"] == "npz-sparse":
+            a, b = sp.load_npz(published / fname).tocsr(), sp.load_npz(rebuilt / fname).tocsr()
+            out.append(_compare_sparse(kind, fname, a, b, rtol, atol, rule))
+        else:
+            a = np.load(published / fname, mmap_mode="r", allow_pickle=False)
+            b = np.load(rebuilt / fname, mmap_mode="r", allow_pickle=False)
+            norm = NORM_TOLERANCES.get(kind)
+            out.append(_compare_dense(kind, fname, a, b, rtol, atol,
+                                      rule if norm is None else f"relative Frobenius <= {norm:g}",
+                                      block, norm))
+    return out
+
+
+def _read(directory: Path) -> dict:
+    return json.loads((directory / MANIFEST).read_text("utf-8"))
+
+
+def _exact(dtype: np.dtype) -> bool:
+    return not np.issubdtype(dtype, np.inexact)
+
+
+def _compare_dense(kind, fname, a, b, rtol, atol, rule, block, norm=None) -> KindComparison:
+    # a: published, b: rebuilt
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return KindComparison(kind, fname, rule, False, False, float("inf"),
+                              note=f"published {a.dtype}{list(a.shape)}, rebuilt {b.dtype}{list(b.shape)}")
+    exact = _exact(a.dtype)
+    worst, outside, sq_diff, sq_ref = 0.0, 0, 0.0, 0.0
+    for start in range(0, max(len(a), 1), block):
+        x = np.asarray(a[start:start + block])
+        y = np.asarray(b[start:start + block])
+        if exact:
+            bad = x != y
+            if bad.any():
+                worst = max(worst, float(np.max(np.abs(x[bad].astype(np.float64) - y[bad]))))
+                outside += int(bad.sum())
+            continue
+        x64, y64 = x.astype(np.float64), y.astype(np.float64)
+        nan_x, nan_y = np.isnan(x64), np.isnan(y64)
+        if (nan_x != nan_y).any():
+            worst, outside = float("inf"), outside + int((nan_x != nan_y).sum())
+        both = ~(nan_x | nan_y)
+        diff = np.abs(x64[both] - y64[both])
+        if diff.size:
+            worst = max(worst, float(diff.max()))
+            outside += int((diff > atol + rtol * np.abs(x64[both])).sum())
+            sq_diff += float(np.sum(diff ** 2))
+            sq_ref += float(np.sum(x64[both] ** 2))
+    if norm is not None and not exact and worst != float("inf"):
+        rel = (sq_diff ** 0.5) / (sq_ref ** 0.5) if sq_ref > 0 else (0.0 if sq_diff == 0 else float("inf"))
+        return KindComparison(kind, fname, rule, rel <= norm, False, worst, rel_norm_diff=rel)
+    return KindComparison(kind, fname, "exact" if exact else rule, outside == 0, False, worst, outside)
+
+
+def _compare_sparse(kind, fname, a, b, rtol, atol, rule) -> KindComparison:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return KindComparison(kind, fname, rule, False, False, float("inf"),
+                              note=f"published {a.dtype}{list(a.shape)}, rebuilt {b.dtype}{list(b.shape)}")
+    exact = _exact(a.dtype)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    diff = abs(a64 - b64).tocsr()
+    if np.isnan(diff.data).any():  # sparse kinds hold no NaN; if one does, it fails
+        diff.data = np.nan_to_num(diff.data, nan=np.inf)
+    worst = float(diff.max()) if diff.nnz else 0.0
+    if exact:
+        outside = int((diff.data != 0).sum())
+    else:
+        excess = (diff - rtol * abs(a64)).tocsr()
+        outside = int((excess.data > atol).sum())
+    return KindComparison(kind, fname, "exact" if exact else rule, outside == 0, False, worst, outside)
 
 
 def _point_latest(folder: Path, version: str) -> None:

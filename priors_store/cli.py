@@ -10,13 +10,14 @@ import pandas as pd
 from connectome_priors.kernel.settings import env_name
 from connectome_priors.etl.store import Store
 
+from .artifact import FLOAT_ATOL, FLOAT_RTOL
 from .pipeline import DeriveParams, build, build_per_field
 from .config import ARTIFACTS_ENV, artifact_root
 from .diff import diff
 from .distributed import ENGINES
 from .errors import ArtifactIntegrityError, PriorsError
 from .export import export
-from .load import list_artifacts, load, parse_ref, resolve_version, verify
+from .load import list_artifacts, load, parse_ref, resolve_version, verify, verify_rebuild
 from .population import Population
 
 __all__ = ["register"]
@@ -71,6 +72,10 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
 
     ver = psub.add_parser("verify", help="check every file of an artifact against its manifest")
     ver.add_argument("ref", help="NAME[@VERSION]")
+    ver.add_argument("--rebuild", action="store_true",
+                     help="also build the recipe again from the store and compare every kind "
+                          "(integer kinds exactly, float kinds within rtol 1e-6, atol 1e-9; "
+                          "precision within a relative Frobenius difference of 1e-2)")
     common(ver)
 
     exp = psub.add_parser("export", help="write an artifact as npz, safetensors or parquet")
@@ -162,6 +167,15 @@ def run(args: argparse.Namespace) -> None:
         directory = resolve_version(*parse_ref(args.ref), root=root)
         m = verify(directory)
         print(f"OK {m['name']}@{m['version']}: {len(m['files'])} files match their sha256")
+        if args.rebuild:
+            checked = verify_rebuild(directory, store=args.store, manifest=m)
+            worst = max(checked, key=lambda c: c.max_abs_diff)
+            print(f"OK rebuilt the recipe from snapshot {m['source_snapshot']['snapshot_id']}: "
+                  f"{len(checked)} kinds (neuron table included) match, "
+                  f"{sum(c.identical for c in checked)} byte-identical; integer kinds exactly, "
+                  f"float kinds within rtol {FLOAT_RTOL:g}, atol {FLOAT_ATOL:g}, precision by "
+                  f"norm (largest "
+                  f"|difference| {worst.max_abs_diff:.3g}, {worst.kind})")
     elif cmd == "export":
         prior = load(*parse_ref(args.ref), root=root)
         path = export(prior, args.out, fmt=args.format)

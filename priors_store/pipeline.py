@@ -13,7 +13,7 @@ import os
 import warnings
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -24,18 +24,19 @@ from tqdm.auto import tqdm
 from connectome_priors.etl.store import Store
 
 from . import derive
-from .artifact import ArtifactWriter
+from .artifact import DERIVATION_VERSION, ArtifactWriter, nucleus_ids_digest
 from .config import artifact_root
 from .distributed import BuildEngine, check_engine, write_distance_dask
 from .errors import PriorsError
 from .population import Population, ResolvedPopulation, resolve
 
-__all__ = ["DeriveParams", "build", "build_per_field", "write_distance"]
+__all__ = ["DERIVATION_VERSION", "DeriveParams", "build", "build_per_field", "rebuild",
+           "recipe_of", "write_distance"]
 
 
 @dataclass(frozen=True)
 class DeriveParams:
-    """Parameters of every derivation (recorded in the manifest; part of the version)."""
+    """Parameters of every derivation (recorded in the manifest; part of the version, the recipe)."""
 
     bin_s: float = 0.2
     """Bin width (s) of the spike counts behind correlation and precision."""
@@ -108,8 +109,12 @@ def build(name: str, population: Population, *, store: Store | str | os.PathLike
           engine: BuildEngine = "local", scheduler: Any = None, progress: bool = False) -> dict:
     """Derive all kinds for ``population`` from ``store`` and publish artifact ``name``.
 
-    Returns the manifest. The version derives from the content, so building the same population
-    of the same snapshot with the same parameters yields the same version (and writes nothing new).
+    Returns the manifest. The version derives from the recipe (population and its nucleus ids,
+    the snapshot's content hash, ``params``, :data:`DERIVATION_VERSION`), not from the numbers, so
+    building the same population of the same snapshot with the same parameters yields the same
+    version on every machine. Building a published version again writes nothing: the published
+    build is kept once the new one matches it within the tolerances of
+    :func:`~.artifact.compare_builds` (else :class:`~.errors.ArtifactIntegrityError`).
 
     ``engine`` ``"local"`` (default) computes everything in this process; ``"dask"`` computes the
     distance matrix's row blocks on a Dask cluster (``scheduler``: ``None`` for a fresh
@@ -173,7 +178,8 @@ def build(name: str, population: Population, *, store: Store | str | os.PathLike
             _functional(resolved, writer, params, step, bar)
         snap = resolved.snapshot
         return writer.commit(
-            population={**population.describe(), "n_neurons": n},
+            population={**population.describe(), "n_neurons": n,
+                        "nucleus_ids_sha256": nucleus_ids_digest(resolved.neurons.nucleus_id)},
             source_snapshot={
                 "snapshot_id": snap["snapshot_id"], "source": snap["source"],
                 "datastack": snap.get("datastack"),
@@ -181,7 +187,45 @@ def build(name: str, population: Population, *, store: Store | str | os.PathLike
                 "materialization_timestamp": _str_or_none(snap.get("materialization_timestamp")),
                 "content_hash": snap["content_hash"], "synthetic": snap["source"] == "synthetic",
                 **({"activity_snapshot": resolved.activity} if resolved.activity else {})},
-            parameters={**asdict(params), "skipped": skipped, "functional_source": functional_source})
+            parameters={**asdict(params), "skipped": skipped, "functional_source": functional_source},
+            derivation_version=DERIVATION_VERSION)
+
+
+def recipe_of(manifest: dict) -> tuple[Population, DeriveParams]:
+    """The population (pinned to the manifest's source snapshot) and parameters a manifest
+    records: what :func:`build` needs to build its recipe again.
+
+    Raises
+    ------
+    PriorsError
+        The manifest's parameters are not :class:`DeriveParams` fields (another code version).
+    """
+    pop = manifest["population"]
+    names = {f.name for f in fields(DeriveParams)}
+    recorded = {k: v for k, v in manifest["parameters"].items() if k not in ("skipped", "functional_source")}
+    unknown = sorted(set(recorded) - names)
+    if unknown:
+        raise PriorsError(f"{manifest['name']}@{manifest['version']}: parameters {unknown} are not "
+                          f"derivation parameters of this code (DeriveParams: {sorted(names)}); "
+                          "rebuild it with the connectome-priors release that built it "
+                          f"({manifest.get('code_version')})")
+    population = Population(pop["kind"], fields=tuple(pop.get("fields") or ()), sql=pop.get("sql"),
+                            snapshot=manifest["source_snapshot"]["snapshot_id"],
+                            activity_snapshot=pop.get("activity_snapshot"))
+    return population, DeriveParams(**recorded)
+
+
+def rebuild(manifest: dict, *, store: Store | str | os.PathLike | None = None,
+            root: str | os.PathLike) -> dict:
+    """Build ``manifest``'s recipe again from ``store`` into the artifact root ``root`` (e.g. a
+    temporary folder); return the new manifest. See :func:`~.load.verify` (``rebuild=True``)."""
+    population, params = recipe_of(manifest)
+    if manifest.get("derivation_version", DERIVATION_VERSION) != DERIVATION_VERSION:
+        raise PriorsError(f"{manifest['name']}@{manifest['version']} was derived by derivation code "
+                          f"version {manifest['derivation_version']!r}; this code is version "
+                          f"{DERIVATION_VERSION!r} and gives other results. Rebuild it with the "
+                          f"release that built it ({manifest.get('code_version')})")
+    return build(manifest["name"], population, store=store, root=root, params=params)
 
 
 def build_per_field(prefix: str, fields: list[str] | None = None, *,

@@ -9,11 +9,13 @@ Remote layout under a base URL (e.g. ``s3://bucket/priors``)::
     <base>/index.json                      listing: every name with its versions and ``latest``
     <base>/.tmp/                           temporary keys of atomic index/manifest writes
 
-**Content addressing.** A version id is a hash of the artifact's content (artifact.py), so a
-version that already has its manifest on the remote is never uploaded again and never
-overwritten: pushing it twice uploads nothing (a remote manifest listing other files for the same
-version is refused as a conflict). A version without its manifest (an interrupted push) is
-invisible and simply uploaded again.
+**Recipe addressing.** A version id is a hash of the artifact's recipe (population, snapshot,
+parameters, derivation code version; artifact.py), so a version that already has its manifest on
+the remote is never uploaded again and never overwritten: pushing it twice uploads nothing. A
+valid remote manifest of the same version whose files have other sha256 is another machine's
+build of the same recipe (float results differ in their last bits): the remote build is kept and
+a warning logged; a remote manifest that is not valid for the version is refused as a conflict.
+A version without its manifest (an interrupted push) is invisible and simply uploaded again.
 
 **Index, and concurrent pushes.** Object stores have no atomic rename and no locks, so neither
 index is edited read-modify-write (two pushers would lose each other's entry). Both are *derived*
@@ -39,8 +41,8 @@ choice every pusher computes alike.
 **Pulling and the cache.** ``pull``/``load(URL)`` download into
 ``<cache setting>/priors/<scheme>[@<endpoint>]/<host>/<path>/<name>/<version>/`` (the ``cache``
 setting: ``$CXP_CACHE``, else ``~/.cache/connectome-priors``). The manifest comes first; its
-name and version must be the ones asked for and its version must equal the hash of its own
-content (so an edited manifest is refused), then every listed file is fetched into a temporary
+name and version must be the ones asked for, its version must equal the hash of its own
+recipe and ``content_sha256`` that of its kinds and files (so an edited manifest is refused), then every listed file is fetched into a temporary
 sibling folder, which is checked with :func:`~.load.verify` (sizes and sha256 of every file) and
 only then renamed into place. A tampered, truncated or missing remote file is refused with
 :class:`~.errors.ArtifactIntegrityError` naming it, and nothing is cached.
@@ -317,7 +319,7 @@ def _check_manifest(manifest: Any, *, url: str, name: str, version: str) -> None
     if bad:
         raise ArtifactIntegrityError(f"{where}: lists file {bad[0]!r}, which is not a plain file "
                                      "name; refused", path=where, found=str(bad[0]))
-    check_manifest(manifest, path=where)  # schema, kinds -> files, content derives to the version
+    check_manifest(manifest, path=where)  # schema, kinds -> files, content sealed, recipe -> version
 
 
 def _summary(manifest: Mapping[str, Any], raw: bytes) -> dict:
@@ -426,14 +428,14 @@ def push(ref: str, url: str, *, root: str | os.PathLike | None = None,
     and list it in the remote index.
 
     The local copy is verified (every sha256) first. A version already on the remote is neither
-    uploaded nor overwritten.
+    uploaded nor overwritten (also when it is another machine's build of the same recipe).
 
     Raises
     ------
     ArtifactIntegrityError
         The local artifact does not match its manifest.
     RemoteError
-        The remote holds a different manifest for this version, or cannot be used.
+        The remote holds an invalid manifest for this version, or cannot be used.
     RemoteUnavailableError
         The remote could not be reached.
     """
@@ -448,12 +450,19 @@ def push(ref: str, url: str, *, root: str | os.PathLike | None = None,
     size = 0
     if raw is not None:
         theirs = _json(raw) or {}
-        ours = sorted((f["path"], f["sha256"]) for f in manifest["files"])
-        if sorted((f.get("path"), f.get("sha256")) for f in theirs.get("files", [])) != ours:
-            raise RemoteError(f"{where}/{MANIFEST} exists and lists other files than the local "
-                              f"{name}@{version}; a remote version is never overwritten. Check it "
+        try:
+            _check_manifest(theirs, url=remote.url, name=name, version=version)
+        except ArtifactIntegrityError as err:
+            raise RemoteError(f"{where}/{MANIFEST} exists but is not a valid manifest of {name}@"
+                              f"{version} ({err}); a remote version is never overwritten. Check it "
                               f"with `cxp priors pull {where.rsplit('/', 1)[0]}@{version}`",
-                              url=where)
+                              url=where) from err
+        ours = sorted((f["path"], f["sha256"]) for f in manifest["files"])
+        if sorted((f["path"], f["sha256"]) for f in theirs["files"]) != ours:
+            # the same recipe, built on another machine (float results differ in the last bits)
+            log.warning("%s: already there from another build of the same recipe (other file "
+                        "hashes); the remote build is kept, nothing uploaded. `cxp priors verify "
+                        "--rebuild` compares a build with its recipe", where)
         if _listed(remote, name, version):
             log.info("%s: already there, nothing uploaded", where)
             return PushResult(where, name, version, (), 0, False)

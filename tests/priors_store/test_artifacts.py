@@ -13,6 +13,7 @@ from connectome_priors.etl.store import Store
 from connectome_priors.priors_store import (ArtifactIntegrityError, ArtifactNotFoundError, DeriveParams, Population,
                           PopulationError, build, diff, export, list_artifacts, load, verify)
 from connectome_priors.priors_store.load import resolve_version
+from connectome_priors.priors_store.artifact import DERIVATION_VERSION, nucleus_ids_digest
 
 FAST = DeriveParams(precision=False)
 
@@ -30,8 +31,12 @@ def test_manifest_records_provenance(built, small_store):
     assert m["source_snapshot"]["snapshot_id"] == snap.snapshot_id
     assert m["source_snapshot"]["content_hash"] == snap.content_hash
     assert m["source_snapshot"]["synthetic"] is True
+    ids = Store(small_store).sql("SELECT nucleus_id FROM functional_units WHERE session = 6 AND "
+                                 "scan_idx = 6 AND field = 2 AND nucleus_id IS NOT NULL").nucleus_id
     assert m["population"] == {"kind": "fields", "fields": ["6_6_2"], "sql": None,
-                               "n_neurons": m["population"]["n_neurons"]}
+                               "n_neurons": ids.nunique(),
+                               "nucleus_ids_sha256": nucleus_ids_digest(ids.unique())}
+    assert m["derivation_version"] == DERIVATION_VERSION and m["manifest_version"] == 2
     assert m["parameters"]["bin_s"] == 0.2 and m["parameters"]["precision"] is False
     assert set(m["kinds"]) >= {"distance_um", "distance_minmax", "connectome", "connectome_size",
                                "communicability", "modules_wiring", "correlation", "sttc",

@@ -1,5 +1,6 @@
-"""Artifact integrity: verify/load re-derive the version from the manifest and refuse any edit;
-the writer cleans up after killed builds and survives an identical concurrent build."""
+"""Artifact integrity: verify/load re-derive the version (the recipe) and the content seal from the
+manifest and refuse any edit; old (manifest_version 1) manifests still load; the writer cleans up
+after killed builds and survives an identical concurrent build."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from hypothesis import strategies as st
 
 import connectome_priors.priors_store.artifact as artifact_module
 from connectome_priors.priors_store import ArtifactIntegrityError, DeriveParams, Population, build, load, verify
-from connectome_priors.priors_store.artifact import ArtifactWriter, content_version, remove_stale_temporaries
+from connectome_priors.priors_store.artifact import (ArtifactWriter, content_digest, content_version,
+                                                     nucleus_ids_digest, recipe_version,
+                                                     remove_stale_temporaries)
 
 FAST = DeriveParams(precision=False)
 
@@ -54,18 +57,35 @@ def _old_version(m: dict) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
+def _recipe_version(m: dict) -> str:
+    """The recipe version as documented in the manifest schema (issue 16), written out here."""
+    recipe = {"derivation_version": m["derivation_version"], "population": m["population"],
+              "source_snapshot": m["source_snapshot"], "parameters": m["parameters"]}
+    text = json.dumps(recipe, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _reseal(m: dict) -> None:
+    """What a careful editor does: recompute the content seal and the recipe version."""
+    m["content_sha256"] = content_digest(m)
+    m["version"] = recipe_version(m)
+
+
 def test_untouched_artifact_passes_and_its_version_is_rederived(built):
     root, m = built
     directory = root / "f662" / m["version"]
     assert verify(directory) == m
     on_disk = json.loads((directory / "manifest.json").read_text())
-    assert content_version(on_disk) == _old_version(on_disk) == m["version"]
+    assert on_disk["manifest_version"] == 2 and on_disk["derivation_version"] == "1"
+    assert recipe_version(on_disk) == _recipe_version(on_disk) == m["version"]
+    assert content_digest(on_disk) == on_disk["content_sha256"]
     prior = load("f662", root=root)
+    assert on_disk["population"]["nucleus_ids_sha256"] == nucleus_ids_digest(prior.neurons.nucleus_id)
     assert prior["distance_um"].shape == (len(prior), len(prior))
 
 
 def test_versions_of_the_same_inputs_do_not_change():
-    """Pinned: a fixed content derives to the version it derived to before this check existed."""
+    """Pinned: a fixed recipe derives to the version it derived to when this check was written."""
     import tempfile
 
     rng = np.random.default_rng(0)
@@ -77,7 +97,18 @@ def test_versions_of_the_same_inputs_do_not_change():
                      source_snapshot={"snapshot_id": "synthetic-0", "source": "synthetic",
                                       "content_hash": "0" * 64, "synthetic": True},
                      parameters={"seed": 0, "bin_s": 0.2, "skipped": {"functional": "why"}})
-        assert m["version"] == _old_version(m) == "32e2c5757cd8d1c5"  # computed with the pre-issue-15 writer
+        # Issue 16 made the version a hash of the recipe (derivation_version "1", population,
+        # source snapshot, parameters), no longer of the files: this content pinned 32e2c5757cd8d1c5
+        # under manifest_version 1 (still its content_version), and its recipe pins ea5e096d85944ab6.
+        # Both must never change: a changed pin means every published version moved.
+        assert m["version"] == _recipe_version(m) == "ea5e096d85944ab6"
+        assert content_version(m) == _old_version(m) == "32e2c5757cd8d1c5"
+        # The files do not enter the version: other numbers, same recipe, same version.
+    with tempfile.TemporaryDirectory() as root, ArtifactWriter(root, "pin") as w:
+        w.array("distance_um", np.zeros((4, 4), np.float32))
+        again = w.commit(population=m["population"], source_snapshot=m["source_snapshot"],
+                         parameters=m["parameters"])
+    assert again["version"] == m["version"] and again["content_sha256"] != m["content_sha256"]
 
 
 def test_kind_mapped_to_another_kinds_file_is_refused(copy):
@@ -99,7 +130,7 @@ def test_swapped_kinds_with_rederived_version_are_refused(copy):
     def swap(x):
         k = x["kinds"]
         k["sttc"]["file"], k["correlation"]["file"] = k["correlation"]["file"], k["sttc"]["file"]
-        x["version"] = content_version(x)
+        _reseal(x)
 
     _edit(directory, swap)
     with pytest.raises(ArtifactIntegrityError, match=r"kinds\.correlation\.file is 'sttc\.npy'"):
@@ -110,8 +141,8 @@ def test_edited_version_is_refused(copy):
     directory, m, root = copy
     _edit(directory, lambda x: x.update(version="0123456789abcdef"))
     with pytest.raises(ArtifactIntegrityError,
-                       match=rf"manifest\.json: version is '0123456789abcdef', but the manifest's content "
-                             rf"\(population, source_snapshot, parameters, kinds, files' sha256\) derives "
+                       match=rf"manifest\.json: version is '0123456789abcdef', but the manifest's recipe: "
+                             rf"derivation_version, population, source_snapshot, parameters derives "
                              rf"to '{m['version']}': the manifest was edited") as info:
         verify(directory)
     assert (info.value.expected, info.value.found) == (m["version"], "0123456789abcdef")
@@ -121,20 +152,75 @@ def test_edited_version_is_refused(copy):
 
 @pytest.mark.parametrize("edit, what", [
     (lambda x: x["source_snapshot"].update(snapshot_id="blueprint-cee8d5289635bd49"), "snapshot"),
+    (lambda x: x["source_snapshot"].update(content_hash="1" * 64), "snapshot content"),
     (lambda x: x["source_snapshot"].update(synthetic=False), "synthetic flag"),
     (lambda x: x["population"].update(fields=["5_6_8"]), "population"),
+    (lambda x: x["population"].update(nucleus_ids_sha256="2" * 64), "population's nucleus ids"),
     (lambda x: x["parameters"].update(bin_s=0.1), "parameters"),
-    (lambda x: x["kinds"]["modules_wiring"]["stats"].update(modularity_q=0.99), "stats"),
-    (lambda x: x["files"][0].update(sha256="0" * 64), "a file's sha256"),
+    (lambda x: x.update(derivation_version="2"), "derivation code version"),
 ])
-def test_edited_provenance_is_refused(copy, edit, what):
+def test_edited_recipe_is_refused(copy, edit, what):
     directory, m, root = copy
     _edit(directory, edit)
     with pytest.raises(ArtifactIntegrityError, match=rf"version is '{m['version']}', but the manifest's "
-                                                     r"content .* derives to '[0-9a-f]{16}'"):
+                                                     r"recipe: .* derives to '[0-9a-f]{16}'"):
         verify(directory)
     with pytest.raises(ArtifactIntegrityError, match=r"the manifest was edited"):
         load("f662", root=root)
+
+
+@pytest.mark.parametrize("edit, what", [
+    (lambda x: x["kinds"]["modules_wiring"]["stats"].update(modularity_q=0.99), "stats"),
+    (lambda x: x["files"][0].update(sha256="0" * 64), "a file's sha256"),
+    (lambda x: x["files"][0].update(bytes=1), "a file's size"),
+])
+def test_edited_content_is_refused(copy, edit, what):
+    """Stats and file hashes are not part of the version; content_sha256 seals them."""
+    directory, m, root = copy
+    _edit(directory, edit)
+    with pytest.raises(ArtifactIntegrityError, match=r"content_sha256 is [0-9a-f]{16}\.\.\., but the "
+                                                     r"manifest's kinds and files .* hash to "
+                                                     r"[0-9a-f]{16}\.\.\.: the manifest was edited"):
+        verify(directory)
+    with pytest.raises(ArtifactIntegrityError, match=r"the manifest was edited"):
+        load("f662", root=root)
+
+
+def test_neuron_table_must_be_the_recipes_population(copy):
+    """A resealed manifest naming other nucleus ids: the version moves (folder name check); the
+    table itself is checked against nucleus_ids_sha256 too."""
+    directory, m, _ = copy
+    _edit(directory, lambda x: (x["population"].update(nucleus_ids_sha256="2" * 64), _reseal(x)))
+    with pytest.raises(ArtifactIntegrityError, match=rf"in f662/{m['version']}/"):
+        verify(directory)
+    fresh = directory.parent / json.loads((directory / "manifest.json").read_text())["version"]
+    directory.rename(fresh)
+    with pytest.raises(ArtifactIntegrityError, match=r"neurons\.parquet: its nucleus ids hash to "
+                                                     r"[0-9a-f]{16}\.\.\., the recipe's population"):
+        verify(fresh)
+
+
+def test_manifest_version_1_still_loads(copy):
+    """An artifact published before recipe versions (issue 16) loads and verifies with the formula
+    it was written with; an edit of it is refused."""
+    directory, m, root = copy
+
+    def to_v1(x):
+        for key in ("derivation_version", "content_sha256"):
+            del x[key]
+        del x["population"]["nucleus_ids_sha256"]
+        x["manifest_version"] = 1
+        x["version"] = _old_version(x)
+
+    _edit(directory, to_v1)
+    old = json.loads((directory / "manifest.json").read_text())
+    directory = directory.rename(directory.parent / old["version"])
+    assert verify(directory) == old
+    assert load("f662", old["version"], root=root)["distance_um"].shape[0] == m["population"]["n_neurons"]
+    _edit(directory, lambda x: x["kinds"]["modules_wiring"]["stats"].update(modularity_q=0.99))
+    with pytest.raises(ArtifactIntegrityError, match=r"population, source_snapshot, parameters, kinds, "
+                                                     r"files' sha256 \(manifest_version 1\) derives to"):
+        verify(directory)
 
 
 def test_consistent_rewrite_in_another_folder_is_refused(copy):
@@ -143,7 +229,7 @@ def test_consistent_rewrite_in_another_folder_is_refused(copy):
 
     def rewrite(x):
         x["source_snapshot"]["synthetic"] = False
-        x["version"] = content_version(x)
+        _reseal(x)
 
     _edit(directory, rewrite)
     with pytest.raises(ArtifactIntegrityError, match=rf"version is '[0-9a-f]{{16}}', but the artifact lives "
@@ -152,15 +238,19 @@ def test_consistent_rewrite_in_another_folder_is_refused(copy):
 
 
 def test_recorded_shape_and_dtype_are_checked(copy):
-    """shape and dtype are not part of the version; they are checked against the .npy header."""
+    """shape and dtype are not part of the version; content_sha256 seals them, and even with the
+    seal recomputed they are checked against the .npy header."""
     directory, m, _ = copy
-    _edit(directory, lambda x: next(f for f in x["files"] if f["path"] == "distance_um.npy")
-          .update(shape=[3, 3]))
+
+    def entry(x):
+        return next(f for f in x["files"] if f["path"] == "distance_um.npy")
+
+    _edit(directory, lambda x: (entry(x).update(shape=[3, 3]), x.update(content_sha256=content_digest(x))))
     with pytest.raises(ArtifactIntegrityError, match=r"distance_um\.npy: shape \[\d+, \d+\] differs from "
                                                      r"the manifest's \[3, 3\]"):
         verify(directory, hashes=False)
-    _edit(directory, lambda x: next(f for f in x["files"] if f["path"] == "distance_um.npy")
-          .update(shape=[m["population"]["n_neurons"]] * 2, dtype="float64"))
+    _edit(directory, lambda x: (entry(x).update(shape=[m["population"]["n_neurons"]] * 2, dtype="float64"),
+                                x.update(content_sha256=content_digest(x))))
     with pytest.raises(ArtifactIntegrityError, match=r"distance_um\.npy: dtype float32 differs from the "
                                                      r"manifest's float64"):
         verify(directory, hashes=False)
@@ -182,7 +272,7 @@ def test_random_manifest_corruption_is_refused_or_harmless(built, tmp_path_facto
         got = verify(directory, hashes=False)
     except ArtifactIntegrityError:
         return
-    # created and code_version are not part of the version (documented): only they may differ
+    # created and code_version are neither in the version nor sealed (documented): only they may differ
     uncovered = {"created", "code_version"}
     assert {k: v for k, v in got.items() if k not in uncovered} == \
         {k: v for k, v in m.items() if k not in uncovered}
