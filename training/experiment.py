@@ -32,7 +32,6 @@ from connectome_priors.kernel.files import atomic_path
 from .checkpoint import checkpoint_name, save_checkpoint
 from .metrics import organization
 from .model import BatchedRNN, ModelConfig
-from .tasks import TASKS
 from .config import ExperimentConfig, FitConfig
 from .train import Splits, fit, make_splits
 from .variants import build_variant
@@ -103,7 +102,6 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
               "distance_um": np.asarray(prior["distance_um"], dtype=np.float64),
               "communicability_empirical": np.asarray(prior["communicability"], dtype=np.float64),
               "positions_vox": prior.neurons[["x_vox", "y_vox", "z_vox"]].to_numpy(np.float64)}
-    n = arrays["distance_um"].shape[0]
     prior_ref = f"{getattr(prior, 'name', '?')}@{getattr(prior, 'version', '?')}"
     cells = _cells_dir(out, config, prior_ref)
     cells.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -12,7 +11,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import SourceError
-from ..formats.export_header import kind_of
 from .inputs import SynapseFiles, check_arrow_types, csv_first_line, pick_columns
 from .mapping import RootMap
 

@@ -36,7 +36,6 @@ neuron selection are the caller's: ``cxp etl --source files DIR --datastack pink
 
 from __future__ import annotations
 
-import csv
 import gzip
 import re
 import zlib

@@ -17,7 +17,7 @@ from connectome_priors.priors_store.pipeline import DeriveParams, build
 from connectome_priors.priors_store.population import Population, UnitMappingError, resolve
 from connectome_priors.testing.cave_standin import StandinCave
 from connectome_priors.testing.nwb_writer import SynthField, dandi_name, write_scan_file
-from tests.etl._cave import fast_config, fixture_versions, isolated_home  # noqa: F401 (fixture)
+from tests.etl._cave import fast_config, fixture_versions
 
 RATE = 6.3009
 N_FRAMES = 600

@@ -15,14 +15,7 @@ from connectome_priors.priors_store import (ArtifactIntegrityError, ArtifactNotF
 from connectome_priors.priors_store.load import resolve_version
 from connectome_priors.priors_store.artifact import DERIVATION_VERSION, nucleus_ids_digest
 
-FAST = DeriveParams(precision=False)
-
-
-@pytest.fixture(scope="module")
-def built(small_store, tmp_path_factory):
-    root = tmp_path_factory.mktemp("artifacts")
-    manifest = build("f662", Population.of_fields("6_6_2"), store=small_store, root=root, params=FAST)
-    return root, manifest
+from tests.priors_store.conftest import FAST
 
 
 def test_manifest_records_provenance(built, small_store):

@@ -18,27 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import connectome_priors.priors_store.artifact as artifact_module
-from connectome_priors.priors_store import ArtifactIntegrityError, DeriveParams, Population, build, load, verify
+from connectome_priors.priors_store import ArtifactIntegrityError, load, verify
 from connectome_priors.priors_store.artifact import (ArtifactWriter, content_digest, content_version,
                                                      nucleus_ids_digest, recipe_version,
                                                      remove_stale_temporaries)
-
-FAST = DeriveParams(precision=False)
-
-
-@pytest.fixture(scope="module")
-def built(small_store, tmp_path_factory):
-    root = tmp_path_factory.mktemp("artifacts")
-    manifest = build("f662", Population.of_fields("6_6_2"), store=small_store, root=root, params=FAST)
-    return root, manifest
-
-
-@pytest.fixture
-def copy(built, tmp_path):
-    """A private copy of the built artifact: (its folder, its manifest, the copy's root)."""
-    root, m = built
-    shutil.copytree(root, tmp_path / "root")
-    return tmp_path / "root" / "f662" / m["version"], m, tmp_path / "root"
 
 
 def _edit(directory, edit) -> None:

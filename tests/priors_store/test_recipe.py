@@ -20,24 +20,9 @@ from connectome_priors.priors_store.artifact import (FLOAT_ATOL, FLOAT_RTOL, Art
                                                      content_digest, recipe_version, sha256_file)
 from connectome_priors.priors_store.load import verify_rebuild
 
-FAST = DeriveParams(precision=False)
 RECIPE = dict(population={"kind": "pooled", "n_neurons": 3},
               source_snapshot={"snapshot_id": "s", "source": "synthetic", "content_hash": "0" * 64},
               parameters={"seed": 1})
-
-
-@pytest.fixture(scope="module")
-def built(small_store, tmp_path_factory):
-    root = tmp_path_factory.mktemp("recipe-artifacts")
-    manifest = build("f662", Population.of_fields("6_6_2"), store=small_store, root=root, params=FAST)
-    return root, manifest
-
-
-@pytest.fixture
-def copy(built, tmp_path):
-    root, m = built
-    shutil.copytree(root, tmp_path / "root")
-    return tmp_path / "root" / "f662" / m["version"], m, tmp_path / "root"
 
 
 def _publish(root, dense: np.ndarray, labels=(0, 0, 1)) -> dict:

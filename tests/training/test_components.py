@@ -16,7 +16,7 @@ from connectome_priors.training.components import (CommunicabilityPenalty, Dista
                                                    WiringDistanceCommunicability, bio_init_)
 from connectome_priors.training.errors import TrainingError
 from connectome_priors.training.initializers import spectral_radius
-from connectome_priors.training.regularizers import Regularizer, real_distances
+from connectome_priors.training.regularizers import real_distances
 from connectome_priors.training.tasks import TASKS, make_task
 from connectome_priors.training.variants import build_variant
 
