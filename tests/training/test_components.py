@@ -209,7 +209,23 @@ def test_paper_protocol_distances(prior):
         assert abs(float(pen(w)) - float(reg(w[None])[0])) < 1e-8
 
 
-def test_plain_torch_rnn_learns_with_bio_init_and_communicability_penalty(prior):
+@pytest.fixture(scope="module")
+def pulled(prior, tmp_path_factory):
+    """The tiny prior pushed to a file:// remote, then loaded by URL through a fresh cache."""
+    from connectome_priors.priors_store.remote import push
+
+    base = tmp_path_factory.mktemp("remote")
+    push("tiny", f"file://{base / 'remote'}", root=prior.directory.parent.parent)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CXP_CACHE", str(base / "cache"))
+        loaded = priors_store.load(f"file://{base / 'remote'}/tiny@{prior.version}")
+    assert str(loaded.directory).startswith(str(base / "cache"))
+    return loaded
+
+
+def test_plain_torch_rnn_learns_with_bio_init_and_communicability_penalty(pulled):
+    """A plain torch.nn.RNN, a prior pulled from a remote, our initializer and penalty."""
+    prior = pulled
     torch.manual_seed(0)  # nn.RNN / nn.Linear's own default initialization of the other weights
     spec = TASKS["T2"]
     n = len(prior)
