@@ -90,11 +90,14 @@ def _emit(df: pd.DataFrame, fmt: str, out: str | None) -> None:
 
 def _cmd_etl(args: argparse.Namespace) -> None:
     nwb_paths, events = resolve_nwb_arguments(args, progress=not args.no_progress)
-    cave = cave_cli.config_from_args(args)
+    version = getattr(args, "cave_version", "latest")
     options = {"synthetic": {"seed": args.seed},
                "blueprint": {"mode": args.mode,
                              "fields": args.fields.split(",") if args.fields is not None else None},
-               "cave": {"cave": cave}, "files": {"cave": cave}, "nwb": {"events": events}}
+               "cave": {"cave": cave_cli.config_from_args(args)},
+               "files": {"neurons": args.neurons, "datastack": args.datastack,
+                         "materialization_version": version if isinstance(version, int) else None},
+               "nwb": {"events": events}}
     snap = run_etl(args.source, nwb_paths if args.source == "nwb" else args.path, store=args.store,
                    progress=not args.no_progress, **options[args.source])
     verb = "stored" if snap["created"] else "already stored (same content hash), nothing written:"

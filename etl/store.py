@@ -60,7 +60,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectome_priors.kernel.files import atomic_path, temp_sibling
+from connectome_priors.kernel.files import atomic_path, fsync_path, temp_sibling
 from connectome_priors.kernel.version import code_version
 from connectome_priors.schemas import STORE_TABLES, store_contract
 
@@ -124,14 +124,6 @@ def _empty_select(name: str) -> str:
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _disk_error(err: OSError, path: Path, what: str) -> StoreError:
@@ -292,14 +284,14 @@ class Store:
                                           pa.array([snapshot_id] * table.num_rows, pa.string()))
                 path = tmp / f"{name}.parquet"
                 pq.write_table(tagged, path, compression="zstd")
-                _fsync(path)
+                fsync_path(path)
                 written = pq.read_metadata(path).num_rows
                 if written != table.num_rows:
                     raise StoreError(f"{path}: wrote {written} rows, expected {table.num_rows}")
             path = final
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
-            _fsync(self.config.raw)
+            fsync_path(self.config.raw)
         except OSError as err:
             shutil.rmtree(tmp, ignore_errors=True)
             raise _disk_error(err, path, "write") from err
@@ -352,9 +344,9 @@ class Store:
                 con.execute("CHECKPOINT")
             finally:
                 con.close()
-            _fsync(tmp)
+            fsync_path(tmp)
             os.replace(tmp, database)
-            _fsync(self.directory)
+            fsync_path(self.directory)
         except OSError as err:
             _unlink_catalog(tmp)
             raise _disk_error(err, database, "commit the catalog") from err

@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "sha256_file", "temp_sibling"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "fsync_path", "sha256_file",
+           "temp_sibling"]
 
 _BLOCK = 1 << 20
 
@@ -63,6 +64,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file's (or a folder's: its entries, after a rename) data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -169,7 +169,7 @@ def source_config(source: str, path: str | os.PathLike | Sequence | None = None,
         raise EtlError(f"unknown source {source!r}; expected {', '.join(SOURCES)}")
     cls, _, path_means = SOURCES[source]
     given = {k: v for k, v in options.items() if v is not None}
-    if source == "files" and "cave" in given:  # the CLI's CaveConfig carries the selection
+    if source == "files" and "cave" in given:  # run_etl("files", cave=CaveConfig(...)) as before
         cave = given.pop("cave")
         given.setdefault("neurons", cave.neurons)
         given.setdefault("datastack", cave.datastack)

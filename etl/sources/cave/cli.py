@@ -53,14 +53,8 @@ def add_arguments(etl: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> CaveConfig | None:
-    """The :class:`CaveConfig` of parsed arguments: the whole config for ``--source cave`` (and
-    refresh); for ``--source files`` only what applies to exports (``--neurons``, ``--datastack``
-    as given, ``--version N``); None for other sources."""
-    source = getattr(args, "source", "cave")
-    if source == "files":
-        return CaveConfig(datastack=args.datastack, neurons=args.neurons,
-                          version=getattr(args, "cave_version", "latest"))
-    if source != "cave":
+    """The :class:`CaveConfig` of parsed arguments (None unless ``--source cave`` or refresh)."""
+    if getattr(args, "source", "cave") != "cave":
         return None
     server = args.server or CaveConfig().server
     return CaveConfig(server=server, datastack=args.datastack or CaveConfig().datastack,

@@ -19,7 +19,6 @@ written ever sits at the final path. Connection failures and HTTP 5xx/429 are re
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from connectome_priors.kernel.errors import TransientError
+from connectome_priors.kernel.files import atomic_write_text, sha256_file
 from connectome_priors.kernel.retry import Backoff, retry
 from connectome_priors.kernel.settings import env_name, resolve
 
@@ -141,14 +141,6 @@ def _find_asset(session, config: DandiConfig, scan: tuple[int, int] | str) -> di
     return found[0]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 24):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fetch(session, url: str, part: Path, size: int, config: DandiConfig, bar) -> None:
     """Download ``url`` into ``part`` until it holds ``size`` bytes, resuming what is there."""
     have = part.stat().st_size if part.exists() else 0
@@ -210,14 +202,14 @@ def _one(session, config: DandiConfig, scan, progress: bool) -> Path:
         retry(lambda: _fetch(session, url, part, size, config, bar),  # each attempt resumes
               backoff=Backoff(config.retries, config.backoff_s, max_s=3600.0),
               what=f"download of {rel}")
-    found = _sha256(part)
+    found = sha256_file(part)
     if found != expected:
         part.unlink(missing_ok=True)
         raise DownloadError(f"{rel}: sha256 {found} does not match DANDI's {expected}; the partial "
                             "download was deleted, run again to fetch it afresh", url=url, path=rel,
                             expected=expected, found=found)
     os.replace(part, final)
-    note.write_text(expected + "\n")
+    atomic_write_text(note, expected + "\n")
     return final
 
 
