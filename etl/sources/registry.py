@@ -78,6 +78,8 @@ class FilesSource:
     """Recorded on the snapshot as given (never guessed)."""
     materialization_version: int | None = None
     """Overrides the folder name's version."""
+    profile: str | None = None
+    """A built-in datastack profile's name or a profile file (default ``minnie65_public``)."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def _read_cave(cfg: CaveSource, progress: bool, store_dir) -> SourceTables:
 def _read_files(cfg: FilesSource, progress: bool, store_dir) -> SourceTables:
     from .files import read_files  # noqa: PLC0415
 
-    return read_files(Path(cfg.path), neurons=cfg.neurons, datastack=cfg.datastack,
+    return read_files(Path(cfg.path), profile=cfg.profile, neurons=cfg.neurons, datastack=cfg.datastack,
                       materialization_version=cfg.materialization_version, progress=progress)
 
 

@@ -110,8 +110,8 @@ def test_layer_of():
 
 def test_missing_column_names_table_and_column():
     raw = _raw()
-    raw["synapses_pni_2"] = raw["synapses_pni_2"].drop(columns=["size"])
-    with pytest.raises(SourceError, match=r"synapses_pni_2.*lacks column\(s\) \['size'\]"):
+    raw["synapses_pni_2"] = raw["synapses_pni_2"].drop(columns=["post_pt_root_id"])
+    with pytest.raises(SourceError, match=r"synapses_pni_2.*lacks column\(s\) \['post_pt_root_id'\]"):
         canonical_tables(raw, datastack=None, materialization_version=None,
                          materialization_timestamp=None)
     with pytest.raises(SourceError, match="nucleus_detection_v0"):

@@ -93,7 +93,7 @@ def test_files_source_honours_neurons_datastack_and_version(tmp_path, capsys):
     store = str(tmp_path / "store")
     # the default selection (co-registered excitatory cells) needs the absent tables
     assert main(["etl", "--source", "files", str(d), "--store", store, "--no-progress"]) == 2
-    assert "needs 'aibs_metamodel_celltypes_v661', which is absent" in capsys.readouterr().err
+    assert "needs cell classes ('aibs_metamodel_celltypes_v661' or a profile's" in capsys.readouterr().err
     assert main(["etl", "--source", "files", str(d), "--neurons", "all", "--datastack", "pinky100",
                  "--store", store, "--no-progress"]) == 0
     out = capsys.readouterr().out

@@ -122,7 +122,7 @@ def test_missing_tables_and_float_ids(raw, tmp_path):
     with pytest.raises(SourceError, match="is not a directory"):
         read_files(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SourceError, match="has no nucleus_detection_v0 export"):
+    with pytest.raises(SourceError, match="has no nucleus table \\(nucleus_detection_v0 as"):
         read_files(tmp_path / "empty")
     d = _write_all(raw, tmp_path / "f", "parquet")
     nuc = raw["nucleus_detection_v0"].astype({"pt_root_id": "float64"})

@@ -46,7 +46,7 @@ from ...errors import SourceError
 from ...tables import SourceTables
 
 __all__ = [
-    "CELLTYPES_TABLE", "CELL_TABLES", "COREG_TABLES", "FUNCTIONAL_TABLES", "NUCLEUS_TABLE",
+    "CELLTYPES_TABLE", "CELL_TABLES", "CONNECTIONS_KEY", "COREG_TABLES", "FUNCTIONAL_TABLES", "NUCLEUS_TABLE",
     "SYNAPSE_TABLE", "NeuronSelection", "TableShape", "canonical_tables", "infer_shape", "layer_of",
     "normalize_angles",
 ]
@@ -72,8 +72,14 @@ _SELECTIONS = ("coregistered_excitatory", "coregistered", "excitatory", "neurons
 #: minnie65 voxel size (nm) of positions given in voxels, unless ``parameters`` says otherwise.
 DEFAULT_VOXEL_NM = (4.0, 4.0, 40.0)
 
+#: Class values -> the store's cell classes (CAVE's, and the profiles' already mapped ones);
+#: anything else (``unknown``) is no class.
 _CLASS = {"excitatory_neuron": "excitatory", "excitatory": "excitatory",
-          "inhibitory_neuron": "inhibitory", "inhibitory": "inhibitory"}
+          "inhibitory_neuron": "inhibitory", "inhibitory": "inhibitory",
+          "nonneuron": "glia", "glia": "glia"}
+#: Key of an edge list (``connections`` role): pre/post root ids or nucleus ids, ``n_synapses``,
+#: optional ``sum_size``.
+CONNECTIONS_KEY = "connections"
 
 
 def layer_of(cell_type: str | None) -> str | None:
@@ -123,10 +129,19 @@ def _need(df: pd.DataFrame, table: str, columns: list[str]) -> None:
                           f"{list(df.columns)}", path=table)
 
 
-def _valid(df: pd.DataFrame) -> pd.DataFrame:
+def _valid(df: pd.DataFrame, table: str, report: dict) -> pd.DataFrame:
+    """Rows whose ``valid`` is true; the others are counted (``<table>_invalid_rows``)."""
     if "valid" in df.columns:
-        df = df[df["valid"].astype(bool)]
+        keep = df["valid"].astype(bool)
+        if (~keep).any():
+            report[f"{table}_invalid_rows"] = int((~keep).sum())
+        df = df[keep]
     return df
+
+
+def _none_left(table: str, n: int, why: str) -> SourceError:
+    return SourceError(f"{table}: none of its {n:,} rows is usable ({why}); expected rows naming "
+                       "cells of the nucleus table of the same materialization", path=table)
 
 
 def _root(values) -> pa.Array:
@@ -213,7 +228,8 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
                      neurons: NeuronSelection = "coregistered_excitatory",
                      origins: Mapping[str, str] | None = None,
                      parameters: dict | None = None,
-                     shapes: Mapping[str, TableShape] | None = None) -> SourceTables:
+                     shapes: Mapping[str, TableShape] | None = None,
+                     names: Mapping[str, str] | None = None) -> SourceTables:
     """Turn CAVE tables into the store's canonical tables, keyed on nucleus id.
 
     Parameters
@@ -236,8 +252,11 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
             ``session``, ``scan_idx``, ``unit_id``, ``pref_ori``, ``pref_dir``, and ``gOSI``/``gDSI``
             (or ``OSI``/``DSI``).
         ``synapses_pni_2``
-            ``id``, ``pre_pt_root_id``, ``post_pt_root_id``, ``size``,
+            ``id``, ``pre_pt_root_id``, ``post_pt_root_id``; optional ``size``,
             ``ctr_pt_position_x/_y/_z``.
+        ``connections`` (an edge list; used when there is no synapse table)
+            ``pre_pt_root_id``/``post_pt_root_id`` or ``pre_nucleus_id``/``post_nucleus_id``,
+            ``n_synapses``; optional ``sum_size``.
 
         Tables other than the nucleus table may be absent; their store tables are then absent.
         Any further columns (target columns of a merged shape, ``created``, ...) are ignored.
@@ -246,7 +265,7 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
     neurons
         Which cells become ``neurons``: ``coregistered_excitatory`` (default: co-registered cells
         of class excitatory), ``coregistered``, ``excitatory``, ``neurons`` (excitatory or
-        inhibitory), or ``all`` (every nucleus that passes the identity checks).
+        inhibitory), or ``all`` (every nucleus that passes the identity checks, but glia).
     origins
         Store table -> description of where it came from (error messages); defaults name the CAVE
         tables.
@@ -257,6 +276,9 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
         CAVE table -> :data:`TableShape` of the cell-type and co-registration tables, where the
         caller knows it (the live source: from the server's table metadata). Tables not named
         here get :func:`infer_shape` (from the columns).
+    names
+        Key of ``raw`` -> the name of the table it really is (a profile's table read under the
+        minnie65 key), for the report, origins and messages.
 
     Returns
     -------
@@ -288,20 +310,28 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
     report: dict = {}
     tables: dict[str, pa.Table] = {}
     used: dict[str, str] = {}
+    names = dict(names or {})
+
+    def named(key: str) -> str:
+        return names.get(key, key)
 
     if NUCLEUS_TABLE not in raw:
         raise SourceError(f"CAVE tables lack {NUCLEUS_TABLE!r}, which keys every cell; "
                           f"found {sorted(raw)}", path=NUCLEUS_TABLE)
     nuc = raw[NUCLEUS_TABLE]
     _need(nuc, NUCLEUS_TABLE, ["id", "pt_root_id", "pt_position_x", "pt_position_y", "pt_position_z"])
-    nuc = _valid(nuc).drop_duplicates("id").sort_values("id", kind="stable")
+    nuc = _valid(nuc, named(NUCLEUS_TABLE), report)
+    dup = nuc.duplicated("id")
+    if dup.any():
+        report["nucleus_duplicate_ids_dropped"] = int(dup.sum())
+    nuc = nuc[~dup].sort_values("id", kind="stable")
     valid_nuclei = nuc[["id", "pt_root_id"]]
-    used["neurons"] = NUCLEUS_TABLE
+    used["neurons"] = named(NUCLEUS_TABLE)
     shape_of: dict[str, TableShape] = {}
 
     def shape(name: str, df: pd.DataFrame) -> TableShape:
-        shape_of[name] = (shapes or {}).get(name) or infer_shape(df, name)
-        return shape_of[name]
+        shape_of[named(name)] = (shapes or {}).get(name) or infer_shape(df, named(name))
+        return shape_of[named(name)]
     zero = nuc["pt_root_id"].to_numpy() == 0
     report["nuclei_total"] = int(len(nuc))
     report["excluded_root_id_zero"] = int(zero.sum())
@@ -317,9 +347,12 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
                  "pt_position_y": "y_vox", "pt_position_z": "z_vox"})
     ct = raw.get(CELLTYPES_TABLE)
     if ct is not None:
-        _need(ct, CELLTYPES_TABLE, ["classification_system", "cell_type"])
-        ct = _attach_nucleus(_valid(ct), CELLTYPES_TABLE, shape(CELLTYPES_TABLE, ct), valid_nuclei,
-                             report)
+        _need(ct, named(CELLTYPES_TABLE), ["classification_system", "cell_type"])
+        n_rows = len(ct)
+        ct = _attach_nucleus(_valid(ct, named(CELLTYPES_TABLE), report), named(CELLTYPES_TABLE),
+                             shape(CELLTYPES_TABLE, ct), valid_nuclei, report)
+        if n_rows and ct.empty:
+            raise _none_left(named(CELLTYPES_TABLE), n_rows, "invalid, or naming no nucleus")
         ct = ct.sort_values(["nucleus_id", "id"] if "id" in ct.columns else ["nucleus_id"],
                             kind="stable")
         dup = ct.duplicated("nucleus_id")
@@ -329,7 +362,7 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
                            "cell_type": ct["cell_type"].to_numpy(),
                            "cell_class": ct["classification_system"].map(_CLASS).to_numpy()})
         cells = cells.merge(ct, on="nucleus_id", how="left")
-        used["neurons"] += f" + {CELLTYPES_TABLE}"
+        used["neurons"] += f" + {named(CELLTYPES_TABLE)}"
     else:
         cells["cell_type"] = None
         cells["cell_class"] = None
@@ -340,21 +373,28 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
 
     coreg_name, coreg = _pick(raw, COREG_TABLES)
     if coreg is not None:
-        _need(coreg, coreg_name, ["session", "scan_idx", "field", "unit_id"])
-        coreg = _attach_nucleus(_valid(coreg), coreg_name, shape(coreg_name, coreg), valid_nuclei,
-                                report)
+        _need(coreg, named(coreg_name), ["session", "scan_idx", "field", "unit_id"])
+        n_rows = len(coreg)
+        coreg = _attach_nucleus(_valid(coreg, named(coreg_name), report), named(coreg_name),
+                                shape(coreg_name, coreg), valid_nuclei, report)
+        if n_rows and coreg.empty:
+            raise _none_left(named(coreg_name), n_rows, "invalid, or naming no nucleus")
         coregistered = np.isin(cells["nucleus_id"].to_numpy(), coreg["nucleus_id"].to_numpy())
     else:
         coregistered = np.zeros(len(cells), dtype=bool)
     if neurons not in ("all", "coregistered") and ct is None:
-        raise SourceError(f"neuron selection {neurons!r} needs {CELLTYPES_TABLE!r}, which is absent")
+        raise SourceError(f"neuron selection {neurons!r} needs cell classes ({CELLTYPES_TABLE!r} or a "
+                          "profile's cell_types / nucleus cell_class), which are absent")
     if neurons.startswith("coregistered") and coreg is None:
         raise SourceError(f"neuron selection {neurons!r} needs a co-registration table "
                           f"({' or '.join(COREG_TABLES)}), which is absent")
     excit = (cells["cell_class"] == "excitatory").to_numpy()
     keep = {"coregistered_excitatory": coregistered & excit, "coregistered": coregistered,
             "excitatory": excit, "neurons": cells["cell_class"].notna().to_numpy(),
-            "all": np.ones(len(cells), dtype=bool)}[neurons]
+            "all": (cells["cell_class"] != "glia").to_numpy()}[neurons]
+    glia = int((cells["cell_class"] == "glia").sum())
+    if glia:
+        report["glia"] = glia
     cells = cells[keep].sort_values("nucleus_id", kind="stable")
     report["neurons_selected"] = int(len(cells))
     xv, yv, zv = (cells[c].to_numpy(np.float64) for c in ("x_vox", "y_vox", "z_vox"))
@@ -395,14 +435,14 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
             units = units.set_column(units.schema.get_field_index(col), col,
                                      pa.array(arr, pa.float64(), mask=np.isnan(arr)))
         tables["functional_units"] = units
-        used["functional_units"] = coreg_name
+        used["functional_units"] = named(coreg_name)
 
     func_name, func = _pick(raw, FUNCTIONAL_TABLES)
     if func is not None and units is not None:
         osi = "gOSI" if "gOSI" in func.columns else "OSI"
         dsi = "gDSI" if "gDSI" in func.columns else "DSI"
-        _need(func, func_name, ["session", "scan_idx", "unit_id", "pref_ori", "pref_dir", osi, dsi])
-        func = _valid(func).sort_values(["session", "scan_idx", "unit_id"], kind="stable")
+        _need(func, named(func_name), ["session", "scan_idx", "unit_id", "pref_ori", "pref_dir", osi, dsi])
+        func = _valid(func, named(func_name), report).sort_values(["session", "scan_idx", "unit_id"], kind="stable")
         func = func.drop_duplicates(["session", "scan_idx", "unit_id"])
         known = pd.DataFrame({k: units.column(k).to_numpy() for k in ("session", "scan_idx", "unit_id")})
         func = func.merge(known, on=["session", "scan_idx", "unit_id"], how="inner")
@@ -418,34 +458,45 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
             "pref_ori_deg": nullable(ori), "pref_dir_deg": nullable(drn),
             "osi": nullable(func[osi]), "dsi": nullable(func[dsi]),
         })
-        used["tuning"] = f"{func_name} (angles {FUNCTIONAL_TABLES[func_name]})"
-        parameters.setdefault("functional_table", func_name)
+        used["tuning"] = f"{named(func_name)} (angles {FUNCTIONAL_TABLES[func_name]})"
+        parameters.setdefault("functional_table", named(func_name))
 
     syn = raw.get(SYNAPSE_TABLE)
     if syn is not None:
-        _need(syn, SYNAPSE_TABLE, ["id", "pre_pt_root_id", "post_pt_root_id", "size"])
+        _need(syn, named(SYNAPSE_TABLE), ["id", "pre_pt_root_id", "post_pt_root_id"])
         roots = tables["neurons"].column("root_id").drop_null().to_numpy()
         among = np.isin(syn["pre_pt_root_id"].to_numpy(), roots) & np.isin(
             syn["post_pt_root_id"].to_numpy(), roots)
-        syn = syn[among].drop_duplicates("id").sort_values("id", kind="stable")
+        syn = syn[among]
+        dup = syn.duplicated("id")
+        if dup.any():
+            report["synapse_duplicate_ids_dropped"] = int(dup.sum())
+        syn = syn[~dup].sort_values("id", kind="stable")
         n = len(syn)
 
-        def pos(col: str) -> np.ndarray:
-            return syn[col].to_numpy(np.float64) if col in syn else np.full(n, np.nan)
+        def col(name: str) -> pa.Array:
+            arr = syn[name].to_numpy(np.float64) if name in syn else np.full(n, np.nan)
+            return pa.array(arr, pa.float64(), mask=np.isnan(arr))  # missing is null, never NaN
 
         synapses = pa.table({
             "synapse_id": syn["id"].to_numpy(np.int64),
             "pre_root_id": syn["pre_pt_root_id"].to_numpy(np.int64),
             "post_root_id": syn["post_pt_root_id"].to_numpy(np.int64),
-            "size": syn["size"].to_numpy(np.float64),
-            "x_vox": pos("ctr_pt_position_x"), "y_vox": pos("ctr_pt_position_y"),
-            "z_vox": pos("ctr_pt_position_z"),
+            "size": col("size"),
+            "x_vox": col("ctr_pt_position_x"), "y_vox": col("ctr_pt_position_y"),
+            "z_vox": col("ctr_pt_position_z"),
         })
         tables["synapses"] = synapses
         tables["connections"] = _connections(synapses, tables["neurons"])
-        used["synapses"] = SYNAPSE_TABLE
-        used["connections"] = f"{SYNAPSE_TABLE} aggregated by nucleus id"
+        used["synapses"] = named(SYNAPSE_TABLE)
+        used["connections"] = f"{named(SYNAPSE_TABLE)} aggregated by nucleus id"
         report["synapses_among_neurons"] = int(n)
+        report["autapses_not_counted"] = int((syn["pre_pt_root_id"].to_numpy()
+                                              == syn["post_pt_root_id"].to_numpy()).sum())
+    elif raw.get(CONNECTIONS_KEY) is not None:
+        tables["connections"] = _edge_list(raw[CONNECTIONS_KEY], tables["neurons"],
+                                           named(CONNECTIONS_KEY), report)
+        used["connections"] = f"{named(CONNECTIONS_KEY)} (an edge list)"
 
     report["shapes"] = dict(sorted(shape_of.items()))
     all_origins = {name: f"CAVE {datastack or '?'} v{materialization_version} {desc}"
@@ -455,6 +506,52 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
                         origins=all_origins, datastack=datastack,
                         materialization_version=materialization_version,
                         materialization_timestamp=materialization_timestamp)
+
+
+def _edge_list(edges: pd.DataFrame, neurons: pa.Table, table: str, report: dict) -> pa.Table:
+    """An edge list (root ids or nucleus ids, ``n_synapses``, optional ``sum_size``) -> the
+    ``connections`` table among ``neurons``: rows naming other cells and autapses are counted
+    and left out, rows of one pair (two root ids of one cell across a merge) summed.
+    """
+    if "pre_nucleus_id" in edges and "post_nucleus_id" in edges:
+        pre = edges["pre_nucleus_id"].to_numpy(np.int64)
+        post = edges["post_nucleus_id"].to_numpy(np.int64)
+        known = np.isin(pre, neurons.column("nucleus_id").to_numpy())
+        known &= np.isin(post, neurons.column("nucleus_id").to_numpy())
+    else:
+        _need(edges, table, ["pre_pt_root_id", "post_pt_root_id"])
+        rooted = neurons.filter(neurons.column("root_id").is_valid())
+        by_root = pd.Series(rooted.column("nucleus_id").to_numpy(),
+                            index=rooted.column("root_id").to_numpy())
+        pre = by_root.reindex(edges["pre_pt_root_id"].to_numpy(np.int64)).to_numpy()
+        post = by_root.reindex(edges["post_pt_root_id"].to_numpy(np.int64)).to_numpy()
+        known = ~(np.isnan(pre.astype(np.float64)) | np.isnan(post.astype(np.float64)))
+        pre = np.where(known, pre, 0).astype(np.int64)
+        post = np.where(known, post, 0).astype(np.int64)
+    _need(edges, table, ["n_synapses"])
+    n = pd.to_numeric(edges["n_synapses"], errors="raise").to_numpy()
+    if len(n) and (np.any(n != np.floor(n)) or np.any(n < 1)):
+        raise SourceError(f"{table}: column n_synapses: expected whole numbers >= 1; found "
+                          f"{n[(n != np.floor(n)) | (n < 1)][0]!r}", path=table)
+    size = (edges["sum_size"].to_numpy(np.float64) if "sum_size" in edges
+            else np.full(len(edges), np.nan))
+    self_loop = known & (pre == post)
+    report[f"{table}_rows_not_between_selected_cells"] = int((~known).sum())
+    report["autapses_not_counted"] = int(n[self_loop].sum())  # synapses, as from a synapse table
+    keep = known & ~self_loop
+    df = pd.DataFrame({"pre_nucleus_id": pre[keep], "post_nucleus_id": post[keep],
+                       "n_synapses": n[keep].astype(np.int64), "sum_size": size[keep]})
+    pairs = df.groupby(["pre_nucleus_id", "post_nucleus_id"], sort=True).agg(
+        n_synapses=("n_synapses", "sum"), sum_size=("sum_size", lambda v: v.sum(min_count=len(v))),
+        rows=("n_synapses", "size")).reset_index()
+    merged = int((pairs["rows"] - 1).sum())
+    if merged:
+        report[f"{table}_rows_summed_into_one_pair"] = merged
+    s = pairs["sum_size"].to_numpy(np.float64)
+    return pa.table({"pre_nucleus_id": pairs["pre_nucleus_id"].to_numpy(np.int64),
+                     "post_nucleus_id": pairs["post_nucleus_id"].to_numpy(np.int64),
+                     "n_synapses": pairs["n_synapses"].to_numpy(np.int64),
+                     "sum_size": pa.array(s, pa.float64(), mask=np.isnan(s))})
 
 
 def _connections(synapses: pa.Table, neurons: pa.Table) -> pa.Table:
