@@ -246,7 +246,7 @@ def test_a_pinky100_shaped_export_loads_through_its_profile(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not os.environ.get("CXP_PINKY100_DIR"),
-                    reason="real pinky100 v185 files: set CXP_PINKY100_DIR (README: real data checks)")
+                    reason="real pinky100 v185 files: set CXP_PINKY100_DIR (README: Static CAVE exports)")
 def test_the_real_pinky100_release_loads_through_its_profile(tmp_path, capsys):
     res = _check_pinky(Path(os.environ["CXP_PINKY100_DIR"]), tmp_path / "store", capsys)
     assert res["counts"]["neurons"] > 300
