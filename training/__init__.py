@@ -14,7 +14,7 @@ importing torch.
 from connectome_priors.kernel.lazy import lazy_exports
 
 _EXPORTS = {
-    "errors": ("TrainingError", "UnknownTaskError", "UnknownVariantError"),
+    "errors": ("TrainingError", "UnknownTaskError", "UnknownVariantError", "MissingKindError"),
     "initializers": ("orthogonal", "bio", "permuted", "diagonal_only", "off_diagonal_only",
              "random_positive_matched", "spectral_radius", "bio_family"),
     "metrics": ("organization",),
@@ -26,7 +26,7 @@ _EXPORTS = {
     "tasks": ("TASKS", "make_task"),
     "train": ("FitConfig", "FitResult", "fit", "make_splits"),
     "variants": ("VARIANTS", "CONTROLS", "Variant", "parse_variant", "build_variant",
-                 "default_variants"),
+                 "default_variants", "required_kinds", "missing_kinds"),
     "experiment": ("ExperimentConfig", "run_experiment"),
     "stats": ("summarize", "compare", "holm"),
     "report": ("write_report",),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+from dataclasses import fields, replace
 import time
 from pathlib import Path
 
@@ -28,7 +28,11 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     t.add_argument("--variants", default="all",
                    help="'all' (the eleven in canonical order, plus the controls WdiagD*C, "
                         "WoffD*C, WrandD*C under --protocol corrected) or a comma-separated "
-                        "list, e.g. 'W*D*C,W'")
+                        "list, e.g. 'W*D*C,W'. On a prior without a kind some variants read "
+                        "(a structure-only prior has no w_bio_modulation, which the W*, W!, "
+                        "Wdiag, Woff and Wrand inits need), 'all' trains the variants it "
+                        "supports and prints a note naming those left out; a list naming one "
+                        "it cannot run is refused before anything is trained (exit 2)")
     t.add_argument("--runs", type=int, default=_E["runs"], help=f"runs per variant (default {_E['runs']})")
     t.add_argument("--protocol", choices=["corrected", "paper"], default=_E["protocol"])
     t.add_argument("--epochs", type=int, default=_F.epochs)
@@ -65,9 +69,13 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     t.set_defaults(handler=run)
 
 
+def _is_all(text: str) -> bool:
+    return text.strip().lower() == "all"
+
+
 def parse_variants(text: str, protocol: str = "corrected") -> tuple[str, ...]:
     """``"all"`` or a comma-separated list of variant names (validated later)."""
-    if text.strip().lower() == "all":
+    if _is_all(text):
         from .variants import default_variants  # noqa: PLC0415 (imports torch: only when training)
 
         return default_variants(protocol)
@@ -84,7 +92,7 @@ def run(args: argparse.Namespace) -> None:
     from connectome_priors.priors_store.config import artifact_root  # noqa: PLC0415
     from connectome_priors.priors_store.load import load, parse_ref  # noqa: PLC0415
 
-    from .experiment import run_experiment  # noqa: PLC0415
+    from .experiment import check_kinds, run_experiment, supported_variants  # noqa: PLC0415
     from .report import write_report  # noqa: PLC0415
     from .stats import compare, summarize  # noqa: PLC0415
 
@@ -105,6 +113,12 @@ def run(args: argparse.Namespace) -> None:
         raise TrainingError(str(err)) from err
     root = artifact_root(args.artifacts, store=Store(args.store).directory)
     prior = load(*parse_ref(args.prior), root=root)
+    if _is_all(args.variants):  # 'all': what the prior supports, saying what it leaves out
+        kept, note = supported_variants(prior, config.variants, protocol=config.protocol)
+        if note:
+            config = replace(config, variants=kept)
+            print(f"note: --variants all {note}")
+    check_kinds(prior, config.variants, protocol=config.protocol)  # a list: all or nothing
     snap = prior.manifest["source_snapshot"]
     print(f"training on {prior.name}@{prior.version} ({len(prior.neurons)} units, snapshot "
           f"{snap['snapshot_id']}{', SYNTHETIC' if snap.get('synthetic') else ''}): "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from connectome_priors.kernel.errors import CxpError
 
-__all__ = ["TrainingError", "UnknownTaskError", "UnknownVariantError"]
+__all__ = ["MissingKindError", "TrainingError", "UnknownTaskError", "UnknownVariantError"]
 
 
 class TrainingError(CxpError):
@@ -24,4 +24,18 @@ class UnknownVariantError(TrainingError, ValueError):
 
     def __init__(self, message: str, *, name: str, known: tuple[str, ...]) -> None:
         self.name, self.known = name, known
+        super().__init__(message)
+
+
+class MissingKindError(TrainingError):
+    """A prior lacks kinds that requested variants need (e.g. a structure-only prior asked for
+    ``W*D*C``, which initializes from ``w_bio_modulation``).
+
+    ``prior`` holds the artifact's ``name@version``, ``missing`` maps each absent kind to the
+    requested variants that need it, ``runnable`` lists the requested variants the prior supports.
+    """
+
+    def __init__(self, message: str, *, prior: str, missing: dict[str, tuple[str, ...]],
+                 runnable: tuple[str, ...]) -> None:
+        self.prior, self.missing, self.runnable = prior, missing, runnable
         super().__init__(message)

@@ -8,6 +8,11 @@ recorded: trials use ``data_seed`` (the same trials for every variant of a task)
 ``run_seed(seed, r)`` for its input/readout init, trial order and noise (shared across variants
 and tasks: common random numbers), and the initial recurrent matrices use ``init_seed`` (shared
 across variants, so ``W!`` permutes the same draws as ``W*``).
+
+Only the kinds the requested variants read are loaded (:func:`~training.variants.required_kinds`),
+and a prior that lacks one is refused before anything is trained or written
+(:func:`check_kinds`): a structure-only prior (no spike trains, so no ``w_bio_modulation``)
+trains ``W``, ``WD``, ``WDC``, ``WD*``, ``WD*C`` and ``WD*C*``.
 """
 
 from __future__ import annotations
@@ -34,10 +39,14 @@ from .metrics import organization
 from .model import BatchedRNN, ModelConfig
 from .config import ExperimentConfig, FitConfig
 from .train import Splits, fit, make_splits
-from .variants import build_variant
+from .errors import MissingKindError
+from .variants import (FUNCTIONAL_KINDS, build_variant, default_variants, missing_kinds,
+                       required_kinds)
 
 __all__ = ["ExperimentConfig", "run_experiment", "run_seed", "RUN_COLUMNS", "write_parquet",
-           "config_dict", "fingerprint", "legacy_fingerprint", "runs_per_batch", "train_cell"]
+           "config_dict", "fingerprint", "legacy_fingerprint", "runs_per_batch", "train_cell",
+           "check_kinds", "describe_missing", "prior_arrays", "supported_variants",
+           "why_absent"]
 
 #: Columns of ``runs.parquet``, in order.
 RUN_COLUMNS: tuple[str, ...] = (
@@ -69,8 +78,8 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
     Parameters
     ----------
     prior
-        A loaded prior (:func:`priors_store.load`) holding ``w_bio_modulation``, ``distance_um``
-        and ``communicability``.
+        A loaded prior (:func:`priors_store.load`) holding the kinds the variants of ``config``
+        read (:func:`~training.variants.required_kinds`); only those are loaded.
     config
         What to train.
     out_dir
@@ -90,19 +99,23 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
     pandas.DataFrame
         The runs table.
 
+    Raises
+    ------
+    MissingKindError
+        If the prior lacks a kind that a variant of ``config`` reads (:func:`check_kinds`);
+        raised before anything is trained or written.
+
     Examples
     --------
-    >>> cfg = ExperimentConfig(tasks=("T2",), variants=("W",), runs=2, epochs=1,
-    ...                        n_train=128, n_val=64, n_test=64)
+    >>> cfg = ExperimentConfig(tasks=("T2",), variants=("W",), runs=2,
+    ...                        fit=FitConfig(epochs=1, n_train=128, n_val=64, n_test=64))
     >>> runs = run_experiment(prior, cfg, out_dir="out")  # doctest: +SKIP
     """
+    check_kinds(prior, config.variants, protocol=config.protocol)
+    arrays = prior_arrays(prior, config.variants, protocol=config.protocol)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    arrays = {"w_bio_modulation": np.asarray(prior["w_bio_modulation"], dtype=np.float64),
-              "distance_um": np.asarray(prior["distance_um"], dtype=np.float64),
-              "communicability_empirical": np.asarray(prior["communicability"], dtype=np.float64),
-              "positions_vox": prior.neurons[["x_vox", "y_vox", "z_vox"]].to_numpy(np.float64)}
-    prior_ref = f"{getattr(prior, 'name', '?')}@{getattr(prior, 'version', '?')}"
+    prior_ref = _ref(prior)
     cells = _cells_dir(out, config, prior_ref)
     cells.mkdir(parents=True, exist_ok=True)
 
@@ -150,6 +163,131 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
     write_parquet(runs, out / "runs.parquet")
     write_parquet(curve_df, out / "curves.parquet")
     return runs
+
+
+def _ref(prior) -> str:
+    return f"{getattr(prior, 'name', '?')}@{getattr(prior, 'version', '?')}"
+
+
+def _kinds(prior) -> list[str]:
+    kinds = getattr(prior, "kinds", None)
+    return list(kinds) if kinds is not None else list(prior.manifest["kinds"])
+
+
+def why_absent(kinds, manifest: dict) -> str:
+    """Why a prior's build left ``kinds`` out, from its manifest's ``parameters.skipped``, as one
+    sentence (e.g. ``"Its build skipped the functional kinds: not every neuron has a spike train
+    from one scan (...)"``); ``""`` where the manifest does not say."""
+    skipped = (manifest.get("parameters") or {}).get("skipped") or {}
+    reasons: dict[str, str] = {}
+    for kind in kinds:
+        if kind in skipped:
+            reasons.setdefault(kind, str(skipped[kind]))
+        elif kind in FUNCTIONAL_KINDS and "functional" in skipped:
+            reasons.setdefault("the functional kinds", str(skipped["functional"]))
+    if not reasons:
+        return ""
+    return "Its build skipped " + "; ".join(f"{k}: {r}" for k, r in reasons.items())
+
+
+def describe_missing(missing: dict[str, tuple[str, ...]]) -> str:
+    """``"has no kind 'k' (needed by V, W)"`` (``"has no kinds 'a' (needed by ...), 'b' (...)"``)
+    for :func:`~training.variants.missing_kinds`' answer."""
+    parts = [f"{kind!r} (needed by {', '.join(needers)})" for kind, needers in missing.items()]
+    return f"has no kind{'s' if len(parts) > 1 else ''} {', '.join(parts)}"
+
+
+def check_kinds(prior, variants, *, protocol: str = "corrected") -> tuple[str, ...]:
+    """Refuse ``variants`` unless ``prior`` holds every kind they read; return them otherwise.
+
+    Parameters
+    ----------
+    prior
+        A loaded prior (``name``, ``version``, ``kinds``, ``manifest``).
+    variants
+        Variant names.
+    protocol
+        ``"corrected"`` or ``"paper"`` (:func:`~training.variants.required_kinds`).
+
+    Returns
+    -------
+    tuple of str
+        ``variants``, when all can run.
+
+    Raises
+    ------
+    MissingKindError
+        Naming, in one line, each absent kind with the requested variants that need it, the
+        requested variants that would run, and why the build left the kinds out (where the
+        manifest says).
+
+    Examples
+    --------
+    >>> check_kinds(structure_only, ["W", "W*D*C"])  # doctest: +SKIP
+    MissingKindError: prior s@0123abcd has no kind 'w_bio_modulation' (needed by W*D*C); ...
+    """
+    variants = tuple(dict.fromkeys(variants))
+    kinds = _kinds(prior)
+    missing = missing_kinds(variants, kinds, protocol=protocol)
+    if not missing:
+        return variants
+    ref = _ref(prior)
+    lacking = {v for vs in missing.values() for v in vs}
+    runnable = tuple(v for v in variants if v not in lacking)
+    supported = [v for v in default_variants(protocol)  # type: ignore[arg-type]
+                 if not required_kinds(v, protocol=protocol) - set(kinds)]
+    would = (f"variants that would run on it: {', '.join(runnable)}" if runnable else
+             f"none of the requested variants would run on it (it supports "
+             f"{', '.join(supported) or 'none of the canonical ones'})")
+    why = why_absent(missing, getattr(prior, "manifest", {}) or {})
+    builds = ([" neurons that all have spike trains from one scan"]
+              if set(missing) & set(FUNCTIONAL_KINDS) else []) + \
+             ([" few enough neurons for the dense communicability (DeriveParams.max_dense_n)"]
+              if "communicability" in missing else [])
+    raise MissingKindError(
+        f"prior {ref} {describe_missing(missing)}; {would}. {why + '. ' if why else ''}Request "
+        "only variants it supports"
+        + (f", or train on a prior built from{' and'.join(builds)}" if builds else ""),
+        prior=ref, missing=missing, runnable=runnable)
+
+
+def supported_variants(prior, variants, *,
+                       protocol: str = "corrected") -> tuple[tuple[str, ...], str | None]:
+    """The ``variants`` that ``prior`` can run, and a one-line note on those left out (``None``
+    when none is): what ``cxp train --variants all`` trains on a prior that lacks kinds.
+
+    Examples
+    --------
+    >>> supported_variants(structure_only, ["W*D*C", "W", "WD"])  # doctest: +SKIP
+    (('W', 'WD'), "leaves out 1 variant(s) that prior s@0123abcd cannot run: it has no kind ...")
+    """
+    variants = tuple(dict.fromkeys(variants))
+    missing = missing_kinds(variants, _kinds(prior), protocol=protocol)
+    if not missing:
+        return variants, None
+    left = {v for vs in missing.values() for v in vs}
+    why = why_absent(missing, getattr(prior, "manifest", {}) or {})
+    note = (f"leaves out {len(left)} variant(s) that prior {_ref(prior)} cannot run: it "
+            f"{describe_missing(missing)}{'. ' + why if why else ''}")
+    return tuple(v for v in variants if v not in left), note
+
+
+def prior_arrays(prior, variants, *, protocol: str = "corrected") -> dict[str, np.ndarray]:
+    """The arrays :func:`train_cell` needs for ``variants``: only the kinds they read
+    (:func:`~training.variants.required_kinds`) and the ``(N, 3)`` voxel positions of
+    ``prior.neurons`` (which also give N). Kinds no variant reads are not loaded."""
+    need = set().union(*(required_kinds(v, protocol=protocol) for v in variants))
+    names = {"w_bio_modulation": "w_bio_modulation", "distance_um": "distance_um",
+             "communicability": "communicability_empirical"}
+    arrays = {names[k]: np.asarray(prior[k], dtype=np.float64) for k in sorted(need)}
+    arrays["positions_vox"] = prior.neurons[["x_vox", "y_vox", "z_vox"]].to_numpy(np.float64)
+    return arrays
+
+
+def _n_units(arrays: dict[str, np.ndarray]) -> int:
+    if arrays.get("positions_vox") is not None:
+        return len(arrays["positions_vox"])
+    return next(np.shape(a)[0] for a in arrays.values() if a is not None)
 
 
 def fingerprint(config: ExperimentConfig, prior_ref: str) -> str:
@@ -210,17 +348,19 @@ def train_cell(task: str, variant: str, arrays: dict[str, np.ndarray],
                config: ExperimentConfig, *, splits: Splits | None = None) -> tuple[pd.DataFrame, pd.DataFrame, BatchedRNN]:
     """Train the runs of one task x variant, :func:`runs_per_batch` at a time.
 
+    ``arrays``: :func:`prior_arrays` (keyword arguments of
+    :func:`~training.variants.build_variant`; ``positions_vox`` or any array sets N).
     Returns the runs rows (:data:`RUN_COLUMNS`), the per-epoch curves and one batched model
     holding every run's trained weights. Pure computation (no files): the unit of work that
     :func:`run_experiment` runs in-process or on a Dask cluster.
     """
     fcfg = _fit_config(config)
     splits = splits if splits is not None else make_splits(task, fcfg)
-    n = np.shape(arrays["distance_um"])[0]
+    n = _n_units(arrays)
     init_seed = _derived(config.seed, 3)
     seeds = [run_seed(config.seed, r) for r in range(config.runs)]
     w0, reg = build_variant(variant, **arrays, runs=config.runs, seed=init_seed,
-                            protocol=config.protocol)
+                            protocol=config.protocol, n_units=n)
     step = runs_per_batch(config, n)
     rows, curves, states = [], [], []
     for lo in range(0, config.runs, step):

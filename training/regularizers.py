@@ -145,9 +145,10 @@ def real_distances(distance_um: np.ndarray) -> np.ndarray:
     return minmax_normalized(d)
 
 
-def penalty_distances(kind: DistanceKind, *, distance_um: np.ndarray,
+def penalty_distances(kind: DistanceKind, *, distance_um: np.ndarray | None,
                       protocol: Protocol = "corrected",
-                      positions_vox: np.ndarray | None = None) -> np.ndarray:
+                      positions_vox: np.ndarray | None = None,
+                      n_units: int | None = None) -> np.ndarray:
     """The distance matrix a penalty uses, ``(N, N)`` float64, for a distance kind and protocol.
 
     Parameters
@@ -155,13 +156,17 @@ def penalty_distances(kind: DistanceKind, *, distance_um: np.ndarray,
     kind
         ``"real"`` (``D*``) or ``"grid"`` (``D``).
     distance_um
-        ``(N, N)`` soma distances in um (the artifact's ``distance_um``); its size sets N.
+        ``(N, N)`` soma distances in um (the artifact's ``distance_um``); its size sets N. Only
+        ``"corrected"``'s ``D*`` reads its values: ``None`` is allowed elsewhere when ``n_units``
+        (or, for ``"paper"``'s ``D*``, ``positions_vox``) gives N.
     protocol
         ``"corrected"``: ``D*`` = min-max normalized soma distances (:func:`real_distances`),
         ``D`` = min-max normalized grid distances. ``"paper"``: ``D*`` from the study's scrambled
         coordinates (flaw 4), ``D`` raw integer grid distances (flaw 3).
     positions_vox
         ``(N, 3)`` soma positions in voxels in the prior's order; required by ``"paper"``'s ``D*``.
+    n_units
+        N of the grid distances ``D``, where ``distance_um`` is ``None``.
 
     Returns
     -------
@@ -171,7 +176,8 @@ def penalty_distances(kind: DistanceKind, *, distance_um: np.ndarray,
     Raises
     ------
     ValueError
-        For an unknown kind or protocol, or ``"paper"``'s ``D*`` without ``positions_vox``.
+        For an unknown kind or protocol, ``"paper"``'s ``D*`` without ``positions_vox``, or an
+        array needed (``distance_um``, or N for ``D``) that is ``None``.
 
     Examples
     --------
@@ -183,13 +189,18 @@ def penalty_distances(kind: DistanceKind, *, distance_um: np.ndarray,
         raise ValueError(f"unknown protocol {protocol!r}; expected 'corrected' or 'paper'")
     if kind == "real":
         if protocol == "corrected":
+            if distance_um is None:
+                raise ValueError("the corrected protocol's D* is the prior's distance_um, "
+                                 "min-max normalized; pass distance_um (found None)")
             return real_distances(distance_um)
         if positions_vox is None:
             raise ValueError("the paper protocol's D* reproduces the study's scrambled coordinates "
                              "(flaw 4) and needs positions_vox; pass the (N, 3) voxel positions")
         return scrambled_distances_paper(positions_vox)
     if kind == "grid":
-        n = np.shape(distance_um)[0]
+        if distance_um is None and n_units is None:
+            raise ValueError("grid distances D need N: pass distance_um or n_units (both None)")
+        n = int(n_units) if distance_um is None else np.shape(distance_um)[0]
         return grid_distances(n) if protocol == "corrected" else grid_distances_paper(n)
     raise ValueError(f"unknown distance kind {kind!r}; expected 'real' (D*) or 'grid' (D)")
 

@@ -20,7 +20,7 @@ from connectome_priors.kernel.version import code_version
 
 from connectome_priors.kernel.files import atomic_path
 
-from .variants import VARIANTS
+from .variants import FUNCTIONAL_KINDS, VARIANTS, default_variants, required_kinds
 
 __all__ = ["PUBLISHED_6_6_2", "write_report"]
 
@@ -124,6 +124,7 @@ def _blocks(runs, summary, stats, manifest, cfg, images) -> list[tuple]:
         ("report written by", code_version()),
     ], columns=["field", "value"])
     b.append(("table", prov))
+    b.extend(_kinds_blocks(manifest, cfg))
     b.append(("h", 2, "Configuration"))
     b.append(("pre", json.dumps(cfg, default=str)))
     b.append(("p", "Reported accuracy is held-out test accuracy without input noise; "
@@ -176,6 +177,35 @@ def _blocks(runs, summary, stats, manifest, cfg, images) -> list[tuple]:
         b.append(("img", path, alt))
     b.append(("p", "Files: runs.parquet (one row per run), curves.parquet (per epoch), "
                    "summary.csv, stats.json."))
+    return b
+
+
+def _kinds_blocks(manifest: dict, cfg: dict) -> list[tuple]:
+    """The prior's kinds and, when it lacks kinds that variants read (a structure-only prior:
+    no functional kind, so no ``w_bio_modulation``), which variants could not be trained."""
+    from .experiment import why_absent  # noqa: PLC0415
+
+    if "kinds" not in manifest:
+        return []
+    kinds = sorted(manifest["kinds"])
+    b: list[tuple] = [("p", f"Kinds of the prior: {', '.join(kinds) or 'none'}.")]
+    protocol = cfg.get("protocol", "corrected")
+    read = set().union(*(required_kinds(v, protocol=protocol) for v in default_variants(protocol)))
+    absent = sorted(read - set(kinds))
+    if not absent:
+        return b
+    why = why_absent(absent, manifest)
+    cannot = [v for v in default_variants(protocol)
+              if required_kinds(v, protocol=protocol) - set(kinds)]
+    structure_only = not set(FUNCTIONAL_KINDS) & set(kinds)
+    b.append(("strong", f"This prior lacks {', '.join(absent)}."
+                        + (f" {why}." if why else "") + f" Variants that read "
+                        f"{' or '.join(absent)} cannot run on it and were not trained: "
+                        f"{', '.join(cannot)}."
+                        + (" It is a structure-only prior (no functional kind): no comparison "
+                           "with functional data is made; the organization metrics here are of "
+                           "the trained weights alone and read no prior kind."
+                           if structure_only else "")))
     return b
 
 

@@ -10,11 +10,16 @@ diagonal) change only the initialization of the headline variant ``W*D*C``: ``Wd
 the diagonal of each ``W*`` draw, ``Woff`` only its off-diagonal part (both rescaled to spectral
 radius 0.95), ``Wrand`` scatters its non-zero values at random positions with the same spectral
 radius (:mod:`training.initializers`).
+
+Each part of a name reads its own kinds of the prior artifact (:func:`required_kinds`): a
+structure-only prior (built without spike trains, so without ``w_bio_modulation``) trains every
+variant with the orthogonal init ``W``, and none of the biological ones.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,7 +32,13 @@ from .initializers import BioInit, bio_family, orthogonal
 from .regularizers import DistanceKind, Regularizer, RegularizerKind, penalty_distances
 
 __all__ = ["InitKind", "DistanceKind", "Protocol", "Variant", "VARIANTS", "CONTROLS",
-           "parse_variant", "build_variant", "default_variants"]
+           "parse_variant", "build_variant", "default_variants", "required_kinds",
+           "missing_kinds", "FUNCTIONAL_KINDS"]
+
+#: Kinds a prior holds only when every neuron has a spike train from one scan
+#: (:mod:`priors_store.pipeline`); a structure-only prior has none of them.
+FUNCTIONAL_KINDS: tuple[str, ...] = ("correlation", "sttc", "precision", "w_bio_modulation",
+                                     "modules_functional")
 
 InitKind = Literal["orthogonal", "bio", "permuted", "diagonal", "off_diagonal", "random_positive"]
 
@@ -97,19 +108,103 @@ def parse_variant(name: str, *, canonical_only: bool = True) -> Variant:
     return Variant(name, init, distance, regularizer)
 
 
-def build_variant(name: str, *, w_bio_modulation: np.ndarray, distance_um: np.ndarray,
-                  communicability_empirical: np.ndarray, runs: int, seed: int,
+def required_kinds(variant: str, *, protocol: Protocol = "corrected") -> set[str]:
+    """The kinds of a prior artifact that a variant reads.
+
+    ``W*``, ``W!``, ``Wdiag``, ``Woff`` and ``Wrand`` initialize from ``w_bio_modulation`` (a
+    functional kind: only priors whose neurons all have spike trains from one scan hold it);
+    ``D*`` reads ``distance_um`` (under the ``paper`` protocol it reads the voxel positions of
+    ``neurons.parquet`` instead, flaw 4); ``C*`` compares with ``communicability``. ``W``
+    (orthogonal), ``D`` (grid distances) and ``C`` (communicability of W itself) need only N.
+
+    Parameters
+    ----------
+    variant
+        A well-formed variant name (canonical or not, e.g. ``"W*D"``).
+    protocol
+        ``"corrected"`` or ``"paper"``.
+
+    Returns
+    -------
+    set of str
+        Kind names, empty when the variant needs none.
+
+    Raises
+    ------
+    UnknownVariantError
+        If the name does not parse.
+    ValueError
+        If ``protocol`` is unknown.
+
+    Examples
+    --------
+    >>> sorted(required_kinds("W*D*C"))
+    ['distance_um', 'w_bio_modulation']
+    >>> required_kinds("WDC")
+    set()
+    """
+    if protocol not in ("corrected", "paper"):
+        raise ValueError(f"unknown protocol {protocol!r}; expected 'corrected' or 'paper'")
+    v = parse_variant(variant, canonical_only=False)
+    kinds: set[str] = set()
+    if v.init != "orthogonal":
+        kinds.add("w_bio_modulation")
+    if v.distance == "real" and protocol == "corrected":
+        kinds.add("distance_um")
+    if v.regularizer == "C*":
+        kinds.add("communicability")
+    return kinds
+
+
+def missing_kinds(variants: Iterable[str], kinds: Iterable[str], *,
+                  protocol: Protocol = "corrected") -> dict[str, tuple[str, ...]]:
+    """The kinds that ``variants`` need and ``kinds`` lacks, each with the variants needing it.
+
+    Parameters
+    ----------
+    variants
+        Variant names, in the order to report them.
+    kinds
+        The kinds a prior holds (``prior.kinds``).
+    protocol
+        ``"corrected"`` or ``"paper"`` (:func:`required_kinds`).
+
+    Returns
+    -------
+    dict
+        ``{kind: (variant, ...)}`` sorted by kind; empty when every variant can run.
+
+    Examples
+    --------
+    >>> missing_kinds(["W", "W*D*C", "WD*C*"], ["distance_um", "communicability"])
+    {'w_bio_modulation': ('W*D*C',)}
+    """
+    have = set(kinds)
+    out: dict[str, list[str]] = {}
+    for v in dict.fromkeys(variants):
+        for kind in sorted(required_kinds(v, protocol=protocol) - have):
+            out.setdefault(kind, []).append(v)
+    return {k: tuple(out[k]) for k in sorted(out)}
+
+
+def build_variant(name: str, *, w_bio_modulation: np.ndarray | None = None,
+                  distance_um: np.ndarray | None = None,
+                  communicability_empirical: np.ndarray | None = None, runs: int, seed: int,
                   protocol: Protocol = "corrected", strength: float = 0.3,
-                  emd_strength: float = 0.1,
-                  positions_vox: np.ndarray | None = None) -> tuple[torch.Tensor, Regularizer]:
+                  emd_strength: float = 0.1, positions_vox: np.ndarray | None = None,
+                  n_units: int | None = None) -> tuple[torch.Tensor, Regularizer]:
     """Initial recurrent matrices and the penalty of a variant, from a prior's arrays.
+
+    Only the arrays the variant reads (:func:`required_kinds`) are required; the others may be
+    ``None`` (a structure-only prior has no ``w_bio_modulation``).
 
     Parameters
     ----------
     name
         A canonical variant name.
     w_bio_modulation, distance_um, communicability_empirical
-        ``(N, N)`` arrays of the prior artifact ([pre, post]; distances in um).
+        ``(N, N)`` arrays of the prior artifact ([pre, post]; distances in um), or ``None`` where
+        the variant does not read them.
     runs
         Runs R.
     seed
@@ -124,6 +219,8 @@ def build_variant(name: str, *, w_bio_modulation: np.ndarray, distance_um: np.nd
     positions_vox
         ``(N, 3)`` soma positions in voxels, in the prior's order: required by the ``paper``
         protocol's ``D*`` (flaw 4).
+    n_units
+        N, where no array given sets it (e.g. ``W`` with every array ``None``).
 
     Returns
     -------
@@ -135,7 +232,8 @@ def build_variant(name: str, *, w_bio_modulation: np.ndarray, distance_um: np.nd
     UnknownVariantError
         If ``name`` is not a canonical variant.
     ValueError
-        If ``protocol`` is unknown or the arrays disagree in size.
+        If ``protocol`` is unknown, an array the variant reads is ``None``, or the arrays (and
+        ``n_units``) disagree in size.
 
     Examples
     --------
@@ -147,11 +245,25 @@ def build_variant(name: str, *, w_bio_modulation: np.ndarray, distance_um: np.nd
     if protocol not in ("corrected", "paper"):
         raise ValueError(f"unknown protocol {protocol!r}; expected 'corrected' or 'paper'")
     v = parse_variant(name)
-    shapes = {np.shape(a) for a in (w_bio_modulation, distance_um, communicability_empirical)}
-    n = np.shape(distance_um)[0] if np.ndim(distance_um) == 2 else 0
+    given = {"w_bio_modulation": w_bio_modulation, "distance_um": distance_um,
+             "communicability": communicability_empirical}
+    absent = sorted(k for k in required_kinds(name, protocol=protocol) if given[k] is None)
+    if absent:
+        args = ", ".join("communicability_empirical" if k == "communicability" else k
+                         for k in absent)
+        raise ValueError(f"variant {name!r} reads the prior's {', '.join(map(repr, absent))}; "
+                         f"pass {args} (found None)")
+    shapes = {np.shape(a) for a in given.values() if a is not None}
+    if n_units is not None:
+        shapes.add((int(n_units), int(n_units)))
+    if positions_vox is not None and np.ndim(positions_vox) == 2:
+        shapes.add((len(positions_vox),) * 2)
+    n = next(iter(shapes))[0] if len(shapes) == 1 and len(next(iter(shapes))) == 2 else 0
     if shapes != {(n, n)} or n == 0:
         raise ValueError(f"w_bio_modulation, distance_um and communicability_empirical must all "
-                         f"be the same square (N, N); found shapes {sorted(shapes)}")
+                         f"be the same square (N, N), N matching n_units and the rows of "
+                         f"positions_vox where given; found shapes {sorted(shapes)}"
+                         + ("" if shapes else " (nothing sets N: pass n_units)"))
     if v.init == "orthogonal":
         w = orthogonal(n, runs=runs, seed=seed)
     else:
@@ -161,7 +273,7 @@ def build_variant(name: str, *, w_bio_modulation: np.ndarray, distance_um: np.nd
                          "(its D* reproduces the study's scrambled coordinates, flaw 4)")
     d = (None if v.distance is None else
          penalty_distances(v.distance, distance_um=distance_um, protocol=protocol,
-                           positions_vox=positions_vox))
+                           positions_vox=positions_vox, n_units=n))
     reg = Regularizer(v.regularizer, strength=strength, distance=d,
                       empirical_communicability=(communicability_empirical
                                                  if v.regularizer == "C*" else None),

@@ -7,6 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from connectome_priors import priors_store
+from connectome_priors.etl.sources.cave.transform import canonical_tables
+from connectome_priors.etl.store import Store
+from connectome_priors.priors_store.pipeline import DeriveParams
+from connectome_priors.priors_store.population import Population
+from connectome_priors.testing.cave_standin import minnie_fixture
+
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
@@ -24,3 +31,22 @@ def w_bio() -> np.ndarray:
     a = (a + a.T) / 2
     np.fill_diagonal(a, 1.0)
     return a
+
+
+@pytest.fixture(scope="session")
+def structure_only(tmp_path_factory):
+    """(store, manifest) of prior 'wiring' under <store>/artifacts, built from a CAVE-like
+    snapshot without activity: only the nucleus and synapse tables of a seeded minnie65-shaped
+    fixture (no co-registration, no spikes), every nucleus a neuron (N = 56). Its kinds are the
+    structure ones (distances, connectome, communicability, modules_wiring), no functional kind.
+    Read-only: tests train into their own folders."""
+    raw = minnie_fixture(n_cells=60, n_synapses=600, versions=(1,), seed=4)[1]
+    tables = canonical_tables({t: raw[t] for t in ("nucleus_detection_v0", "synapses_pni_2")},
+                              datastack="minnie65_public", materialization_version=1,
+                              materialization_timestamp=None, neurons="all")
+    path = tmp_path_factory.mktemp("structure-only") / "store"
+    Store(path).load(tables)
+    manifest = priors_store.build("wiring", Population.of_sql("SELECT nucleus_id FROM neurons"),
+                                  store=path, root=path / "artifacts",
+                                  params=DeriveParams(precision=False))
+    return path, manifest

@@ -18,7 +18,9 @@ from connectome_priors.kernel.version import code_version
 from connectome_priors.priors_store.pipeline import DeriveParams
 from connectome_priors.priors_store.population import Population
 from connectome_priors.training.config import ExperimentConfig, FitConfig
-from connectome_priors.training.experiment import RUN_COLUMNS, run_experiment, run_seed
+from connectome_priors.training.errors import MissingKindError
+from connectome_priors.training.experiment import (RUN_COLUMNS, check_kinds, prior_arrays,
+                                                   run_experiment, run_seed, supported_variants)
 from connectome_priors.training.report import PUBLISHED_6_6_2, write_report
 from connectome_priors.training.stats import compare, summarize
 from connectome_priors.training.variants import VARIANTS
@@ -269,3 +271,88 @@ def test_bad_scheduler_address_is_a_clear_error(experiment, tmp_path):
     with pytest.raises(TrainingError, match="'nowhere' is not a Dask scheduler address .* "
                                             "or 'local' for a local cluster"):
         run_experiment(prior, replace(CFG, seed=11), out_dir=tmp_path, scheduler="nowhere")
+
+
+def test_full_prior_report_lists_its_kinds_and_lacks_none(experiment, tmp_path):
+    prior, _, runs = experiment
+    md = write_report(tmp_path, runs, summarize(runs), {}, prior.manifest, CFG).read_text()
+    assert f"Kinds of the prior: {', '.join(prior.kinds)}." in md
+    assert "w_bio_modulation" in prior.kinds and "This prior lacks" not in md
+
+
+class _Spy:
+    """A prior that records which kinds are read."""
+
+    def __init__(self, prior):
+        self.prior, self.read = prior, []
+        self.name, self.version, self.kinds = prior.name, prior.version, prior.kinds
+        self.manifest, self.neurons = prior.manifest, prior.neurons
+
+    def __getitem__(self, kind):
+        self.read.append(kind)
+        return self.prior[kind]
+
+
+@pytest.mark.parametrize("variants, protocol, kinds", [
+    (("W", "WD", "WDC"), "corrected", []),
+    (("W", "WD*"), "corrected", ["distance_um"]),
+    (("WD*",), "paper", []),
+    (("W*D*C", "WD*C*"), "corrected", ["communicability", "distance_um", "w_bio_modulation"]),
+])
+def test_prior_arrays_load_only_the_kinds_the_variants_read(tiny, variants, protocol, kinds):
+    _, root, _ = tiny
+    spy = _Spy(priors_store.load("tiny", root=root))
+    arrays = prior_arrays(spy, variants, protocol=protocol)
+    assert sorted(spy.read) == kinds
+    names = {"communicability": "communicability_empirical"}
+    assert set(arrays) == {names.get(k, k) for k in kinds} | {"positions_vox"}
+    assert arrays["positions_vox"].shape == (len(spy.neurons), 3)
+
+
+def test_run_experiment_on_a_structure_only_prior(structure_only, tmp_path):
+    """W trains without w_bio_modulation; a grid naming W*D*C is refused before anything is
+    written, the error carrying its facts."""
+    path, manifest = structure_only
+    prior = priors_store.load("wiring", root=path / "artifacts")
+    cfg = replace(CFG, variants=("W", "W*D*C", "WD*C*", "W!D*C"))
+    with pytest.raises(MissingKindError, match=r"has no kind 'w_bio_modulation' \(needed by "
+                                               r"W\*D\*C, W!D\*C\); variants that would run "
+                                               r"on it: W, WD\*C\*\.") as err:
+        run_experiment(prior, cfg, out_dir=tmp_path / "refused")
+    assert err.value.prior == f"wiring@{manifest['version']}"
+    assert err.value.missing == {"w_bio_modulation": ("W*D*C", "W!D*C")}
+    assert err.value.runnable == ("W", "WD*C*")
+    assert not (tmp_path / "refused").exists()
+    assert check_kinds(prior, ["W", "WD*C*", "W"]) == ("W", "WD*C*")
+    kept, note = supported_variants(prior, ["W*D*C", "W", "WD"])
+    assert kept == ("W", "WD") and note.startswith(
+        f"leaves out 1 variant(s) that prior wiring@{manifest['version']} cannot run: it has no "
+        "kind 'w_bio_modulation' (needed by W*D*C). Its build skipped the functional kinds: ")
+    assert supported_variants(prior, ["WD", "W"]) == (("WD", "W"), None)
+    runs = run_experiment(prior, replace(cfg, variants=("W", "WD*C*")), out_dir=tmp_path / "ok")
+    assert runs["variant"].tolist() == ["W", "W", "WD*C*", "WD*C*"]
+    assert set(runs["n_units"]) == {manifest["population"]["n_neurons"]}
+
+
+def test_check_kinds_without_build_reasons():
+    """A prior whose manifest gives no reason (e.g. written by hand): the line still names the
+    kinds, the variants needing them and what the prior supports."""
+    from types import SimpleNamespace
+
+    prior = SimpleNamespace(name="hand", version="00ff", kinds=["distance_um"],
+                            manifest={"kinds": {"distance_um": {}}})
+    with pytest.raises(MissingKindError) as err:
+        check_kinds(prior, ["W*D*C*", "WD*C*"])
+    assert str(err.value) == (
+        "prior hand@00ff has no kinds 'communicability' (needed by W*D*C*, WD*C*), "
+        "'w_bio_modulation' (needed by W*D*C*); none of the requested variants would run on it "
+        "(it supports WD*C, WDC, WD*, WD, W). Request only variants it supports, or train on a "
+        "prior built from neurons that all have spike trains from one scan and few enough "
+        "neurons for the dense communicability (DeriveParams.max_dense_n)")
+    prior.kinds = ["w_bio_modulation"]  # only the paper protocol's D* needs no distance_um
+    with pytest.raises(MissingKindError, match=r"^prior hand@00ff has no kind 'distance_um' "
+                                               r"\(needed by WD\*\); variants that would run "
+                                               r"on it: W\*DC, W\. Request only variants it "
+                                               r"supports$"):
+        check_kinds(prior, ["WD*", "W*DC", "W"])
+    assert check_kinds(prior, ["WD*", "W*DC", "W"], protocol="paper") == ("WD*", "W*DC", "W")

@@ -8,7 +8,8 @@ import torch
 
 from connectome_priors.priors_store.derive import communicability as store_communicability
 from connectome_priors.training.regularizers import (Regularizer, communicability, grid_distances,
-                                   grid_distances_paper, grid_shape, real_distances)
+                                   grid_distances_paper, grid_shape, penalty_distances,
+                                   real_distances)
 
 
 def test_communicability_matches_priors_store():
@@ -92,3 +93,19 @@ def test_regularizer_errors():
         Regularizer("C*", distance=np.zeros((2, 2)))
     with pytest.raises(ValueError, match="matching sizes"):
         Regularizer("WD", distance=np.zeros((3, 3)))(torch.zeros(1, 2, 2))
+
+
+def test_penalty_distances_without_distance_um():
+    """Grid distances need only N (a structure-only or any prior: no array read); the corrected
+    D* needs the prior's distance_um."""
+    np.testing.assert_array_equal(penalty_distances("grid", distance_um=None, n_units=9),
+                                  grid_distances(9))
+    np.testing.assert_array_equal(
+        penalty_distances("grid", distance_um=None, n_units=9, protocol="paper"),
+        grid_distances_paper(9))
+    np.testing.assert_array_equal(  # distance_um, where given, sets N
+        penalty_distances("grid", distance_um=np.ones((4, 4)), n_units=9), grid_distances(4))
+    with pytest.raises(ValueError, match="grid distances D need N: pass distance_um or n_units"):
+        penalty_distances("grid", distance_um=None)
+    with pytest.raises(ValueError, match="D\\* is the prior's distance_um.*pass distance_um"):
+        penalty_distances("real", distance_um=None, n_units=9)

@@ -11,7 +11,7 @@ from connectome_priors.training.errors import UnknownVariantError
 from connectome_priors.training.initializers import spectral_radius
 from connectome_priors.training.regularizers import grid_distances, grid_distances_paper
 from connectome_priors.training.variants import (CONTROLS, VARIANTS, Variant, build_variant, default_variants,
-                               parse_variant)
+                               missing_kinds, parse_variant, required_kinds)
 
 
 def test_eleven_canonical_variants_parse_as_in_method():
@@ -139,3 +139,73 @@ def test_paper_real_distances_reproduce_the_reshape_scramble():
     np.testing.assert_allclose(fixed.distance, prior["distance_um"] / prior["distance_um"].max())
     with pytest.raises(ValueError, match="needs positions_vox"):
         build_variant("W*D*C", **_prior(), runs=1, seed=0, protocol="paper")
+
+
+BIO, DIST, COMM = "w_bio_modulation", "distance_um", "communicability"
+
+
+@pytest.mark.parametrize("name, corrected, paper", [
+    ("W", set(), set()),                       # orthogonal init, L1: only N
+    ("WD", set(), set()),                      # grid distances: only N
+    ("WDC", set(), set()),                     # C of |W| itself, not the prior's
+    ("WD*", {DIST}, set()),                    # paper's D* comes from neurons.parquet's voxels
+    ("WD*C", {DIST}, set()),
+    ("WD*C*", {DIST, COMM}, {COMM}),
+    ("W*D*C", {BIO, DIST}, {BIO}),
+    ("W*DC*", {BIO, COMM}, {BIO, COMM}),
+    ("W!D*C*", {BIO, DIST, COMM}, {BIO, COMM}),
+    ("WdiagD*C", {BIO, DIST}, {BIO}),
+    ("WoffD*C", {BIO, DIST}, {BIO}),
+    ("WrandD*C", {BIO, DIST}, {BIO}),
+    ("W*", {BIO}, {BIO}),                      # well-formed, not canonical: still answered
+    ("W!D", {BIO}, {BIO}),
+])
+def test_required_kinds_by_hand(name, corrected, paper):
+    assert required_kinds(name) == corrected
+    assert required_kinds(name, protocol="corrected") == corrected
+    assert required_kinds(name, protocol="paper") == paper
+
+
+def test_required_kinds_errors():
+    with pytest.raises(UnknownVariantError, match="unknown variant 'W\\?'"):
+        required_kinds("W?")
+    with pytest.raises(ValueError, match="unknown protocol 'keras'"):
+        required_kinds("W", protocol="keras")
+
+
+def test_missing_kinds_by_hand():
+    structure = ["communicability", "connectome", "distance_um", "modules_wiring"]
+    assert missing_kinds(["W", "WD", "WDC", "WD*", "WD*C", "WD*C*"], structure) == {}
+    assert missing_kinds(["W", "W*D*C", "WD*C*", "W!D*C"], structure) == {
+        BIO: ("W*D*C", "W!D*C")}
+    # a big prior without communicability (N > max_dense_n) and without functional kinds
+    assert missing_kinds(["W*D*C*", "WD*C*", "W*D*C*", "W"], ["distance_um"]) == {
+        COMM: ("W*D*C*", "WD*C*"), BIO: ("W*D*C*",)}
+    assert list(missing_kinds(["W*D*C*"], [])) == [COMM, DIST, BIO]  # sorted by kind
+    assert missing_kinds(["WD*"], [], protocol="paper") == {}
+    # every canonical variant runs on a full prior; on a structure-only one exactly the W-inits
+    full = structure + ["correlation", "sttc", BIO, "modules_functional"]
+    assert missing_kinds(VARIANTS + CONTROLS, full) == {}
+    assert missing_kinds(VARIANTS + CONTROLS, structure) == {
+        BIO: ("W*D*C", "W*D*C*", "W*DC*", "W!D*C", "W!D*C*", "WdiagD*C", "WoffD*C", "WrandD*C")}
+
+
+def test_build_variant_reads_only_the_kinds_of_the_variant():
+    prior = _prior()
+    w, reg = build_variant("W", runs=2, seed=0, n_units=12)  # no prior array at all
+    w_full, _ = build_variant("W", **prior, runs=2, seed=0)
+    assert torch.equal(w, w_full) and reg.kind == "L1"
+    _, grid = build_variant("WDC", runs=1, seed=0, n_units=12)
+    assert np.allclose(grid.distance, grid_distances(12))
+    _, real = build_variant("WD*C", distance_um=prior["distance_um"], runs=1, seed=0)
+    assert np.allclose(real.distance, prior["distance_um"] / prior["distance_um"].max())
+    with pytest.raises(ValueError, match="variant 'W\\*D\\*C' reads the prior's "
+                                         "'w_bio_modulation'; pass w_bio_modulation"):
+        build_variant("W*D*C", distance_um=prior["distance_um"], runs=1, seed=0)
+    with pytest.raises(ValueError, match="reads the prior's 'communicability', 'distance_um'; "
+                                         "pass communicability_empirical, distance_um"):
+        build_variant("WD*C*", runs=1, seed=0, n_units=12)
+    with pytest.raises(ValueError, match="nothing sets N: pass n_units"):
+        build_variant("W", runs=1, seed=0)
+    with pytest.raises(ValueError, match="same square"):
+        build_variant("WD", distance_um=prior["distance_um"], n_units=11, runs=1, seed=0)
