@@ -351,7 +351,7 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
         n_rows = len(ct)
         ct = _attach_nucleus(_valid(ct, named(CELLTYPES_TABLE), report), named(CELLTYPES_TABLE),
                              shape(CELLTYPES_TABLE, ct), valid_nuclei, report)
-        if n_rows and ct.empty:
+        if n_rows and len(valid_nuclei) and ct.empty:
             raise _none_left(named(CELLTYPES_TABLE), n_rows, "invalid, or naming no nucleus")
         ct = ct.sort_values(["nucleus_id", "id"] if "id" in ct.columns else ["nucleus_id"],
                             kind="stable")
@@ -377,7 +377,7 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
         n_rows = len(coreg)
         coreg = _attach_nucleus(_valid(coreg, named(coreg_name), report), named(coreg_name),
                                 shape(coreg_name, coreg), valid_nuclei, report)
-        if n_rows and coreg.empty:
+        if n_rows and len(valid_nuclei) and coreg.empty:
             raise _none_left(named(coreg_name), n_rows, "invalid, or naming no nucleus")
         coregistered = np.isin(cells["nucleus_id"].to_numpy(), coreg["nucleus_id"].to_numpy())
     else:
