@@ -154,8 +154,9 @@ def read_files(directory: str | Path, *, profile: str | Path | Profile | None = 
                   materialization_timestamp=None, neurons=neurons, names=names)
     unused = [(e, why) for e, why in inv.unused]
     streamed: dict[str, dict] = {}
-    if "synapses" in resolved or "connections" in resolved:
-        cells = canonical_tables(raw, **kwargs, parameters=dict(parameters)).tables["neurons"]
+    cells = (canonical_tables(raw, **kwargs, parameters=dict(parameters)).tables["neurons"]
+             if "synapses" in resolved or "connections" in resolved else None)
+    if cells is not None and cells.num_rows:  # none: the store's contract says so, naming the table
         role = "synapses" if "synapses" in resolved else "connections"
         export, res = resolved[role]
         by = "root" if role == "synapses" or "pre_root_id" in res.fields else "nucleus"
