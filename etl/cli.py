@@ -20,6 +20,7 @@ from .sources.nwb.cli import add_arguments as add_nwb_arguments
 from .sources.nwb.cli import describe as describe_nwb
 from .sources.nwb.cli import resolve_arguments as resolve_nwb_arguments
 from .store import Store
+from .summary import describe_exclusions, describe_files
 
 __all__ = ["register"]
 
@@ -39,6 +40,10 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     etl.add_argument("--mode", choices=["strict", "lenient"], default="strict",
                      help="blueprint: abort on a failing field (strict) or skip and report it")
     etl.add_argument("--fields", default=None, help="blueprint: comma-separated fields, e.g. 6_6_2,5_6_8")
+    etl.add_argument("--profile", default=None, metavar="NAME|FILE",
+                     help="files: the datastack profile naming each role's table and columns: "
+                          "a built-in (minnie65_public, the default; v1dd_public; pinky100_v185) "
+                          "or a TOML file")
     etl.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_store(etl)
     add_nwb_arguments(etl)
@@ -47,8 +52,14 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     cave_cli.register_refresh(sub, add_store)
     sub.choices["refresh"].set_defaults(handler=cave_cli.run_refresh)
 
-    status = sub.add_parser("status", help="list snapshots with row counts")
+    status = sub.add_parser("status", help="list snapshots with row counts; --verify, --repair")
     status.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    status.add_argument("--verify", action="store_true",
+                        help="hash every file of every snapshot again and compare with the sha256 "
+                             "recorded at commit; exit 2 naming each damaged or missing file")
+    status.add_argument("--repair", action="store_true",
+                        help="rebuild a missing or damaged catalog (store.duckdb) from raw/, record "
+                             "the hashes of snapshots stored by an earlier version, then verify")
     add_store(status)
     status.set_defaults(handler=_cmd_status)
 
@@ -89,13 +100,15 @@ def _emit(df: pd.DataFrame, fmt: str, out: str | None) -> None:
 
 
 def _cmd_etl(args: argparse.Namespace) -> None:
+    if args.source != "files" and args.profile is not None:
+        raise CxpError(f"--profile is read by --source files only; found --source {args.source}")
     nwb_paths, events = resolve_nwb_arguments(args, progress=not args.no_progress)
     version = getattr(args, "cave_version", "latest")
     options = {"synthetic": {"seed": args.seed},
                "blueprint": {"mode": args.mode,
                              "fields": args.fields.split(",") if args.fields is not None else None},
                "cave": {"cave": cave_cli.config_from_args(args)},
-               "files": {"neurons": args.neurons, "datastack": args.datastack,
+               "files": {"neurons": args.neurons, "datastack": args.datastack, "profile": args.profile,
                          "materialization_version": version if isinstance(version, int) else None},
                "nwb": {"events": events}}
     snap = run_etl(args.source, nwb_paths if args.source == "nwb" else args.path, store=args.store,
@@ -116,6 +129,8 @@ def _cmd_etl(args: argparse.Namespace) -> None:
         print(f"  datastack {snap.get('datastack') or 'not given (--datastack)'}, materialization "
               f"{'v' + str(version) if version is not None else 'version unknown'}; "
               f"neurons: {params.get('neurons')}")
+    for line in (describe_files(report) if snap["source"] == "files" else []) + describe_exclusions(report):
+        print(line)
     if snap["source"] == "nwb":
         lines = describe_nwb(snap)
         if lines:
@@ -125,20 +140,38 @@ def _cmd_etl(args: argparse.Namespace) -> None:
 
 
 def _cmd_status(args: argparse.Namespace) -> None:
+    from time import perf_counter  # noqa: PLC0415
+
     store = Store(args.store)
+    t0 = perf_counter()
+    checked = None
+    if args.repair:  # raises (exit 2) naming what is still damaged afterwards
+        repaired = store.repair()
+        print(f"store {store.directory}: {repaired.summary() or 'nothing to repair'}",
+              file=sys.stdout if args.format == "table" else sys.stderr)
+        checked = repaired.verified
+    elif args.verify:  # raises (exit 2) naming each damaged or missing file
+        checked = store.verify()
     table = store.status()
     if table.empty:
         print(f"store {store.directory}: no snapshots yet")
-        return
-    if args.format == "table":
-        print(f"store {store.directory}: {len(table)} snapshot(s); latest {table.snapshot_id.iloc[-1]}")
-    _emit(table, args.format, None)
+    else:
+        if args.format == "table":
+            print(f"store {store.directory}: {len(table)} snapshot(s); latest "
+                  f"{table.snapshot_id.iloc[-1]}")
+        _emit(table, args.format, None)
+    if checked is not None:
+        print(f"all {checked.files} files of {len(checked.snapshots)} snapshot(s) verified (sha256 "
+              f"of {checked.bytes / 1e6:,.1f} MB, {perf_counter() - t0:.2f} s)",
+              file=sys.stdout if args.format == "table" else sys.stderr)
 
 
 def _cmd_sql(args: argparse.Namespace) -> None:
     store = Store(args.store)
     if args.format == "parquet" and not args.out:
         raise CxpError("--format parquet needs --out PATH")
+    if args.out:
+        store.check_output(args.out)  # never into the store (its catalog, raw files, lock)
     if args.out and args.format in ("csv", "parquet"):  # streamed: never the whole result in memory
         n = store.sql_to_file(args.query, args.out, format=args.format, snapshot=args.snapshot)
         print(f"wrote {n} rows to {args.out}", file=sys.stderr)

@@ -4,7 +4,8 @@ Layout of a store directory::
 
     store.duckdb                        the catalog: the ``snapshots`` table, and views named after
                                         the store tables over the latest snapshot's Parquet files
-    raw/<snapshot_id>/<table>.parquet   the rows, one immutable folder per snapshot
+    raw/<snapshot_id>/<table>.parquet   the rows, one immutable (read-only) folder per snapshot
+    raw/<snapshot_id>/manifest.json     the snapshot's catalog row and each Parquet file's sha256
     .store-write.lock                   writers take an ``flock`` on it
 
 Concurrency model (why this design)
@@ -33,6 +34,26 @@ temporary catalogs and raw folders that no committed snapshot names. A store in 
 is read as it is (its ``snapshots`` table and raw layer), and its first new commit writes the
 catalog in this layout (the former file's table copies, duplicates of the raw layer, are dropped).
 
+Integrity (why nothing changes a snapshot unnoticed)
+---------------------------------------------------
+At commit the catalog's ``snapshot_files`` table records the sha256 and size of every file of the
+snapshot (its Parquet files, written with page checksums, and its manifest), and the files and the
+folder are made read-only. :meth:`Store.verify` hashes them again (``cxp status --verify``); priors
+are derived only from verified snapshots. Loading the same content again rewrites a snapshot whose
+files are damaged or missing (the snapshot id derives from the content, not the bytes), and
+:meth:`Store.repair` (``cxp status --repair``) rebuilds a missing or damaged catalog from the
+manifests in ``raw/``, and records the hashes of snapshots stored by an earlier version once their
+files reproduce the snapshot's content hash.
+
+Read-only SQL
+-------------
+``Store.sql`` runs exactly one statement that DuckDB's own parser classifies as a query (SELECT,
+WITH ... SELECT, FROM ..., VALUES, DESCRIBE, SUMMARIZE); anything else (EXPLAIN [ANALYZE], COPY,
+PRAGMA, SET, CALL, ATTACH, CREATE, ...) is refused before a connection exists. The query then runs
+on an in-memory DuckDB that reads the snapshot's Parquet files through Arrow datasets and has no
+file access at all: external access off, no allowed directory or file, no temporary directory (it
+does not spill to disk), no replacement scans of Python variables, configuration locked.
+
 From the DuckDB CLI the catalog opens read-only; its views use paths relative to the store::
 
     cd "$CXP_STORE" && duckdb -readonly store.duckdb -c "SELECT count(*) FROM neurons"
@@ -46,7 +67,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -58,6 +78,7 @@ from typing import Literal
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from connectome_priors.kernel.files import atomic_path, fsync_path, temp_sibling
@@ -65,32 +86,73 @@ from connectome_priors.kernel.version import code_version
 from connectome_priors.schemas import STORE_TABLES, store_contract
 
 from .config import StoreConfig
-from .contracts import require_rows, validate_tables
+from .contracts import arrow_schema, require_rows, validate_tables
 from .errors import ReadOnlyError, StoreError
+from .integrity import (MANIFEST, FileProblem, IntegrityError, IntegrityReport, RepairReport,
+                        file_record, make_read_only, read_manifest, remove_tree, write_manifest)
 from .tables import SourceTables
 
-__all__ = ["Store", "content_hash"]
+__all__ = ["IntegrityError", "IntegrityReport", "RepairReport", "Store", "content_hash"]
 
 _SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "string": "VARCHAR", "bool": "BOOLEAN",
               "timestamp": "TIMESTAMPTZ", "list<float64>": "DOUBLE[]"}
-_ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
-_TMP_RAW = ".tmp-"           # raw/.tmp-<snapshot_id>-<pid>: a snapshot being written
+_TMP_RAW = ".tmp-"           # raw/.tmp-<snapshot_id>-<pid>: a snapshot being written (or replaced)
 _TMP_CATALOG = ".store.duckdb.tmp-"  # a catalog being written (temp_sibling of store.duckdb)
 _BATCH_ROWS = 65_536         # rows per batch when a query result is streamed to a file
+_IPC_CHUNK = 1 << 20         # content_hash's max_chunksize
+_ROW_GROUP_BYTES = 16 << 20  # uncompressed bytes per Parquet row group: a filtered read skips groups
+_FILES_DDL = ("CREATE TABLE snapshot_files (snapshot_id VARCHAR NOT NULL, file VARCHAR NOT NULL, "
+              "bytes BIGINT NOT NULL, sha256 VARCHAR NOT NULL, PRIMARY KEY (snapshot_id, file))")
+# the reader's connection: set in this order (temp_directory before access is locked down)
+_READER_SETTINGS = (
+    ("temp_directory", "''"),               # no spill files; it would also be an allowed directory
+    ("allowed_directories", "[]"),
+    ("allowed_paths", "[]"),
+    ("python_enable_replacements", "false"),
+    ("autoinstall_known_extensions", "false"),
+    ("autoload_known_extensions", "false"),
+    ("enable_external_access", "false"),
+    ("lock_configuration", "true"),
+)
 
 
 def content_hash(source: str, tables: dict[str, pa.Table]) -> str:
     """sha256 of a source name and its canonical tables (Arrow IPC stream of each, contract order)."""
     digest = hashlib.sha256(f"connectome-priors snapshot v1\0{source}\0".encode())
     for name in STORE_TABLES:
-        if name not in tables:
-            continue
-        digest.update(f"{name}\0".encode())
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, tables[name].schema) as writer:
-            writer.write_table(tables[name], max_chunksize=1 << 20)
-        digest.update(sink.getvalue())
+        if name in tables:
+            _hash_table(digest, name, tables[name])
     return digest.hexdigest()
+
+
+def _hash_table(digest, name: str, table: pa.Table) -> None:
+    digest.update(f"{name}\0".encode())
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=_IPC_CHUNK)
+    digest.update(sink.getvalue())
+
+
+def _stored_content_hash(source: str, folder: Path, present: list[str]) -> str:
+    """:func:`content_hash` of the tables stored in ``folder``, each read back as one canonical
+    chunk (one table in memory at a time). It reproduces the recorded content hash when the loaded
+    tables were single chunks (as the synthetic source's are); where it does not, the repair says
+    so and re-running the load records the hashes instead."""
+    digest = hashlib.sha256(f"connectome-priors snapshot v1\0{source}\0".encode())
+    for name in STORE_TABLES:
+        if name in present:
+            table = pq.read_table(folder / f"{name}.parquet", page_checksum_verification=True)
+            _hash_table(digest, name, table.drop_columns(["snapshot_id"]).cast(arrow_schema(name))
+                        .combine_chunks())
+    return digest.hexdigest()
+
+
+def _row_group_rows(table: pa.Table) -> int:
+    """Rows per Parquet row group for about 16 MiB of ``table`` (1,024 to 2**20 rows): spike trains
+    of thousands of units then span several groups, whose statistics let a scan of one session or
+    scan skip the rest (the reader goes through Arrow datasets, which prune by row group)."""
+    per_row = max(1, table.nbytes // max(1, table.num_rows))
+    return int(min(1 << 20, max(1024, _ROW_GROUP_BYTES // per_row)))
 
 
 def _identity(digest: str, extracted: SourceTables) -> str:
@@ -126,6 +188,17 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _one_line(err: BaseException) -> str:
+    """A DuckDB error on one line (its message, position and caret lines joined; carets dropped)."""
+    lines = (line.strip() for line in str(err).splitlines())
+    return " ".join(line for line in lines if line and set(line) != {"^"})
+
+
+def _jsonable(row: dict) -> dict:
+    """A catalog row with timestamps as ISO text (what the manifest holds)."""
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+
+
 def _disk_error(err: OSError, path: Path, what: str) -> StoreError:
     """A StoreError that names the path and keeps the OSError's cause (e.g. ENOSPC) in view."""
     reason = err.strerror or str(err)
@@ -134,6 +207,14 @@ def _disk_error(err: OSError, path: Path, what: str) -> StoreError:
     out = StoreError(f"cannot {what} {path}: {reason} (errno {err.errno}).{hint}")
     out.path, out.errno = str(path), err.errno
     return out
+
+
+def _reload_hint(rows: dict[str, dict], sid: str) -> str:
+    row = rows.get(sid) or {}
+    source = row.get("source") or sid.split("-", 1)[0]
+    params = row.get("parameters") or "{}"
+    return (f"re-run the `cxp etl --source {source}` load that stored {sid} with the same input "
+            f"(parameters {params}): it rewrites the snapshot's files")
 
 
 class Store:
@@ -151,6 +232,7 @@ class Store:
     --------
     >>> store = Store("/tmp/cxp-store")                       # doctest: +SKIP
     >>> store.sql("SELECT count(*) AS n FROM functional_units")  # doctest: +SKIP
+    >>> store.verify().files                                  # doctest: +SKIP
     """
 
     def __init__(self, directory: str | os.PathLike | None = None, *,
@@ -166,6 +248,14 @@ class Store:
         if self.directory.exists() and not self.directory.is_dir():
             raise StoreError(f"the store path {self.directory} is a file, not a directory; point "
                              "--store / $CXP_STORE at a store directory (or a new one to create)")
+
+    def _snapshot_folders(self) -> list[Path]:
+        """Folders of ``raw/`` that are not a writer's temporary folder, by name."""
+        raw = self.config.raw
+        if not raw.is_dir():
+            return []
+        return sorted(p for p in raw.iterdir()
+                      if p.is_dir() and not p.is_symlink() and not p.name.startswith(_TMP_RAW))
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -205,24 +295,31 @@ class Store:
         finally:
             os.close(fd)  # releases the flock
 
-    def _remove_leftovers(self, known: set[str]) -> None:
-        """Delete what a failed or killed writer left: temporary catalogs and raw folders that belong
-        to no committed snapshot. Call only while holding the write lock."""
+    def _remove_temporaries(self) -> None:
+        """Delete temporary catalogs and temporary raw folders. Only while holding the write lock."""
         for entry in self.directory.iterdir():
             if entry.name.startswith(_TMP_CATALOG):
-                entry.unlink(missing_ok=True)
+                remove_tree(entry)
+        for entry in self.config.raw.iterdir():
+            if entry.name.startswith(_TMP_RAW):
+                remove_tree(entry)
+
+    def _remove_leftovers(self, known: set[str]) -> None:
+        """Delete what a failed or killed writer left: temporary catalogs and raw folders that belong
+        to no committed snapshot (read-only ones too). Call only while holding the write lock."""
+        self._remove_temporaries()
         for entry in self.config.raw.iterdir():
             if entry.name not in known:
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
+                remove_tree(entry)
 
     def load(self, extracted: SourceTables, *, on_table: Callable[[str], None] | None = None) -> dict:
         """Validate ``extracted`` and store it as one snapshot, all or nothing.
 
         Loading the same content again (from the same materialization version, where there is
-        one) returns the existing snapshot (``created`` False). Readers are never blocked; another
+        one) returns the existing snapshot (``created`` False) after checking its files against
+        the sha256 recorded at commit; files that are damaged or missing (or whose hashes were
+        never recorded: a store of an earlier version) are written again from ``extracted`` and
+        their hashes recorded (``repaired`` lists them). Readers are never blocked; another
         writer of the same store is waited for (see module docstring).
 
         Parameters
@@ -235,7 +332,8 @@ class Store:
         Returns
         -------
         dict
-            The snapshot's row (see ``schemas/store/snapshots.json``) plus ``created``.
+            The snapshot's row (see ``schemas/store/snapshots.json``) plus ``created`` and
+            ``repaired`` (the files rewritten, relative to the store; empty when none was).
 
         Raises
         ------
@@ -243,7 +341,8 @@ class Store:
             A table breaks its contract, or a table the source must provide has no rows.
         StoreError
             The store could not be written (the path is a file, the disk is full, another writer
-            held the lock too long); the store is then unchanged.
+            held the lock too long, the catalog is missing beside snapshot folders or damaged);
+            the store is then unchanged.
         """
         require_rows(extracted.source, extracted.tables, origins=extracted.origins)
         tables = validate_tables(extracted.tables, origins=extracted.origins)
@@ -251,27 +350,43 @@ class Store:
         snapshot_id = f"{extracted.source}-{_identity(digest, extracted)[:16]}"
         self._check_directory()
         with self._write_lock():
-            catalog = self._read_catalog() if self.exists() else None
+            if self.exists():
+                catalog, files = self._open_catalog()
+            else:
+                orphans = self._snapshot_folders()
+                if orphans:
+                    raise StoreError(self._missing_catalog_message(orphans) + "; nothing was stored")
+                catalog, files = None, None
             rows = catalog.to_pylist() if catalog is not None else []
             self._remove_leftovers({r["snapshot_id"] for r in rows})
             existing = [r for r in rows if r["snapshot_id"] == snapshot_id]
-            if existing:
-                return {**existing[0], "created": False}
             final = self.config.raw / snapshot_id
-            self._write_raw(snapshot_id, tables, final, on_table)
+            if existing:
+                problems = self._check([snapshot_id], files).problems
+                if not problems:
+                    return {**existing[0], "created": False, "repaired": []}
+                records = self._write_raw(snapshot_id, tables, final, on_table, existing[0])
+                self._commit(catalog, [], _replace_files(files, snapshot_id, records))
+                return {**existing[0], "created": False, "repaired": [p.path for p in problems]}
             row = self._row(snapshot_id, digest, extracted, tables)
+            records = self._write_raw(snapshot_id, tables, final, on_table, row)
             try:
-                self._commit(catalog, row)
+                self._commit(catalog, [row], _replace_files(files, snapshot_id, records))
             except BaseException:
-                shutil.rmtree(final, ignore_errors=True)
+                remove_tree(final)
                 raise
-        return {**row, "created": True}
+        return {**row, "created": True, "repaired": []}
 
     def _write_raw(self, snapshot_id: str, tables: dict[str, pa.Table], final: Path,
-                   on_table: Callable[[str], None] | None) -> None:
-        tmp = self.config.raw / f"{_TMP_RAW}{snapshot_id}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+                   on_table: Callable[[str], None] | None, row: dict) -> dict[str, dict]:
+        """Write the snapshot folder (Parquet files and manifest, read-only) under a temporary name
+        and rename it to ``final`` (replacing a damaged one); return each file's record."""
+        raw = self.config.raw
+        tmp = raw / f"{_TMP_RAW}{snapshot_id}-{os.getpid()}"
+        aside = raw / f"{_TMP_RAW}replaced-{snapshot_id}-{os.getpid()}"
+        remove_tree(tmp)
         path = tmp
+        records: dict[str, dict] = {}
         try:
             tmp.mkdir(parents=True)
             for name in STORE_TABLES:
@@ -283,21 +398,33 @@ class Store:
                 tagged = table.add_column(0, "snapshot_id",
                                           pa.array([snapshot_id] * table.num_rows, pa.string()))
                 path = tmp / f"{name}.parquet"
-                pq.write_table(tagged, path, compression="zstd")
+                pq.write_table(tagged, path, compression="zstd", write_page_checksum=True,
+                               row_group_size=_row_group_rows(tagged))
                 fsync_path(path)
                 written = pq.read_metadata(path).num_rows
                 if written != table.num_rows:
                     raise StoreError(f"{path}: wrote {written} rows, expected {table.num_rows}")
+                records[path.name] = file_record(path)
+                make_read_only(path)
+            path = tmp / MANIFEST
+            records[MANIFEST] = write_manifest(tmp, _jsonable(row), dict(records))
+            make_read_only(path)
+            fsync_path(tmp)
             path = final
-            shutil.rmtree(final, ignore_errors=True)
+            if final.exists() or final.is_symlink():
+                remove_tree(aside)
+                os.replace(final, aside)
             os.replace(tmp, final)
-            fsync_path(self.config.raw)
+            make_read_only(final)
+            fsync_path(raw)
+            remove_tree(aside)
         except OSError as err:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
             raise _disk_error(err, path, "write") from err
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
             raise
+        return records
 
     @staticmethod
     def _row(snapshot_id, digest, extracted, tables) -> dict:
@@ -317,26 +444,37 @@ class Store:
             "status": "complete",
         }
 
-    def _commit(self, catalog: pa.Table | None, row: dict) -> None:
-        """Write the catalog with ``row`` added under a temporary name, then rename it into place."""
+    def _commit(self, catalog: pa.Table | None, rows: list[dict], files: list[dict]) -> None:
+        """Write the catalog (``catalog``'s snapshots plus ``rows``; ``files``: every snapshot's file
+        records) under a temporary name, read-only, then rename it into place."""
         database = self.config.database
         tmp = temp_sibling(database, tag="tmp")
         try:
             con = duckdb.connect(str(tmp))
             try:
                 con.execute(_snapshots_ddl())
+                con.execute(_FILES_DDL)
                 if catalog is not None and catalog.num_rows:
                     con.register("previous", catalog)
                     con.execute("INSERT INTO snapshots BY NAME SELECT * FROM previous")
                     con.unregister("previous")
-                names = list(row)
-                con.execute(f"INSERT INTO snapshots ({', '.join(names)}) "
-                            f"VALUES ({', '.join('?' * len(names))})", [row[n] for n in names])
+                names = [c for c, _ in _columns("snapshots")]
+                for row in rows:
+                    con.execute(f"INSERT INTO snapshots ({', '.join(names)}) "
+                                f"VALUES ({', '.join('?' * len(names))})", [row.get(n) for n in names])
+                if files:
+                    records = pa.Table.from_pylist(files, schema=pa.schema([
+                        ("snapshot_id", pa.string()), ("file", pa.string()), ("bytes", pa.int64()),
+                        ("sha256", pa.string())]))
+                    con.register("records", records)
+                    con.execute("INSERT INTO snapshot_files BY NAME SELECT * FROM records")
+                    con.unregister("records")
                 latest = con.execute("SELECT snapshot_id, row_counts FROM snapshots ORDER BY created "
-                                     "DESC, snapshot_id DESC LIMIT 1").fetchone()
+                                     "DESC, snapshot_id DESC LIMIT 1").fetchall()
+                latest = latest[0] if latest else None
                 # views for the DuckDB CLI: relative to the store directory, bound at creation
                 con.execute(f"SET file_search_path = {_quote(str(self.directory))}")
-                present = json.loads(latest[1])
+                present = json.loads(latest[1]) if latest else {}
                 for name in STORE_TABLES:
                     body = (f"SELECT * FROM read_parquet({_quote(f'raw/{latest[0]}/{name}.parquet')})"
                             if name in present else _empty_select(name))
@@ -345,6 +483,7 @@ class Store:
             finally:
                 con.close()
             fsync_path(tmp)
+            make_read_only(tmp)
             os.replace(tmp, database)
             fsync_path(self.directory)
         except OSError as err:
@@ -352,8 +491,8 @@ class Store:
             raise _disk_error(err, database, "commit the catalog") from err
         except duckdb.Error as err:
             _unlink_catalog(tmp)
-            raise StoreError(f"cannot commit the catalog {database} (written as {tmp}): {err}. "
-                             "The store is unchanged.") from err
+            raise StoreError(f"cannot commit the catalog {database} (written as {tmp}): "
+                             f"{_one_line(err)}. The store is unchanged.") from err
         except BaseException:
             _unlink_catalog(tmp)
             raise
@@ -364,26 +503,55 @@ class Store:
         """True once the store's catalog file exists."""
         return self.config.database.is_file()
 
+    def _missing_catalog_message(self, folders: list[Path]) -> str:
+        names = ", ".join(p.name for p in folders[:3]) + (", ..." if len(folders) > 3 else "")
+        return (f"the catalog {self.config.database} is missing, but {self.config.raw} holds "
+                f"{len(folders)} snapshot folder(s) ({names}): `cxp status --repair` rebuilds the "
+                "catalog from them")
+
+    def _open_catalog(self, con: duckdb.DuckDBPyConnection | None = None
+                      ) -> tuple[pa.Table, pa.Table | None]:
+        """The committed snapshots (oldest first) and the recorded file hashes (``None`` in a
+        catalog written before they were recorded), read once from the current catalog file
+        (attached to ``con`` and detached again, or to a connection of its own)."""
+        self._check_directory()
+        database = self.config.database
+        if not self.exists():
+            folders = self._snapshot_folders()
+            if folders:
+                raise StoreError(self._missing_catalog_message(folders))
+            raise StoreError(f"no neuron store at {self.directory} (no {database.name}); "
+                             "run `cxp etl` first, or point --store / $CXP_STORE at an existing store")
+        hint = f"; if it is damaged, `cxp status --repair` rebuilds it from {self.config.raw}"
+        own = con is None
+        # not connect(path): that may reuse a cached, older instance
+        con = duckdb.connect(":memory:") if con is None else con
+        try:
+            try:
+                con.execute(f"ATTACH {_quote(str(database))} AS catalog (READ_ONLY)")
+            except duckdb.Error as err:
+                raise StoreError(f"cannot open {database} read-only: {_one_line(err)}{hint}") from err
+            try:
+                snaps = con.sql("SELECT * FROM catalog.snapshots ORDER BY created, snapshot_id"
+                                ).to_arrow_table()
+                recorded = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = "
+                                       "'catalog' AND table_name = 'snapshot_files'").fetchall()[0][0]
+                files = con.sql("SELECT snapshot_id, file, bytes, sha256 FROM catalog.snapshot_files "
+                                "ORDER BY snapshot_id, file").to_arrow_table() if recorded else None
+                con.execute("DETACH catalog")
+                return snaps, files
+            except duckdb.Error as err:
+                raise StoreError(f"cannot read the snapshots of {database}: {_one_line(err)}{hint}") \
+                    from err
+        finally:
+            if own:
+                con.close()
+
     def _read_catalog(self, *, frame: bool = False) -> pa.Table | pd.DataFrame:
         """The committed snapshots, oldest first, read once from the current catalog file (an Arrow
         table, or a DataFrame with ``frame``)."""
-        self._check_directory()
-        if not self.exists():
-            raise StoreError(f"no neuron store at {self.directory} (no {self.config.database.name}); "
-                             "run `cxp etl` first, or point --store / $CXP_STORE at an existing store")
-        con = duckdb.connect(":memory:")  # not connect(path): that may reuse a cached, older instance
-        try:
-            con.execute(f"ATTACH {_quote(str(self.config.database))} AS catalog (READ_ONLY)")
-        except duckdb.Error as err:
-            con.close()
-            raise StoreError(f"cannot open {self.config.database} read-only: {err}") from err
-        try:
-            result = con.sql("SELECT * FROM catalog.snapshots ORDER BY created, snapshot_id")
-            return result.df() if frame else result.to_arrow_table()
-        except duckdb.Error as err:
-            raise StoreError(f"cannot read the snapshots of {self.config.database}: {err}") from err
-        finally:
-            con.close()
+        snaps = self._open_catalog()[0]
+        return snaps.to_pandas() if frame else snaps
 
     def snapshots(self) -> pd.DataFrame:
         """All committed snapshots, oldest first."""
@@ -409,27 +577,267 @@ class Store:
                          **{t: counts.get(t, 0) for t in STORE_TABLES}})
         return pd.DataFrame(rows, columns=["snapshot_id", "source", "version", "created", *STORE_TABLES])
 
+    # -- integrity ---------------------------------------------------------------------------
+
+    def _check(self, scope: list[str], files: pa.Table | None) -> IntegrityReport:
+        """Hash every recorded file of the snapshots ``scope``; no exception for what differs."""
+        report = IntegrityReport(store=self.directory, snapshots=list(scope))
+        recorded: dict[str, list[dict]] = {}
+        for rec in (files.to_pylist() if files is not None else []):
+            recorded.setdefault(rec["snapshot_id"], []).append(rec)
+        for sid in scope:
+            if sid not in recorded:
+                report.problems.append(FileProblem(sid, f"raw/{sid}/", "unrecorded"))
+                continue
+            for rec in recorded[sid]:
+                rel = f"raw/{sid}/{rec['file']}"
+                path = self.directory / rel
+                expected = f"{rec['sha256']}, {rec['bytes']} bytes"
+                if not path.is_file():
+                    report.problems.append(FileProblem(sid, rel, "missing", expected))
+                    continue
+                try:
+                    now = file_record(path)
+                except OSError as err:
+                    report.problems.append(FileProblem(sid, rel, "unreadable", expected,
+                                                       err.strerror or str(err)))
+                    continue
+                report.bytes += now["bytes"]
+                if now["sha256"] != rec["sha256"] or now["bytes"] != rec["bytes"]:
+                    report.problems.append(FileProblem(sid, rel, "damaged", expected,
+                                                       f"{now['sha256']}, {now['bytes']} bytes"))
+                else:
+                    report.files += 1
+        return report
+
+    def _damage_message(self, report: IntegrityReport, rows: dict[str, dict]) -> str:
+        bad = [p for p in report.problems if p.problem != "unrecorded"]
+        unrecorded = [p.snapshot_id for p in report.problems if p.problem == "unrecorded"]
+        parts = []
+        if bad:
+            sids = list(dict.fromkeys(p.snapshot_id for p in bad))
+            parts.append(f"{len(bad)} file(s) of the store at {self.directory} differ from the sha256 "
+                         f"recorded at commit: {'; '.join(p.describe() for p in bad)}. Nothing may be "
+                         "derived from snapshot(s) " + ", ".join(sids) + " until repaired: "
+                         + "; ".join(_reload_hint(rows, sid) for sid in sids))
+        if unrecorded:
+            parts.append(f"snapshot(s) {', '.join(unrecorded)} of the store at {self.directory} have "
+                         "no recorded file hashes (stored by an earlier version), so they cannot be "
+                         "verified: `cxp status --repair` records them once the files reproduce "
+                         "the snapshot's content hash (or re-run the load that stored them)")
+        return ". ".join(parts)
+
+    def verify(self, snapshot: str | None = None) -> IntegrityReport:
+        """Hash every file of one snapshot (or of all, ``None``) and compare with the sha256 and
+        size recorded in the catalog when it was committed.
+
+        Returns
+        -------
+        IntegrityReport
+            What was checked: ``files`` verified, ``bytes`` hashed, ``snapshots``.
+
+        Raises
+        ------
+        IntegrityError
+            A file is damaged or missing, or a snapshot has no recorded hashes (stored by an
+            earlier version); the message names each file and the repair. ``problems`` lists them.
+        StoreError
+            No store, an unknown ``snapshot``, an unreadable catalog.
+
+        Examples
+        --------
+        >>> Store("/tmp/cxp-store").verify().files   # doctest: +SKIP
+        6
+        """
+        catalog, files = self._open_catalog()
+        ids = catalog.column("snapshot_id").to_pylist()
+        if snapshot is not None and snapshot not in ids:
+            raise StoreError(f"no snapshot {snapshot!r} in the store at {self.directory}; known: "
+                             f"{', '.join(ids) if ids else 'none (run `cxp etl`)'}")
+        report = self._check(ids if snapshot is None else [snapshot], files)
+        if report.problems:
+            rows = {r["snapshot_id"]: r for r in catalog.to_pylist()}
+            raise IntegrityError(self._damage_message(report, rows), store=self.directory,
+                                 problems=report.problems)
+        return report
+
+    def repair(self) -> RepairReport:
+        """Rebuild what can be rebuilt without the sources, then verify the whole store.
+
+        A missing or unreadable catalog is rebuilt from the manifests in ``raw/`` (a damaged one is
+        kept beside it as ``store.duckdb.damaged-<time>``); snapshot folders without a manifest are
+        reported and left alone. In a readable catalog, snapshots stored before file hashes were
+        recorded get them recorded (and a manifest written) once their Parquet files reproduce the
+        snapshot's content hash. Damaged or missing snapshot files cannot be rebuilt here: the
+        error names the load to re-run.
+
+        Returns
+        -------
+        RepairReport
+            What was done, and the verification that followed.
+
+        Raises
+        ------
+        IntegrityError
+            Files still damaged or missing, snapshots still unrecorded, or snapshot folders left
+            out of a rebuilt catalog, after the repair (what was repaired stays repaired); the
+            message says what was done and which load to re-run.
+        StoreError
+            Nothing to repair from (no catalog and no snapshot folder), or the store could not be
+            written.
+        """
+        self._check_directory()
+        if not self.exists() and not self._snapshot_folders():
+            raise StoreError(f"no neuron store at {self.directory} (no {self.config.database.name} "
+                             "and no snapshot folder in raw/): nothing to repair")
+        out = RepairReport(store=self.directory)
+        with self._write_lock():
+            try:
+                catalog, files = self._open_catalog()
+            except StoreError as err:
+                catalog, files, out.catalog_problem = None, None, str(err)
+            self._remove_temporaries()
+            if catalog is None:
+                rows, records = self._from_manifests(out)
+                if self.exists():
+                    out.kept_aside = self._keep_aside(self.config.database)
+                self._commit(None, rows, records)
+                out.rebuilt = [r["snapshot_id"] for r in rows]
+            else:
+                records = files.to_pylist() if files is not None else []
+                have = {r["snapshot_id"] for r in records}
+                for row in catalog.to_pylist():
+                    if row["snapshot_id"] in have:
+                        continue
+                    try:
+                        found = self._record_legacy(row)
+                    except StoreError as err:
+                        out.skipped.append(str(err))
+                        continue
+                    records += [{"snapshot_id": row["snapshot_id"], "file": name, **rec}
+                                for name, rec in found.items()]
+                    out.recorded.append(row["snapshot_id"])
+                if out.recorded:
+                    self._commit(catalog, [], records)
+        try:
+            out.verified = self.verify()
+        except IntegrityError as err:
+            done = out.summary()
+            raise IntegrityError((f"{done}; still " if done else "") + str(err), store=err.store,
+                                 problems=err.problems) from None
+        if out.skipped:  # consistent now, but not everything in raw/ could be taken back
+            raise IntegrityError(out.summary(), store=self.directory, problems=[])
+        return out
+
+    def _keep_aside(self, database: Path) -> Path:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        aside = database.with_name(f"{database.name}.damaged-{stamp}")
+        try:
+            os.replace(database, aside)
+        except OSError as err:
+            raise _disk_error(err, database, "move the damaged catalog aside from") from err
+        return aside
+
+    def _from_manifests(self, out: RepairReport) -> tuple[list[dict], list[dict]]:
+        """Catalog rows and file records of every snapshot folder with a readable manifest."""
+        names = [c for c, _ in _columns("snapshots")]
+        required = {c["name"] for c in store_contract("snapshots")["columns"] if not c["nullable"]}
+        rows, records = [], []
+        for folder in self._snapshot_folders():
+            try:
+                manifest = read_manifest(folder)
+            except StoreError as err:
+                out.skipped.append(f"raw/{folder.name} left out of the catalog ({err}; a folder "
+                                   "stored by an earlier version has no manifest: re-run its load)")
+                continue
+            row = {n: manifest["snapshot"].get(n) for n in names}
+            lacking = sorted(n for n in required if row[n] is None)
+            if lacking:
+                out.skipped.append(f"raw/{folder.name} left out of the catalog (its manifest lacks "
+                                   f"{', '.join(lacking)}; re-run its load)")
+                continue
+            rows.append(row)
+            records += [{"snapshot_id": folder.name, "file": name, "sha256": rec["sha256"],
+                         "bytes": rec["bytes"]} for name, rec in manifest["files"].items()]
+            records.append({"snapshot_id": folder.name, "file": MANIFEST,
+                            **file_record(folder / MANIFEST)})
+        return rows, records
+
+    def _record_legacy(self, row: dict) -> dict[str, dict]:
+        """File records of a snapshot stored before hashes were recorded, once its Parquet files
+        reproduce its content hash; writes its manifest."""
+        sid = row["snapshot_id"]
+        folder = self.config.raw / sid
+        present = list(json.loads(row["row_counts"]))
+        try:
+            again = _stored_content_hash(row["source"], folder, present)
+        except (OSError, ValueError, KeyError, pa.ArrowException) as err:
+            raise StoreError(f"snapshot {sid}: its files cannot be read ({err}); "
+                             f"{_reload_hint({sid: row}, sid)}") from err
+        if again != row["content_hash"]:
+            raise StoreError(f"snapshot {sid}: its files hash to content {again[:16]}..., not the "
+                             f"recorded {row['content_hash'][:16]}... (damaged, or written in "
+                             f"another layout): {_reload_hint({sid: row}, sid)}")
+        found = {f"{name}.parquet": file_record(folder / f"{name}.parquet") for name in present}
+        try:
+            os.chmod(folder, 0o755)
+            found[MANIFEST] = write_manifest(folder, _jsonable(row), dict(found))
+            make_read_only(folder / MANIFEST)
+            for name in present:
+                make_read_only(folder / f"{name}.parquet")
+            make_read_only(folder)
+        except OSError as err:
+            raise _disk_error(err, folder / MANIFEST, "write") from err
+        return found
+
+    # -- SQL -----------------------------------------------------------------------------------
+
     @staticmethod
-    def _statements(query: str) -> list:
+    def _statement(query: str):
+        """The one statement of ``query``, if DuckDB's parser classifies it as a query."""
         try:
             statements = duckdb.extract_statements(query)
         except duckdb.Error as err:
-            raise StoreError(f"cannot parse SQL: {err}") from err
+            raise StoreError(f"cannot parse SQL: {_one_line(err)}") from err
         if not statements:
             raise StoreError("empty SQL query")
         for st in statements:
-            kind = st.type.name
-            if kind not in _ALLOWED_STATEMENTS:
-                raise ReadOnlyError(f"refused: the store is read-only over SQL, and this is a {kind} "
-                                    f"statement ({st.query.strip()[:60]!r}). Only SELECT / WITH ... "
-                                    "SELECT / EXPLAIN queries run; load data with `cxp etl`.")
-        return statements
+            if st.type != duckdb.StatementType.SELECT:
+                raise ReadOnlyError(
+                    f"refused: the store is read-only over SQL, and this is a {st.type.name} "
+                    f"statement ({st.query.strip()[:60]!r}). Only one SELECT / WITH ... SELECT query "
+                    "runs (not EXPLAIN, COPY, SET, PRAGMA, CALL, ATTACH, ...); load data with `cxp etl`.")
+        if len(statements) > 1:
+            raise ReadOnlyError(f"refused: {len(statements)} statements; `cxp sql` runs one query "
+                                "at a time (no ';' between statements)")
+        return statements[0]
+
+    def check_output(self, out: str | os.PathLike) -> Path:
+        """``out`` as a Path, unless it (or the folder it would be written in) lies inside the store.
+
+        Raises
+        ------
+        StoreError
+            ``out`` resolves (symbolic links followed) to the store directory or anything under it.
+        """
+        path = Path(out).expanduser()
+        store = self.directory.resolve()
+        for where in (path.resolve(), path.absolute().parent.resolve()):
+            if where == store or store in where.parents:
+                raise StoreError(f"--out {out} lies inside the store {self.directory} ({where}); the "
+                                 "store is written only by `cxp etl`: give a path outside it")
+        return path
 
     @contextmanager
     def _reader(self, query: str, snapshot: str | None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An in-memory DuckDB whose views show one committed snapshot (or all), file access
-        limited to the store's raw layer and configuration locked."""
-        catalog = self._read_catalog()
+        """An in-memory DuckDB whose views show one committed snapshot (or all), read through Arrow
+        datasets, with no file access and its configuration locked."""
+        con = duckdb.connect(":memory:")
+        try:
+            catalog, files = self._open_catalog(con)
+        except BaseException:
+            con.close()
+            raise
         ids = catalog.column("snapshot_id").to_pylist()
         if snapshot is None:
             scope = ids[-1:]
@@ -438,60 +846,68 @@ class Store:
         elif snapshot in ids:
             scope = [snapshot]
         else:
+            con.close()
             raise StoreError(f"no snapshot {snapshot!r} in the store at {self.directory}; known: "
                              f"{', '.join(ids) if ids else 'none (run `cxp etl`)'}, or 'all'")
         counts = dict(zip(ids, (json.loads(c) for c in catalog.column("row_counts").to_pylist())))
-        con = duckdb.connect(":memory:")
+        parquet = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
+            page_checksum_verification=True))
         try:
             con.execute(_snapshots_ddl())
-            if catalog.num_rows:
-                con.register("catalog", catalog)
-                con.execute("INSERT INTO snapshots BY NAME SELECT * FROM catalog")
-                con.unregister("catalog")
+            con.execute(_FILES_DDL)
+            for table, rows in (("snapshots", catalog), ("snapshot_files", files)):
+                if rows is not None and rows.num_rows:
+                    con.register("_rows", rows)
+                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
+                    con.unregister("_rows")
             for name in STORE_TABLES:
                 if not re.search(rf"\b{name}\b", query, re.IGNORECASE):
-                    continue  # binding a view reads its files' footers: only for tables named
-                files = [str(self.config.raw / sid / f"{name}.parquet") for sid in scope
+                    continue  # a dataset reads its files' footers: only for tables named
+                paths = [str(self.config.raw / sid / f"{name}.parquet") for sid in scope
                          if name in counts[sid]]
-                body = (f"SELECT * FROM read_parquet([{', '.join(map(_quote, files))}], "
-                        "union_by_name = true)" if files else _empty_select(name))
-                con.execute(f"CREATE VIEW {name} AS {body}")
-            con.execute(f"SET allowed_directories = [{_quote(str(self.config.raw) + os.sep)}]")
-            con.execute("SET enable_external_access = false")
-            con.execute("SET lock_configuration = true")
-        except duckdb.Error as err:
+                if paths:
+                    schema = pa.unify_schemas([pq.read_schema(p) for p in paths]) \
+                        if len(paths) > 1 else None
+                    con.register(name, ds.dataset(paths, format=parquet, schema=schema))
+                else:
+                    con.execute(f"CREATE VIEW {name} AS {_empty_select(name)}")
+            for setting, value in _READER_SETTINGS:
+                con.execute(f"SET {setting} = {value}")
+        except (duckdb.Error, pa.ArrowException, OSError) as err:
             con.close()
+            text = _one_line(err) if isinstance(err, duckdb.Error) else str(err)
             raise StoreError(f"cannot open snapshot(s) {', '.join(scope)} of {self.directory}: "
-                             f"{err}") from err
+                             f"{text}; `cxp status --verify` checks its files") from err
         try:
             yield con
         finally:
             con.close()
 
     def sql(self, query: str, *, snapshot: str | None = None) -> pd.DataFrame:
-        """Run a read-only SQL query over the store and return its result.
+        """Run one read-only SQL query over the store and return its result.
 
         Table names (``neurons``, ``functional_units``, ...) refer to one snapshot: ``snapshot``
         (an id), the latest one when ``None``, or every snapshot when ``"all"``. ``snapshots``
-        always lists them all. Only SELECT and EXPLAIN statements run; file access is disabled.
-        The query sees the snapshot committed when it started, even if a writer commits meanwhile.
+        always lists them all, ``snapshot_files`` every file's recorded sha256. Only a query
+        (SELECT, WITH ... SELECT, FROM, VALUES, DESCRIBE, SUMMARIZE) runs, on a connection without
+        file access (see module docstring). The query sees the snapshot committed when it
+        started, even if a writer commits meanwhile.
 
         Raises
         ------
         ReadOnlyError
-            For any statement that is not a query (INSERT, CREATE, COPY, ATTACH, SET, ...).
+            Anything that is not one query (INSERT, CREATE, COPY, ATTACH, SET, EXPLAIN, two
+            statements, ...).
         StoreError
-            No store, an unknown ``snapshot`` (the message lists the known ones), or SQL that fails.
+            No store, an unknown ``snapshot`` (the message lists the known ones), or SQL that fails
+            (DuckDB's message on one line).
         """
-        statements = self._statements(query)
+        statement = self._statement(query)
         with self._reader(query, snapshot) as con:
             try:
-                result = None
-                for st in statements:
-                    result = con.execute(st.query)
-                return result.df()
+                return con.execute(statement.query).df()
             except duckdb.Error as err:
-                raise StoreError(f"SQL failed: {err}") from err
+                raise StoreError(f"SQL failed: {_one_line(err)}") from err
 
     def sql_to_file(self, query: str, out: str | os.PathLike, *,
                     format: Literal["parquet", "csv"] = "parquet",  # noqa: A002
@@ -504,27 +920,32 @@ class Store:
         Raises
         ------
         StoreError
-            ``out`` is a directory or cannot be written, or as :meth:`sql`.
+            ``out`` is a directory, lies inside the store, or cannot be written, or as :meth:`sql`.
         """
-        out = Path(out)
+        out = self.check_output(out)
         if out.is_dir():
             raise StoreError(f"--out {out} is a directory; give a file path for the {format} result")
-        statements = self._statements(query)
+        statement = self._statement(query)
         with self._reader(query, snapshot) as con:
             try:
-                for st in statements[:-1]:
-                    con.execute(st.query)
-                reader = con.sql(statements[-1].query).to_arrow_reader(_BATCH_ROWS)
+                reader = con.sql(statement.query).to_arrow_reader(_BATCH_ROWS)
                 with atomic_path(out) as tmp:
                     return _write_batches(reader, tmp, format)
             except duckdb.Error as err:
-                raise StoreError(f"SQL failed: {err}") from err
+                raise StoreError(f"SQL failed: {_one_line(err)}") from err
             except OSError as err:
                 raise _disk_error(err, out, "write the result to") from err
 
     def raw_path(self, snapshot_id: str, table: str) -> Path:
         """Path of one table's Parquet file in the raw layer."""
         return self.config.raw / snapshot_id / f"{table}.parquet"
+
+
+def _replace_files(files: pa.Table | None, snapshot_id: str, records: dict[str, dict]) -> list[dict]:
+    """The catalog's file records with ``snapshot_id``'s replaced by ``records``."""
+    kept = [r for r in (files.to_pylist() if files is not None else []) if r["snapshot_id"] != snapshot_id]
+    return kept + [{"snapshot_id": snapshot_id, "file": name, "sha256": rec["sha256"],
+                    "bytes": rec["bytes"]} for name, rec in records.items()]
 
 
 def _unlink_catalog(tmp: Path) -> None:

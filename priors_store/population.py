@@ -148,6 +148,7 @@ def resolve(population: Population, store: Store) -> ResolvedPopulation:
     if match.empty:
         raise PopulationError(f"no snapshot {sid!r} in {store.directory}; known: {snaps.snapshot_id.tolist()}")
     snapshot = match.iloc[0].to_dict()
+    store.verify(sid)  # every file against its recorded sha256: nothing is derived from damaged input
     units_sql = ("SELECT u.session, u.scan_idx, u.field, u.unit_id, u.nucleus_id FROM functional_units u")
     if population.kind == "fields":
         keys = [tuple(int(p) for p in _FIELD.match(f).groups()) for f in population.fields]
@@ -227,6 +228,7 @@ def _activity(store: Store, snaps: pd.DataFrame, snapshot: dict, population: Pop
                                   f"{snaps.snapshot_id.tolist()}")
         if not single_scan:  # functional kinds need one scan; nothing to join
             return None, None
+        store.verify(want)
         trains = _spikes(store, want, neurons)
         if trains is None:
             raise PopulationError(_missing(store, want, neurons))
@@ -238,6 +240,7 @@ def _activity(store: Store, snaps: pd.DataFrame, snapshot: dict, population: Pop
         if rec.snapshot_id == sid or (rec.source == "synthetic") != synthetic \
                 or json.loads(rec.row_counts).get("spikes", 0) == 0:
             continue
+        store.verify(rec.snapshot_id)
         trains = _spikes(store, rec.snapshot_id, neurons)
         if trains is not None:
             return trains, {**_identity(pd.Series(rec._asdict())),
