@@ -40,10 +40,6 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     etl.add_argument("--mode", choices=["strict", "lenient"], default="strict",
                      help="blueprint: abort on a failing field (strict) or skip and report it")
     etl.add_argument("--fields", default=None, help="blueprint: comma-separated fields, e.g. 6_6_2,5_6_8")
-    etl.add_argument("--profile", default=None, metavar="NAME|FILE",
-                     help="files: the datastack profile naming each role's table and columns: "
-                          "a built-in (minnie65_public, the default; v1dd_public; pinky100_v185) "
-                          "or a TOML file")
     etl.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_store(etl)
     add_nwb_arguments(etl)
@@ -100,8 +96,9 @@ def _emit(df: pd.DataFrame, fmt: str, out: str | None) -> None:
 
 
 def _cmd_etl(args: argparse.Namespace) -> None:
-    if args.source != "files" and args.profile is not None:
-        raise CxpError(f"--profile is read by --source files only; found --source {args.source}")
+    if args.source not in ("files", "cave") and args.profile is not None:
+        raise CxpError(f"--profile is read by --source files and cave only; found --source "
+                       f"{args.source}")
     nwb_paths, events = resolve_nwb_arguments(args, progress=not args.no_progress)
     version = getattr(args, "cave_version", "latest")
     options = {"synthetic": {"seed": args.seed},

@@ -439,6 +439,7 @@ class _State:
     url: str = ""
     split_frozen: bool = False
     notices: dict[str, str] = field(default_factory=dict)
+    datastack: str = DATASTACK
     codecs: list[str | None] = field(default_factory=list)
     _served: dict = field(default_factory=dict)
 
@@ -471,13 +472,16 @@ class StandinCave:
         the version metadata's ``is_merged`` says which.
     notices
         Table -> owner notice, sent as an extra ``Warning`` with every query of that table.
+    datastack
+        The datastack it serves (default ``minnie65_public``); another name is 404.
     """
 
     def __init__(self, versions: dict[int, dict[str, pd.DataFrame]], *, row_cap: int = DEFAULT_ROW_CAP,
                  token: str | None = None, port: int = 0, split_frozen: bool = False,
-                 notices: dict[str, str] | None = None) -> None:
+                 notices: dict[str, str] | None = None, datastack: str = DATASTACK) -> None:
         self.state = _State(versions=versions, row_cap=row_cap, token=token,
-                            split_frozen=split_frozen, notices=dict(notices or {}))
+                            split_frozen=split_frozen, notices=dict(notices or {}),
+                            datastack=datastack)
         self._port = port
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -645,12 +649,12 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/materialize/api/versions":
             return self._json([2, 3])
         if m := _DS_INFO.match(path):
-            if m[1] != DATASTACK:
+            if m[1] != st.datastack:
                 return self._error(404, f"datastack {m[1]} not found")
             return self._json({
                 "aligned_volume": {"name": ALIGNED_VOLUME, "id": 1, "description": "stand-in",
                                    "image_source": "precomputed://stand-in/em"},
-                "datastack": DATASTACK, "local_server": st.url, "synapse_table": SYNAPSE_TABLE,
+                "datastack": st.datastack, "local_server": st.url, "synapse_table": SYNAPSE_TABLE,
                 "soma_table": NUCLEUS_TABLE, "segmentation_source": "graphene://stand-in/seg",
                 "viewer_resolution_x": VOXEL[0], "viewer_resolution_y": VOXEL[1],
                 "viewer_resolution_z": VOXEL[2], "viewer_site": st.url, "description": "stand-in"})

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 
+from ...profiles import load_profile
 from .client import TOKEN_ENV, CaveConfig
 
 __all__ = ["add_arguments", "config_from_args", "describe", "register_refresh", "run_refresh"]
@@ -32,6 +33,11 @@ def _common(p: argparse.ArgumentParser, *, with_version: bool) -> None:
     if with_version:
         p.add_argument("--version", type=_version, default="latest", dest="cave_version",
                        help="cave: materialization version N, or 'latest' (recorded as its number)")
+    p.add_argument("--profile", default=None, metavar="NAME|FILE",
+                   help="cave, files: the datastack profile naming each role's table and columns: "
+                        "a built-in (minnie65_public, the default; v1dd_public; pinky100_v185) or "
+                        "a TOML file; it also gives the datastack and voxel size unless "
+                        "--datastack says otherwise")
     p.add_argument("--neurons", default=d.neurons,
                    choices=["coregistered_excitatory", "coregistered", "excitatory", "neurons", "all"],
                    help="cave, files: which cells (default: co-registered excitatory neurons; "
@@ -57,11 +63,14 @@ def config_from_args(args: argparse.Namespace) -> CaveConfig | None:
     if getattr(args, "source", "cave") != "cave":
         return None
     server = args.server or CaveConfig().server
-    return CaveConfig(server=server, datastack=args.datastack or CaveConfig().datastack,
+    profile = load_profile(args.profile) if args.profile is not None else None
+    datastack = args.datastack or (profile.datastack if profile else None) or CaveConfig().datastack
+    return CaveConfig(server=server, datastack=datastack,
                       version=getattr(args, "cave_version", "latest"), neurons=args.neurons,
                       functional_table=args.functional_table,
                       auto_coregistration=args.auto_coregistration, timeout_s=args.timeout,
-                      retries=args.retries, chunk_size=args.chunk_size)
+                      retries=args.retries, chunk_size=args.chunk_size, profile=args.profile,
+                      voxel_nm=profile.voxel_size_nm if profile else CaveConfig().voxel_nm)
 
 
 def describe(snap: dict) -> str:

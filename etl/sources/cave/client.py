@@ -91,6 +91,9 @@ class CaveConfig:
     """Voxel size (nm) positions are requested in (``desired_resolution``); nm = voxels * this."""
     row_cap: int = 200_000
     """Row count at which a result is treated as capped even without the warning header."""
+    profile: str | None = None
+    """A datastack profile (built-in name or TOML file) naming each role's table and columns;
+    ``None``: minnie65's tables, pulled as the built-in pull does."""
     token_file: str | None = None
     """caveclient token file; ``None``: ``$CXP_CAVE_TOKEN`` (the token itself), else the
     ``cave_token_file`` setting (``$CXP_CAVE_TOKEN_FILE`` or the config file), else caveclient's
@@ -101,7 +104,8 @@ class CaveConfig:
         return {"server": public_url(self.server), "datastack": self.datastack,
                 "neurons": self.neurons, "functional_table": self.functional_table,
                 "auto_coregistration": self.auto_coregistration, "chunk_size": self.chunk_size,
-                "row_cap": self.row_cap, "voxel_nm": list(self.voxel_nm)}
+                "row_cap": self.row_cap, "voxel_nm": list(self.voxel_nm),
+                **({"profile": self.profile} if self.profile is not None else {})}
 
 
 def public_url(url: str) -> str:

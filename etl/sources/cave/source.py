@@ -26,7 +26,9 @@ import pandas as pd
 from ...config import StoreConfig
 from ...tables import SourceTables
 from .chunks import ChunkCache, list_chunks, pull_table, range_chunk
+from ...profiles import load_profile
 from .client import CaveConfig, CaveConnection, CaveRequestError, connect, public_url
+from .profiled import pull_by_profile
 from .transform import (CELLTYPES_TABLE, COREG_TABLES, FUNCTIONAL_TABLES, NUCLEUS_TABLE,
                         SYNAPSE_TABLE, TableShape, canonical_tables)
 
@@ -124,6 +126,20 @@ def read_cave(config: CaveConfig, *, store_dir: str | os.PathLike | None = None,
     def shape_of(name: str) -> TableShape:
         shapes[name] = table_shape(conn.table_metadata(name, version), name, server=config.server)
         return shapes[name]
+
+    if config.profile is not None:
+        profile = load_profile(config.profile)
+        common = dict(datastack=config.datastack, materialization_version=version,
+                      materialization_timestamp=timestamp, neurons=config.neurons)
+        raw, names, shapes = pull_by_profile(config, profile, conn, version, pull=pull,
+                                             shape_of=shape_of, common=common)
+        params = {**config.public(), "profile": profile.record(), "version": version,
+                  "requested_version": config.version, "tables": sorted(names.values()),
+                  "voxel_resolution_nm": list(config.voxel_nm)}
+        out = canonical_tables(raw, **common, shapes=shapes, names=names, parameters=params)
+        out.report["queries"] = stats
+        out.report["pull_seconds"] = round(time.perf_counter() - started, 3)
+        return out
 
     for name in (NUCLEUS_TABLE, CELLTYPES_TABLE, COREG_TABLES[0]):
         if name != NUCLEUS_TABLE:
