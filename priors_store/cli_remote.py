@@ -16,7 +16,9 @@ from .errors import PriorsError
 __all__ = ["parse_storage_options", "register"]
 
 #: Option names that would carry a credential on the command line (and so in shell history).
-_SECRET = re.compile(r"key|secret|token|password|credential", re.IGNORECASE)
+_SECRET = re.compile(r"key|secret|token|password|passwd|credential", re.IGNORECASE)
+#: A URL carrying ``user[:password]@``.
+_USERINFO = re.compile(r"://[^/?#\s]*@")
 
 
 def register(psub: argparse._SubParsersAction, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -45,24 +47,54 @@ def register(psub: argparse._SubParsersAction, common: Callable[[argparse.Argume
     pull.set_defaults(handler=run)
 
 
+def _refused(value, path: str) -> str | None:
+    """Where in an option's value a credential hides: a key named like one (at any depth of
+    a JSON object), or a URL with ``user:password@``; ``None`` when nowhere."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}"
+            if _SECRET.search(str(key)):
+                return f"{where} (a credential's name)"
+            found = _refused(item, where)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _refused(item, f"{path}[{i}]")
+            if found:
+                return found
+    elif isinstance(value, str) and _USERINFO.search(value):
+        return f"{path} (a URL with a user name or password)"
+    return None
+
+
 def parse_storage_options(pairs: list[str]) -> dict:
-    """``["endpoint_url=http://...", "anon=true"]`` -> ``{"endpoint_url": "http://...", "anon": True}``."""
+    """``["endpoint_url=http://...", "anon=true"]`` -> ``{"endpoint_url": "http://...", "anon": True}``.
+
+    Refuses, without echoing the value, any option that carries a credential: one named like
+    key/secret/token/password/credential, at any depth of a JSON value
+    (``client_kwargs={"aws_secret_access_key": ...}``), or a URL with ``user:password@``.
+    """
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise PriorsError(f"--storage-option {pair!r}: expected KEY=VALUE, e.g. "
+            shown = key if _SECRET.search(key) is None and not _USERINFO.search(pair) else "..."
+            raise PriorsError(f"--storage-option {shown!r}: expected KEY=VALUE, e.g. "
                               "endpoint_url=http://127.0.0.1:9000")
-        if _SECRET.search(key):
-            raise PriorsError(f"--storage-option {key}=...: credentials are not taken from the "
-                              "command line; use the backend's configuration (for S3: "
-                              "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or a ~/.aws profile with "
-                              "--storage-option profile=NAME)")
         try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
+            parsed = json.loads(value)
+        except (json.JSONDecodeError, RecursionError):
+            parsed = value
+        where = f"{key} (a credential's name)" if _SECRET.search(key) else _refused(parsed, key)
+        if where:
+            raise PriorsError(f"--storage-option {key}=...: {where} is a credential; credentials "
+                              "are not taken from the command line (the value is not shown); use "
+                              "the backend's configuration (for S3: AWS_ACCESS_KEY_ID / "
+                              "AWS_SECRET_ACCESS_KEY, or a ~/.aws profile with --storage-option "
+                              "profile=NAME)")
+        options[key] = parsed
     return options
 
 
@@ -74,15 +106,25 @@ def run(args: argparse.Namespace) -> None:
     if args.priors_command == "push":
         root = artifact_root(args.artifacts, store=Store(args.store).directory)
         result = remote.push(args.ref, args.url, root=root, storage_options=options)
-        if result.uploaded:
+        repaired = " (index repaired)" if result.index_written else ""
+        if result.published:
             print(f"pushed {result.name}@{result.version} to {result.url}: {len(result.uploaded)} "
                   f"files, {result.bytes / 2**20:.2f} MiB")
-        else:
+        elif result.same_build:
             print(f"{result.name}@{result.version} is already at {result.url}: nothing uploaded"
-                  f"{' (index repaired)' if result.index_written else ''}")
+                  f"{repaired}")
+        else:
+            print(f"{result.name}@{result.version} is already at {result.url} from another build of "
+                  "the same recipe (other file hashes): the remote's build is kept, nothing of this "
+                  f"one is published{repaired}")
     else:
         result = remote.pull(args.url, cache=args.cache, storage_options=options)
-        state = "pulled" if result.downloaded else "already cached:"
-        print(f"{state} {result.name}@{result.version} in {result.directory} (verified against its "
-              "manifest)")
+        if result.repaired:
+            print(f"repaired {result.name}@{result.version} in {result.directory}: the cached copy "
+                  f"was damaged ({'; '.join(result.repaired[:3])}); what was wrong was downloaded "
+                  "again and verified against its manifest")
+        else:
+            state = "pulled" if result.downloaded else "already cached:"
+            print(f"{state} {result.name}@{result.version} in {result.directory} (verified against "
+                  "its manifest)")
         print(f"  load it with connectome_priors.load({result.url + '@' + result.version!r})")

@@ -26,6 +26,7 @@ from connectome_priors.priors_store.errors import (ArtifactIntegrityError,  # no
                                                    ArtifactNotFoundError, PriorsError)
 from connectome_priors.priors_store.pipeline import DeriveParams  # noqa: E402
 from connectome_priors.priors_store.population import Population  # noqa: E402
+from connectome_priors.priors_store.remote_index import build_id  # noqa: E402
 
 TINY = SyntheticConfig(seed=5, n_fields=1, fields_per_scan=1, duration_s=60.0,
                        field_size_range=(20, 24))
@@ -202,17 +203,18 @@ def test_tampered_remote_refused(artifacts, s3, cache, edit):
     prior = priors_store.load("tiny", root=artifacts)
     fs, _ = fsspec.core.url_to_fs(base, **options)
     folder = f"{BUCKET}/tamper-{edit}/tiny/{prior.version}"
+    files = f"{folder}/{build_id((prior.directory / 'manifest.json').read_bytes())}"  # its build
     victim = prior.manifest["kinds"]["distance_um"]["file"]
     if edit == "file":  # same size, one byte changed
-        data = bytearray(fs.cat_file(f"{folder}/{victim}"))
+        data = bytearray(fs.cat_file(f"{files}/{victim}"))
         data[-1] ^= 0xFF
-        fs.pipe_file(f"{folder}/{victim}", bytes(data))
+        fs.pipe_file(f"{files}/{victim}", bytes(data))
         named = victim
     elif edit == "truncate":  # a partial upload
-        fs.pipe_file(f"{folder}/{victim}", fs.cat_file(f"{folder}/{victim}")[:100])
+        fs.pipe_file(f"{files}/{victim}", fs.cat_file(f"{files}/{victim}")[:100])
         named = victim
     elif edit == "missing":
-        fs.rm_file(f"{folder}/{victim}")
+        fs.rm_file(f"{files}/{victim}")
         named = victim
     else:
         manifest = json.loads(fs.cat_file(f"{folder}/manifest.json"))
@@ -309,10 +311,12 @@ def test_file_url_push_pull_cli(artifacts, tmp_path, cache, capsys):
     _assert_same(original, priors_store.load(f"{url}/tiny@{original.version}"))
     listing = json.loads((tmp_path / "shared" / "priors" / "index.json").read_text())
     assert listing["names"]["tiny"]["versions"] == [original.version]
-    assert not list((tmp_path / "shared" / "priors" / ".tmp").iterdir())  # no temporary left
+    shared = tmp_path / "shared" / "priors"
+    assert not [p for p in shared.rglob(".*")]  # no temporary left
     # a tampered local remote is refused too, naming the file
     (tmp_path / "c2").mkdir()
-    victim = tmp_path / "shared" / "priors" / "tiny" / original.version / "neurons.parquet"
+    build = build_id((original.directory / "manifest.json").read_bytes())
+    victim = shared / "tiny" / original.version / build / "neurons.parquet"
     victim.write_bytes(victim.read_bytes()[:-1] + b"\0")
     with pytest.raises(ArtifactIntegrityError, match="neurons.parquet"):
         remote.pull(f"{url}/tiny@{original.version}", cache=tmp_path / "c2")
