@@ -23,6 +23,7 @@ _REASONS: tuple[tuple[str, str], ...] = (
     (r"(.+)_unmatched_rows", "rows of {0} naming no valid nucleus"),
     (r"(.+)_ambiguous_rows", "rows of {0} whose root id carries several nuclei"),
     (r"(.+)_rows_not_between_selected_cells", "{0} rows not between two selected cells"),
+    (r"(.+)_rows_of_no_selected_unit", "rows of {0} naming no unit of a selected cell"),
     (r"(.+)_rows_summed_into_one_pair", "rows of {0} summed into a pair another row also names"),
 )
 

@@ -295,3 +295,13 @@ def test_builtin_profiles_parse():
     for name in ("minnie65_public", "v1dd_public", "pinky100_v185"):
         prof = load_profile(name)
         assert prof.origin == "built-in" and "nucleus" in prof.roles and len(prof.sha256) == 64
+
+
+def test_a_functional_table_matching_no_unit_is_an_error(raw, tmp_path):
+    d = _write_dump(raw, tmp_path / "v1")
+    func = raw["digital_twin_properties_bcm_coreg_v4"].assign(session=99)  # another session's
+    write_export(func, d, "digital_twin_properties_bcm_coreg_v4")
+    with pytest.raises(SourceError, match=r"digital_twin_properties_bcm_coreg_v4: none of its \d+ rows "
+                                          r"is usable \(no \(session, scan_idx, unit_id\) of the "
+                                          r"co-registered units\)"):
+        read_files(d)

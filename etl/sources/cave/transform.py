@@ -445,7 +445,13 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
         func = _valid(func, named(func_name), report).sort_values(["session", "scan_idx", "unit_id"], kind="stable")
         func = func.drop_duplicates(["session", "scan_idx", "unit_id"])
         known = pd.DataFrame({k: units.column(k).to_numpy() for k in ("session", "scan_idx", "unit_id")})
+        n_rows = len(func)
         func = func.merge(known, on=["session", "scan_idx", "unit_id"], how="inner")
+        if n_rows and len(known) and func.empty:
+            raise _none_left(named(func_name), n_rows, "no (session, scan_idx, unit_id) of the "
+                             "co-registered units")
+        if n_rows - len(func):
+            report[f"{named(func_name)}_rows_of_no_selected_unit"] = int(n_rows - len(func))
         ori, drn = normalize_angles(func["pref_ori"], func["pref_dir"], unit=FUNCTIONAL_TABLES[func_name])
 
         def nullable(values) -> pa.Array:
