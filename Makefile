@@ -10,9 +10,12 @@ STORE  ?= $(CURDIR)/.cxp/store
 
 setup: $(STAMP)
 
+# setuptools_scm goes into the venv too: `make lint` builds with --no-build-isolation, and it writes
+# connectome_priors/_version.py (the version and commit kernel/version.py records) at every install.
 $(STAMP): pyproject.toml tests/requirements-schemas.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q 'setuptools_scm>=10,<11'
 	$(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -m pip install -q --no-deps -r tests/requirements-schemas.txt
 	touch $(STAMP)

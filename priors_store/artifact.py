@@ -30,6 +30,11 @@ publishes the version concurrently. ``<root>/<name>/latest`` (a one-line file) n
 version. Temporary folders that killed builds left behind (``.tmp-<host>-<pid>-<uuid>``) are
 removed by the next build of the same name.
 
+A write that fails (``ENOSPC``: the disk is full; ``EDQUOT``; any other ``OSError``) ends the build
+with one :class:`PriorsError` naming the file and the reason; the temporary folder is removed, so
+nothing partial is published (:func:`write_error`). Artifact names are checked before anything is
+read or written (:func:`check_name`).
+
 Manifests of ``manifest_version`` 1 (before recipe versions) still load: their version is checked
 with the formula they were written with (:func:`content_version`, a hash of the files' content).
 """
@@ -45,6 +50,8 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
@@ -63,9 +70,10 @@ from .errors import ArtifactIntegrityError, PriorsError
 
 __all__ = ["DERIVATION_VERSION", "FLOAT_ATOL", "FLOAT_RTOL", "MANIFEST", "MANIFEST_VERSION",
            "NORM_TOLERANCES",
-           "ArtifactWriter", "KindComparison", "canonical_json", "check_manifest", "compare_builds",
+           "ArtifactWriter", "KindComparison", "canonical_json", "check_manifest", "check_name",
+           "compare_builds",
            "content_digest", "content_version", "manifest_schema", "nucleus_ids_digest", "recipe",
-           "recipe_version", "sha256_file", "validate_manifest"]
+           "recipe_version", "sha256_file", "validate_manifest", "write_error"]
 
 #: Version of the derivation code, part of every recipe. Bump it by hand (a new string) in the
 #: change that makes any derivation (priors_store/derive, pipeline.py) give other results than
@@ -94,7 +102,46 @@ MANIFEST = "manifest.json"
 #: The neuron order of every artifact (a table, not a kind).
 NEURONS = "neurons.parquet"
 LATEST = "latest"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+#: An artifact name (``\Z``, not ``$``: ``$`` also matches before a final newline).
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
+#: The longest artifact name (a folder name; :data:`_NAME` allows no more).
+MAX_NAME = 100
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """``text`` for a one-line message: quoted, cut after ``limit`` characters with its length."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def check_name(name: str, *, what: str = "artifact name") -> str:
+    """Return ``name`` if it can name an artifact folder, else raise :class:`PriorsError`.
+
+    A name is 1 to :data:`MAX_NAME` letters, digits, ``_``, ``.``, ``-``, starting with a letter or
+    digit: no ``/``, no glob characters (``*?[]``), no leading ``.``. Checked before anything is
+    read or written.
+
+    >>> check_name("field_6_6_2")
+    'field_6_6_2'
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        why = (f"{len(name)} characters; at most {MAX_NAME}"
+               if isinstance(name, str) and len(name) > MAX_NAME and _NAME.match(name[:MAX_NAME])
+               else "use letters, digits, '_', '.', '-', starting with a letter or digit (no '/', "
+                    f"no glob characters, at most {MAX_NAME} characters)")
+        raise PriorsError(f"{what} {shown(str(name))} is not allowed: {why}")
+    return name
+
+
+def write_error(err: OSError, path: str | os.PathLike, what: str) -> PriorsError:
+    """A :class:`PriorsError` for a failed write of ``path``: the reason (``No space left on
+    device``), errno, and what to do; ``path`` and ``errno`` are attributes."""
+    reason = err.strerror or str(err)
+    hint = (" Free space on that file system and build again." if err.errno in
+            (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "")
+    out = PriorsError(f"cannot write {path}: {reason} (errno {err.errno}) while {what}; nothing "
+                      f"partial was published.{hint}")
+    out.path, out.errno = str(path), err.errno
+    return out
 
 
 def manifest_schema() -> dict:
@@ -252,9 +299,7 @@ class ArtifactWriter:
     """
 
     def __init__(self, root: str | os.PathLike, name: str) -> None:
-        if not _NAME.match(name):
-            raise PriorsError(f"artifact name {name!r} is not allowed; use letters, digits, '_', '.', "
-                              "'-' (at most 100 characters, starting with a letter or digit)")
+        check_name(name)
         self.root = Path(root)
         self.name = name
         self.tmp = self.root / name / f"{_TMP}{_HOST}-{os.getpid()}-{uuid.uuid4().hex}"
@@ -263,43 +308,78 @@ class ArtifactWriter:
 
     def __enter__(self) -> ArtifactWriter:
         remove_stale_temporaries(self.root / self.name)
-        self.tmp.mkdir(parents=True)
+        with self._writing(self.tmp):
+            self.tmp.mkdir(parents=True)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if isinstance(exc, OSError):  # a file the caller wrote at path(): disk full, ...
+            raise write_error(exc, exc.filename or self.tmp,
+                              f"building artifact {self.name}") from exc
+
+    @contextmanager
+    def _writing(self, target: Path) -> Iterator[None]:
+        """Turn an ``OSError`` (``ENOSPC``, ...) while writing ``target`` into one that names it."""
+        try:
+            yield
+        except OSError as err:
+            raise write_error(err, target, f"building artifact {self.name}") from err
 
     def path(self, filename: str) -> Path:
         """Where to write ``filename`` inside the pending artifact."""
         return self.tmp / filename
+
+    def memmap(self, filename: str, shape: tuple[int, ...], dtype) -> np.memmap:
+        """A writable ``.npy`` memory map at :meth:`path`, its disk blocks reserved first: a full
+        disk raises ``ENOSPC`` here (as :class:`PriorsError` naming the file) instead of killing
+        the process with SIGBUS when a page of a sparse file cannot be written later."""
+        target = self.path(filename)
+        with self._writing(target):
+            out = np.lib.format.open_memmap(target, mode="w+", dtype=dtype, shape=shape)
+            if hasattr(os, "posix_fallocate"):
+                fd = os.open(target, os.O_RDWR)
+                try:
+                    os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+                except OSError as err:
+                    if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # e.g. some tmpfs/NFS
+                        del out
+                        raise OSError(err.errno, err.strerror, str(target)) from err
+                finally:
+                    os.close(fd)
+        return out
 
     def array(self, kind: str, value: np.ndarray | None = None, **meta) -> Path:
         """Add a dense matrix kind as ``<kind>.npy`` (pass ``value``, or write the file yourself
         at :meth:`path` first, e.g. block by block through ``np.lib.format.open_memmap``)."""
         target = self.path(f"{kind}.npy")
         if value is not None:
-            np.save(target, np.ascontiguousarray(value), allow_pickle=False)
+            with self._writing(target):
+                np.save(target, np.ascontiguousarray(value), allow_pickle=False)
         self.kinds[kind] = {"file": target.name, "format": "npy", **meta}
         return target
 
     def sparse(self, kind: str, value: sp.spmatrix | sp.sparray, **meta) -> Path:
         """Add a sparse matrix kind as ``<kind>.npz`` (scipy CSR, no pickles)."""
         target = self.path(f"{kind}.npz")
-        sp.save_npz(target, sp.csr_matrix(value), compressed=True)
+        with self._writing(target):
+            sp.save_npz(target, sp.csr_matrix(value), compressed=True)
         self.kinds[kind] = {"file": target.name, "format": "npz-sparse", **meta}
         return target
 
     def labels(self, kind: str, value: np.ndarray, **meta) -> Path:
         """Add a per-neuron label kind (e.g. module ids) as ``<kind>.npy`` int64."""
         target = self.path(f"{kind}.npy")
-        np.save(target, np.asarray(value, dtype=np.int64), allow_pickle=False)
+        with self._writing(target):
+            np.save(target, np.asarray(value, dtype=np.int64), allow_pickle=False)
         self.kinds[kind] = {"file": target.name, "format": "labels", **meta}
         return target
 
     def table(self, filename: str, frame: pd.DataFrame) -> Path:
         """Add a Parquet table that is not a kind (the neuron order: ``neurons.parquet``)."""
         target = self.path(filename)
-        frame.to_parquet(target, index=False)
+        with self._writing(target):
+            frame.to_parquet(target, index=False)
         self._extra_files.append(filename)
         return target
 
@@ -350,7 +430,8 @@ class ArtifactWriter:
         version = recipe_version(manifest)
         manifest.update(version=version, content_sha256=content_digest(manifest))
         validate_manifest(manifest)
-        (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        with self._writing(self.tmp / MANIFEST):
+            (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         final = self.root / self.name / version
         if not final.exists():
             try:
@@ -362,7 +443,16 @@ class ArtifactWriter:
                                       f"{err.strerror or err}") from err
         if self.tmp.exists():  # the recipe is already published (maybe by a concurrent build)
             manifest = _published_manifest(final, self.tmp, manifest)
-        _point_latest(self.root / self.name, version)
+        try:
+            _point_latest(self.root / self.name, version)
+        except OSError as err:  # the version is complete and published; only the pointer is old
+            pointer = self.root / self.name / LATEST
+            out = PriorsError(f"published {self.name}@{version} at {final}, but cannot write "
+                              f"{pointer}: {err.strerror or err} (errno {err.errno}); it still "
+                              f"names the previous version. Free space and build again (the "
+                              f"published files are kept, and the pointer is then written)")
+            out.path, out.errno = str(pointer), err.errno
+            raise out from err
         return manifest
 
 

@@ -10,14 +10,14 @@ import pandas as pd
 from connectome_priors.kernel.settings import env_name
 from connectome_priors.etl.store import Store
 
-from .artifact import FLOAT_ATOL, FLOAT_RTOL
+from .artifact import FLOAT_ATOL, FLOAT_RTOL, check_name
 from .pipeline import DeriveParams, build, build_per_field
 from .config import ARTIFACTS_ENV, artifact_root
 from .diff import diff
 from .distributed import ENGINES
 from .errors import ArtifactIntegrityError, PriorsError
 from .export import export
-from .load import list_artifacts, load, parse_ref, resolve_version, verify, verify_rebuild
+from .load import check_ref, list_artifacts, load, parse_ref, resolve_version, verify, verify_rebuild
 from .population import Population
 
 __all__ = ["register"]
@@ -96,8 +96,27 @@ def _root(args):
     return artifact_root(args.artifacts, store=Store(args.store).directory)
 
 
+def _check_names(args: argparse.Namespace) -> None:
+    """Refuse a bad artifact name or ref before the store or any artifact is opened (a name too
+    long for a folder, with '/' or glob characters, ...): one line, exit 2."""
+    cmd = args.priors_command
+    if cmd == "build" and args.per_field and args.fields:
+        fields = ["0_0_0"] if args.fields == "all" else args.fields.split(",")
+        for f in fields:  # every name the build will publish ('all': the shortest possible)
+            check_name(f"{args.name}_{f}", what=f"artifact name (--per-field: NAME_{f})")
+    elif cmd == "build":
+        check_name(args.name)
+    elif cmd in ("show", "verify", "export"):
+        check_ref(*parse_ref(args.ref))
+    elif cmd == "diff":
+        name_a, ver_a = parse_ref(args.a)
+        check_ref(name_a, ver_a)
+        check_ref(*parse_ref(args.b if "@" in args.b else f"{name_a}@{args.b}"))
+
+
 def run(args: argparse.Namespace) -> None:
     """Execute a parsed ``cxp priors ...`` command."""
+    _check_names(args)
     root = _root(args)
     cmd = args.priors_command
     if cmd == "build" and args.per_field:

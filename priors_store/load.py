@@ -18,15 +18,16 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .artifact import (_NAME, FLOAT_ATOL, FLOAT_RTOL, LATEST, MANIFEST, NEURONS, KindComparison,
-                       check_manifest, compare_builds, nucleus_ids_digest, recipe, sha256_file)
+from .artifact import (_NAME, FLOAT_ATOL, FLOAT_RTOL, LATEST, MANIFEST, MAX_NAME, NEURONS,
+                       KindComparison, check_manifest, compare_builds, nucleus_ids_digest, recipe,
+                       sha256_file, shown)
 from .config import artifact_root
 from .errors import ArtifactIntegrityError, ArtifactNotFoundError, PriorsError
 
 __all__ = ["Prior", "load", "verify", "verify_rebuild", "read_manifest", "list_artifacts",
-           "resolve_version", "parse_ref"]
+           "resolve_version", "parse_ref", "check_ref"]
 
-_VERSION = re.compile(r"^[0-9a-f]{1,16}$")
+_VERSION = re.compile(r"^[0-9a-f]{1,16}\Z")  # \Z: "$" would also match before a final newline
 
 As = Literal["numpy", "sparse", "torch"]
 
@@ -37,13 +38,22 @@ def parse_ref(ref: str) -> tuple[str, str]:
     return name, version or LATEST
 
 
-def resolve_version(name: str, version: str = LATEST, *, root: str | os.PathLike | None = None) -> Path:
-    """Directory of artifact ``name`` at ``version`` (``latest`` or a version id or unique prefix)."""
+def check_ref(name: str, version: str = LATEST, *, root: str | os.PathLike | None = None) -> None:
+    """Refuse a name or version that is no plain artifact folder name (``/``, ``..``, glob
+    characters, more than 100 characters, a version not 1 to 16 hex digits) before anything is
+    read. ``root`` only names the artifact root in the message."""
     if not _NAME.match(name) or not (version == LATEST or _VERSION.match(version)):
         bad = ("name", name) if not _NAME.match(name) else ("version", version)
-        raise PriorsError(f"artifact {bad[0]} {bad[1]!r} is not allowed: a name is letters, digits, "
-                          "'_', '.', '-' (no '/', not starting with '.'), a version hex digits; "
-                          f"refs read only inside the artifact root {artifact_root(root)}")
+        raise PriorsError(f"artifact {bad[0]} {shown(bad[1])} is not allowed: a name is at most "
+                          f"{MAX_NAME} letters, digits, '_', '.', '-' (no '/', no glob characters, "
+                          "not starting with '.'), a version 1 to 16 hex digits; refs read only "
+                          f"inside the artifact root"
+                          + (f" {artifact_root(root)}" if root is not None else ""))
+
+
+def resolve_version(name: str, version: str = LATEST, *, root: str | os.PathLike | None = None) -> Path:
+    """Directory of artifact ``name`` at ``version`` (``latest`` or a version id or unique prefix)."""
+    check_ref(name, version, root=artifact_root(root))
     base = artifact_root(root) / name
     if not base.is_dir():
         known = sorted(p.name for p in artifact_root(root).glob("*") if p.is_dir()) \

@@ -16,7 +16,14 @@ setting             environment variable    default
 ==================  ======================  =============================================
 
 The config file is TOML, ``$CXP_CONFIG`` or ``$XDG_CONFIG_HOME/connectome-priors/config.toml``,
-with the settings as top-level keys (``store = "/data/cxp"``). A CAVE token itself is a credential:
+with the settings as top-level keys (``store = "/data/cxp"``). ``$CXP_CONFIG`` must name a file
+that exists (a missing one is an error, not an empty config); the default location may be absent.
+
+Values are checked where they are read, naming the setting and where its value came from: a path
+setting given as an empty value (an empty argument, ``CXP_STORE=""``, ``store = ""``) is refused
+instead of meaning the current folder; ``store_lock_timeout`` must be a finite number of seconds
+>= 0 (``nan``, ``inf`` and negative values are refused). An empty environment variable of another
+setting counts as unset. A CAVE token itself is a credential:
 it is read only from ``$CXP_CAVE_TOKEN`` or a token file, never from the config file, and never
 logged or stored.
 
@@ -28,6 +35,7 @@ PosixPath('/tmp/s')
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Callable
@@ -61,6 +69,21 @@ class Setting:
     """Default when neither an argument, the environment nor the config file sets it."""
     path: bool = True
     """A filesystem path (``~`` expanded, returned as ``Path``); else a string."""
+    check: Callable[[str, Any, str], None] | None = None
+    """Called as ``check(name, value, source)``; raises :class:`SettingsError` on a bad value."""
+
+
+def _seconds(name: str, value: Any, source: str) -> None:
+    """A finite number of seconds >= 0 (a timeout of ``nan`` or ``inf`` would wait forever)."""
+    text = str(value).strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise SettingsError(f"setting {name!r} from {source} must be a number of seconds; "
+                            f"found {text!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise SettingsError(f"setting {name!r} from {source} must be a finite number of seconds "
+                            f">= 0; found {text!r}")
 
 
 SETTINGS: dict[str, Setting] = {
@@ -72,7 +95,8 @@ SETTINGS: dict[str, Setting] = {
     "nwb_cache": Setting("CXP_NWB_CACHE", lambda: resolve("cache") / "dandi"),
     "dandi_api": Setting("CXP_DANDI_API", lambda: "https://api.dandiarchive.org/api", path=False),
     "cave_token_file": Setting("CXP_CAVE_TOKEN_FILE", lambda: None),
-    "store_lock_timeout": Setting("CXP_STORE_LOCK_TIMEOUT", lambda: "300", path=False),
+    "store_lock_timeout": Setting("CXP_STORE_LOCK_TIMEOUT", lambda: "300", path=False,
+                                  check=_seconds),
 }
 
 
@@ -82,16 +106,28 @@ def env_name(name: str) -> str:
 
 
 def config_file() -> Path:
-    """Where the config file is looked for (it need not exist)."""
+    """Where the config file is looked for: ``$CXP_CONFIG`` (which must then exist, see
+    :func:`resolve`), else the default location (which need not)."""
     env = os.environ.get(CONFIG_ENV)
-    if env:
+    if env is not None:
         return Path(env).expanduser()
     return _xdg("XDG_CONFIG_HOME", ".config") / "connectome-priors" / "config.toml"
 
 
 def _from_file(name: str) -> Any:
     path = config_file()
-    if not path.is_file():
+    explicit = os.environ.get(CONFIG_ENV)
+    if explicit is not None:
+        if not explicit.strip():
+            raise SettingsError(f"${CONFIG_ENV} is set but empty; set it to a TOML config file, or "
+                                "unset it to use the default location")
+        if not path.exists():
+            raise SettingsError(f"${CONFIG_ENV} names {path}, which does not exist; create it, "
+                                "point the variable at the config file, or unset it")
+        if path.is_dir():
+            raise SettingsError(f"${CONFIG_ENV} names {path}, which is a folder; expected a TOML "
+                                "config file")
+    elif not path.is_file():
         return None
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -122,16 +158,29 @@ def resolve(name: str, value: Any = None, *, default: Callable[[], Any] | None =
     else ``default()`` (when given) or the setting's own default. Paths come back as ``Path`` with
     ``~`` expanded; unset optional settings as ``None``."""
     spec = _setting(name)
+    strict = spec.path or spec.check is not None  # "" is an error, not "unset" (see module doc)
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
-    if value is None or value == "":
-        value = os.environ.get(spec.env) or None
+    source = "the argument"
+    if value is None or (value == "" and not strict):
+        value = os.environ.get(spec.env)
+        source = f"${spec.env}"
+        if value == "" and not strict:
+            value = None
     if value is None:
         value = _from_file(name)
+        source = f"config file {config_file()}"
     if value is None:
         value = (default or spec.default)()
+        source = "its default"
     if value is None:
         return None
+    if spec.path and isinstance(value, str) and not value.strip():
+        raise SettingsError(f"setting {name!r} is empty in {source}; expected a path (an empty "
+                            "one is not taken to mean the current folder): give a folder, or "
+                            "leave the setting out to use its default")
+    if spec.check is not None:
+        spec.check(name, value, source)
     if spec.path:
         return Path(value).expanduser()
     return str(value)

@@ -33,7 +33,8 @@ def test_a_string_that_is_no_address_is_a_clear_error():
 
 def test_none_means_the_setting_and_no_cluster_when_unset(monkeypatch, tmp_path):
     monkeypatch.delenv("CXP_DASK_SCHEDULER", raising=False)
-    monkeypatch.setenv("CXP_CONFIG", str(tmp_path / "absent.toml"))
+    (tmp_path / "empty.toml").write_text("")  # $CXP_CONFIG must name a file that exists
+    monkeypatch.setenv("CXP_CONFIG", str(tmp_path / "empty.toml"))
     assert resolve_scheduler(None) is None
     assert resolve_scheduler("local") == "local"
     monkeypatch.setenv("CXP_DASK_SCHEDULER", "tcp://127.0.0.1:1")

@@ -228,3 +228,121 @@ def test_released_matrices_give_functional_kinds_for_6_6_2(blueprint_root, tmp_p
     m534 = build("s534", Population.of_fields("5_3_4"), store=tmp_path / "s", root=tmp_path / "a",
                  params=FAST)
     assert m534["parameters"]["functional_source"] == "derived from spike trains"
+
+
+# --- issue 20: a full disk and bad names end in one error, with nothing partial published ---------
+
+import errno  # noqa: E402
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from connectome_priors.priors_store import PriorsError  # noqa: E402
+from connectome_priors.priors_store import artifact as artifact_module  # noqa: E402
+from connectome_priors.priors_store.artifact import ArtifactWriter, check_name  # noqa: E402
+
+
+def _full_disk():
+    """A writer that writes part of its file, then fails as a full disk does (no file name)."""
+    def fake(target, *args, **kwargs):
+        with open(target, "wb") as fh:
+            fh.write(b"\x93NUMPY partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return fake
+
+
+def _nothing_left(folder: Path) -> None:
+    assert not folder.exists() or list(folder.iterdir()) == []  # no version, temp folder, latest
+
+
+def test_disk_full_writing_a_kind_names_the_file_and_publishes_nothing(small_store, tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.setattr(np, "save", _full_disk())
+    with pytest.raises(PriorsError, match=r"cannot write .*/\.tmp-[^/]+/modules_wiring\.npy: No "
+                                          r"space left on device \(errno 28\) while building "
+                                          r"artifact full.*Free space") as info:
+        build("full", Population.of_fields("6_6_2"), store=small_store, root=tmp_path, params=FAST)
+    assert info.value.errno == errno.ENOSPC and info.value.path.endswith("modules_wiring.npy")
+    assert "\n" not in str(info.value)
+    _nothing_left(tmp_path / "full")
+
+
+def test_disk_full_writing_the_neuron_table_or_manifest(small_store, tmp_path, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(pd.DataFrame, "to_parquet", lambda self, target, **kw: _full_disk()(target))
+        with pytest.raises(PriorsError, match=r"neurons\.parquet: No space left on device"):
+            build("full", Population.of_fields("6_6_2"), store=small_store, root=tmp_path,
+                  params=FAST)
+    _nothing_left(tmp_path / "full")
+    real = Path.write_text
+
+    def manifest_full(self, *args, **kwargs):
+        if self.name == "manifest.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "write_text", manifest_full)
+        with pytest.raises(PriorsError, match=r"manifest\.json: No space left on device"):
+            build("full", Population.of_fields("6_6_2"), store=small_store, root=tmp_path,
+                  params=FAST)
+    _nothing_left(tmp_path / "full")
+
+
+def test_disk_full_at_the_latest_pointer_keeps_the_complete_version(small_store, tmp_path,
+                                                                    monkeypatch):
+    def pointer_full(path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as m:
+        m.setattr(artifact_module, "atomic_write_text", pointer_full)
+        with pytest.raises(PriorsError, match=r"published full@[0-9a-f]{16} at .*, but cannot write "
+                                              r".*full/latest: No space left on device"):
+            build("full", Population.of_fields("6_6_2"), store=small_store, root=tmp_path,
+                  params=FAST)
+    (version,) = [p for p in (tmp_path / "full").iterdir()]
+    assert not version.name.startswith(".")
+    verify(version)  # complete: every file listed, every sha256 right
+    m = build("full", Population.of_fields("6_6_2"), store=small_store, root=tmp_path, params=FAST)
+    assert (tmp_path / "full" / "latest").read_text().strip() == m["version"] == version.name
+
+
+def test_memmap_reserves_its_blocks_so_a_full_disk_is_an_error_not_sigbus(tmp_path, monkeypatch):
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space, raising=False)
+    with pytest.raises(PriorsError, match=r"big\.npy: No space left on device"):
+        with ArtifactWriter(tmp_path, "big") as writer:
+            writer.memmap("big.npy", (64, 64), np.float32)
+    _nothing_left(tmp_path / "big")
+    monkeypatch.undo()
+    with ArtifactWriter(tmp_path, "ok") as writer:
+        mm = writer.memmap("m.npy", (4, 4), np.float32)
+        mm[:] = 1.0
+        mm.flush()
+        assert np.load(writer.path("m.npy")).sum() == 16.0
+
+
+@pytest.mark.parametrize("name", ["a" * 101, "a" * 300, "x*", "f[0-9]", "f?", "../f", "a/b", ".hidden",
+                                  "f662\n", "", "-x"])
+def test_bad_names_are_refused_before_anything_is_written(tmp_path, name):
+    with pytest.raises(PriorsError, match="is not allowed") as info:
+        ArtifactWriter(tmp_path, name)
+    assert "\n" not in str(info.value).replace(repr(name)[:41], "")  # one line
+    if len(name) > 100:
+        assert f"({len(name)} characters)" in str(info.value) and name not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("ref", [("f662\n", "latest"), ("f662", "abc\n"), ("f662", "*"),
+                                 ("f662", "[0-9]*"), ("a" * 300, "latest")])
+def test_bad_refs_are_refused_by_load_and_verify(built, ref):
+    root, _ = built
+    with pytest.raises(PriorsError, match="is not allowed"):
+        load(*ref, root=root)
+    with pytest.raises(PriorsError, match="is not allowed"):
+        resolve_version(*ref, root=root)
+
+
+def test_check_name_accepts_the_longest_name():
+    assert check_name("a" * 100) == "a" * 100

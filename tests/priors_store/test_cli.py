@@ -86,3 +86,46 @@ def test_bad_requests_exit_2(published, capsys):
     assert main(["priors", "build", "x", "--fields", "6-6-2", *args]) == 2
     assert "fields must look like '6_6_2'" in capsys.readouterr().err
     assert main(["priors", "build", "x", "--fields", "all", *args]) == 2
+
+
+# --- issue 20: bad names refused up front; a full disk is one line, exit 2, nothing published -----
+
+import errno  # noqa: E402
+import os  # noqa: E402
+
+LONG = "a" * 300
+
+
+@pytest.mark.parametrize("argv", [
+    ["build", LONG, "--fields", "6_6_2"],
+    ["build", "x*", "--pooled"],
+    ["build", "f662\n", "--pooled"],
+    ["build", "p", "--per-field", "--fields", "6_6_2,../../x"],
+    ["build", "b" * 97, "--per-field", "--fields", "all"],
+    ["show", LONG], ["show", "f662@*"], ["verify", "f662@[0-9]*"], ["verify", "../f662"],
+    ["export", "x?", "--out", "o.npz"], ["diff", "f662@abc", "*"],
+])
+def test_bad_names_are_refused_before_the_store_is_opened(argv, tmp_path, capsys):
+    missing = tmp_path / "no-store"  # today's code reached the store first: "no neuron store"
+    assert main(["priors", *argv, "--store", str(missing), "--artifacts", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not allowed" in err and "no neuron store" not in err
+    assert LONG not in err and len(err) < 400
+    assert not (tmp_path / "a").exists() and not missing.exists()
+
+
+def test_disk_full_during_build_is_one_line_exit_2_and_publishes_nothing(small_store, tmp_path,
+                                                                         monkeypatch, capsys):
+    def full(target, *args, **kwargs):
+        with open(target, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "save", full)
+    root = tmp_path / "artifacts"
+    assert main(["priors", "build", "full", "--fields", "6_6_2", "--no-precision", "--no-progress",
+                 "--store", str(small_store), "--artifacts", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "No space left on device (errno 28)" in err and "modules_wiring.npy" in err
+    assert list((root / "full").iterdir()) == []  # no version, no temporary folder, no latest
