@@ -110,7 +110,9 @@ def _cmd_etl(args: argparse.Namespace) -> None:
                "nwb": {"events": events}}
     snap = run_etl(args.source, nwb_paths if args.source == "nwb" else args.path, store=args.store,
                    progress=not args.no_progress, **options[args.source])
-    verb = "stored" if snap["created"] else "already stored (same content hash), nothing written:"
+    verb = ("stored" if snap["created"] else
+            f"repaired ({len(snap['repaired'])} damaged or missing file(s) rewritten)"
+            if snap.get("repaired") else "already stored (same content hash), nothing written:")
     counts = json.loads(snap["row_counts"])
     print(f"{verb} snapshot {snap['snapshot_id']} from source {snap['source']!r} in {snap['store']}")
     print("  " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))

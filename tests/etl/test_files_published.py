@@ -305,3 +305,18 @@ def test_a_functional_table_matching_no_unit_is_an_error(raw, tmp_path):
                                           r"is usable \(no \(session, scan_idx, unit_id\) of the "
                                           r"co-registered units\)"):
         read_files(d)
+
+
+def test_a_reload_of_a_damaged_snapshot_says_it_repaired_it(raw, tmp_path, capsys):
+    d = _write_dump(raw, tmp_path / "v2")
+    store = tmp_path / "s"
+    args = ["etl", "--source", "files", str(d), "--store", str(store), "--no-progress"]
+    assert main(args) == 0
+    target = next((store / "raw").glob("*/synapses.parquet"))
+    target.chmod(0o644)
+    target.write_bytes(target.read_bytes()[:-7])
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "repaired (1 damaged or missing file(s) rewritten) snapshot files-" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "already stored (same content hash), nothing written" in capsys.readouterr().out
