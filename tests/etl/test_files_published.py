@@ -320,3 +320,28 @@ def test_a_reload_of_a_damaged_snapshot_says_it_repaired_it(raw, tmp_path, capsy
     assert "repaired (1 damaged or missing file(s) rewritten) snapshot files-" in capsys.readouterr().out
     assert main(args) == 0
     assert "already stored (same content hash), nothing written" in capsys.readouterr().out
+
+
+def test_a_prior_of_a_profiled_export_builds_verifies_and_trains_structure_only(tmp_path, capsys,
+                                                                                monkeypatch):
+    """Issue 19's must-show end to end, on files in pinky100's published layout."""
+    _pinky_like(tmp_path / "pinky", n=60)
+    store, arts = tmp_path / "store", tmp_path / "artifacts"
+    monkeypatch.setenv("CXP_ARTIFACTS", str(arts))
+    assert main(["etl", "--source", "files", str(tmp_path / "pinky"), "--profile", "pinky100_v185",
+                 "--neurons", "all", "--store", str(store), "--no-progress"]) == 0
+    assert main(["priors", "build", "pinky_exc", "--sql", "SELECT nucleus_id FROM neurons WHERE "
+                 "cell_class = 'excitatory'", "--store", str(store), "--no-progress"]) == 0
+    assert main(["priors", "verify", "pinky_exc", "--store", str(store)]) == 0
+    capsys.readouterr()
+    quick = ["--tasks", "T2", "--runs", "1", "--epochs", "1", "--n-train", "128", "--n-val", "64",
+             "--n-test", "64", "--threads", "1", "--no-progress"]
+    assert main(["train", "--prior", "pinky_exc", "--store", str(store), "--variants", "W,WD",
+                 "--out", str(tmp_path / "t"), *quick]) == 0
+    assert (tmp_path / "t" / "report.md").is_file()
+    capsys.readouterr()
+    assert main(["train", "--prior", "pinky_exc", "--store", str(store), "--variants", "W*D*C",
+                 "--out", str(tmp_path / "t2"), *quick]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no kind 'w_bio_modulation' (needed by W*D*C)" in err[0]
+    assert not (tmp_path / "t2").exists()
