@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,32 @@ def test_import_contracts_hold_and_catch_a_backwards_import(site, tmp_path):
     done = _lint(broken)
     assert done.returncode != 0
     assert "BROKEN" in done.stdout and "connectome_priors.etl.store -> connectome_priors.training" in done.stdout
+
+
+def test_a_new_cycle_between_siblings_breaks_the_contracts(site, tmp_path):
+    broken = tmp_path / "site"
+    shutil.copytree(site, broken)
+    store = broken / "connectome_priors" / "etl" / "store.py"
+    store.write_text(store.read_text() + "\nfrom connectome_priors.etl import cli  # a cycle\n")
+    done = _lint(broken)
+    assert done.returncode != 0
+    assert "No cycles are allowed in connectome_priors.etl" in done.stdout
+
+
+def test_the_wheel_check_names_a_module_the_package_would_not_ship(tmp_path):
+    """`make lint` runs .ci/check_wheel.py: a wheel that leaves a module of the tree out fails."""
+    check = [sys.executable, str(REPO / ".ci" / "check_wheel.py")]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
+    wheel = next(tmp_path.glob("connectome_priors-*.whl"))
+    done = subprocess.run(check + [str(wheel)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "all " in done.stdout, done.stdout + done.stderr
+    lacking = tmp_path / "lacking" / wheel.name
+    lacking.parent.mkdir()
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(lacking, "w") as dst:
+        for item in src.infolist():
+            if not item.filename.startswith("connectome_priors/etl/sources/nwb/"):
+                dst.writestr(item, src.read(item))
+    done = subprocess.run(check + [str(lacking)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "connectome_priors/etl/sources/nwb/reader.py" in done.stdout

@@ -101,7 +101,7 @@ def test_a_copied_checkout_of_this_project_inside_another_repository_is_not_ours
 
 
 def test_own_checkout_records_its_head_and_dirty_state():
-    root = PACKAGE.parent
+    root = PACKAGE.parent.parent if PACKAGE.parent.name == "src" else PACKAGE.parent
     if not (root / ".git").exists():
         pytest.skip("not running from a git checkout of connectome-priors")
     head = _git(root, "rev-parse", "--short=12", "HEAD")

@@ -3,11 +3,11 @@
 ``connectome-priors <version>+g<commit>[.dirty]``, from the first of:
 
 1. the package's **own** git checkout, read live (a development tree, editable install): the
-   folder above ``connectome_priors/`` must be the top of a git work tree whose
+   folder above ``src/connectome_priors/`` must be the top of a git work tree whose
    ``pyproject.toml`` names ``connectome-priors``. A checkout of another project that merely
    encloses the package (a virtualenv or a copied tree inside someone else's repository) is not
    ours and is never read;
-2. ``connectome_priors/_version.py``, written by setuptools_scm when the package was built or
+2. ``src/connectome_priors/_version.py`` (``connectome_priors/_version.py`` when installed), written by setuptools_scm when the package was built or
    installed (``pip install .``, ``pip install -e .``): the commit and dirty state of the tree it
    was built from;
 3. otherwise ``connectome-priors unknown``: the code cannot say which commit it is (also in its
@@ -37,8 +37,10 @@ __all__ = ["UNKNOWN", "code_version"]
 UNKNOWN = "connectome-priors unknown"
 
 _DIST = "connectome-priors"
-#: The folder holding ``connectome_priors/`` (a source checkout's root, or site-packages).
-_ROOT = Path(__file__).resolve().parent.parent.parent
+#: The folder holding ``connectome_priors/`` (``src/`` of a checkout, or site-packages) and the
+#: checkout's root (the folder above ``src/``; else that folder itself).
+_PARENT = Path(__file__).resolve().parent.parent.parent
+_ROOT = _PARENT.parent if _PARENT.name == "src" else _PARENT
 
 
 @cache
