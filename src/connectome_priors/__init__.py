@@ -14,7 +14,21 @@ Examples
 >>> prior = load("synthetic_6_6_2")                                   # doctest: +SKIP
 """
 
+from typing import TYPE_CHECKING
+
 from .kernel.lazy import lazy_exports
+
+if TYPE_CHECKING:  # what editors and type checkers see; at run time the names load on first use
+    from .etl.pipeline import run_etl
+    from .etl.sources.registry import (BlueprintSource, CaveSource, FilesSource, NwbSource,
+                                       SyntheticSource, extract)
+    from .etl.store import Store
+    from .kernel.errors import CxpError
+    from .priors_store.load import load, verify
+    from .priors_store.pipeline import DeriveParams, build, build_per_field
+    from .priors_store.population import Population
+    from .training.config import ExperimentConfig, FitConfig
+    from .training.experiment import run_experiment
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "etl": ("run_etl", "extract", "Store", "SyntheticSource", "BlueprintSource", "CaveSource",
