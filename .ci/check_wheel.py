@@ -10,6 +10,7 @@ differs.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,8 +42,12 @@ def main(argv: list[str]) -> int:
         if argv:
             wheel = Path(argv[0])
         else:
-            subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                            "--no-build-isolation", "-w", tmp, str(ROOT)], check=True)
+            shutil.rmtree(ROOT / "build", ignore_errors=True)  # setuptools reuses a stale one
+            try:
+                subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                                "--no-build-isolation", "-w", tmp, str(ROOT)], check=True)
+            finally:
+                shutil.rmtree(ROOT / "build", ignore_errors=True)
             wheel = next(Path(tmp).glob("connectome_priors-*.whl"))
         shipped = wheel_modules(wheel)
     tree = tree_modules()

@@ -121,8 +121,10 @@ def test_a_new_cycle_between_siblings_breaks_the_contracts(site, tmp_path):
 def test_the_wheel_check_names_a_module_the_package_would_not_ship(tmp_path):
     """`make lint` runs .ci/check_wheel.py: a wheel that leaves a module of the tree out fails."""
     check = [sys.executable, str(REPO / ".ci" / "check_wheel.py")]
+    shutil.rmtree(REPO / "build", ignore_errors=True)  # setuptools reuses a stale build folder
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
+    shutil.rmtree(REPO / "build", ignore_errors=True)
     wheel = next(tmp_path.glob("connectome_priors-*.whl"))
     done = subprocess.run(check + [str(wheel)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "all " in done.stdout, done.stdout + done.stderr

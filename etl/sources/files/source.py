@@ -24,7 +24,7 @@ from ...errors import SourceError
 from ...profiles import Profile, load_profile
 from ...profiles.normalize import Resolved, normalize, nucleus_cell_types, resolve
 from ...tables import SourceTables
-from ..cave.transform import CELLTYPES_TABLE, NUCLEUS_TABLE, SYNAPSE_TABLE, canonical_tables
+from ..cave.transform import CELLTYPES_TABLE, NUCLEUS_TABLE, canonical_tables
 from .layout import ExportFile, inventory
 from .read import check_header, columns_of, read_export, stream_export
 
