@@ -1,9 +1,15 @@
-"""``cxp priors build|list|show|verify|export|diff``: a thin layer over :mod:`priors_store`."""
+"""``cxp priors build|rebuild|list|show|verify|export|diff``: a thin layer over :mod:`priors_store`.
+
+It also gives ``cxp refresh`` (registered by the ETL stage, which cannot import this one) what its
+``--rebuild`` needs: the ``--recipes`` and ``--artifacts`` options and the hook that runs
+:func:`.rebuild.rebuild_recipes` once a refresh stored a new snapshot (:func:`_refresh_rebuild`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import pandas as pd
 
@@ -13,12 +19,14 @@ from connectome_priors.etl.store import Store
 from .artifact import FLOAT_ATOL, FLOAT_RTOL, check_name
 from .pipeline import DeriveParams, build, build_per_field
 from .config import ARTIFACTS_ENV, artifact_root
-from .diff import diff
+from .diff import diff, render_markdown, summary, write_report
 from .distributed import ENGINES
 from .errors import ArtifactIntegrityError, PriorsError
 from .export import export
 from .load import check_ref, list_artifacts, load, parse_ref, resolve_version, verify, verify_rebuild
 from .population import Population
+from .rebuild import Outcome, RebuildError, rebuild_recipes
+from .recipes import RECIPES_ENV, load_recipes
 
 __all__ = ["register"]
 
@@ -87,9 +95,35 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     dif = psub.add_parser("diff", help="compare two versions of an artifact")
     dif.add_argument("a", help="NAME@VERSION")
     dif.add_argument("b", help="NAME@VERSION (or just VERSION of the same name)")
+    dif.add_argument("--format", choices=["json", "markdown"], default="json", dest="diff_format",
+                     help="json (default: every number, every nucleus id) or markdown (the change "
+                          "report `cxp priors rebuild` writes)")
+    dif.add_argument("--out", metavar="DIR", default=None,
+                     help="also write the change report (Markdown, HTML, a PNG) into DIR")
     common(dif)
+
+    reb = psub.add_parser("rebuild", help="build every recipe of the recipe file (priors.toml) on "
+                                          "the latest snapshot; skip those already built")
+    reb.add_argument("--snapshot", default=None, help="snapshot id (default: the store's latest)")
+    _recipe_options(reb)
+    reb.add_argument("--no-push", action="store_true", help="do not push, whatever recipes say")
+    reb.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    common(reb)
+    refresh = sub.choices.get("refresh")  # `cxp refresh --rebuild` (etl/sources/cave/cli.py)
+    if refresh is not None:
+        _recipe_options(refresh, when="with --rebuild: ")
+        refresh.add_argument("--artifacts", metavar="DIR", default=None,
+                             help=f"with --rebuild: artifact root (default: ${ARTIFACTS_ENV}, else "
+                                  "<store>/artifacts)")
+        refresh.set_defaults(rebuild_hook=_refresh_rebuild)
     from .cli_remote import register as register_remote  # noqa: PLC0415 (push, pull)
     register_remote(psub, common)
+
+
+def _recipe_options(p: argparse.ArgumentParser, *, when: str = "") -> None:
+    p.add_argument("--recipes", metavar="FILE", default=None,
+                   help=f"{when}recipe file (default: ${RECIPES_ENV}, else the config file's recipes, "
+                        "else ~/.config/connectome-priors/priors.toml)")
 
 
 def _root(args):
@@ -202,10 +236,66 @@ def run(args: argparse.Namespace) -> None:
     elif cmd == "diff":
         name_a, ver_a = parse_ref(args.a)
         name_b, ver_b = parse_ref(args.b if "@" in args.b else f"{name_a}@{args.b}")
-        print(json.dumps(diff(load(name_a, ver_a, root=root), load(name_b, ver_b, root=root)),
-                         indent=2, default=str))
+        report = diff(load(name_a, ver_a, root=root), load(name_b, ver_b, root=root))
+        if args.diff_format == "markdown":
+            print(render_markdown(report))
+        else:
+            print(json.dumps(report, indent=2, default=str))
+        if args.out:
+            b = report["b"]["ref"].replace("@", "_")
+            for path in write_report(report, args.out, f"{report['a']['ref'].replace('@', '_')}-{b}"):
+                print(f"  wrote {path}")
+    elif cmd == "rebuild":
+        _rebuild(args, root, snapshot=args.snapshot, recipes=load_recipes(args.recipes))
     else:  # pragma: no cover - argparse restricts the choices
         raise PriorsError(f"unknown priors command {cmd!r}")
+
+
+def _rebuild(args: argparse.Namespace, root, *, snapshot: str | None, recipes) -> None:
+    """Run the recipes, print each outcome as it comes, then a tally; raise if any failed."""
+    result = rebuild_recipes(recipes, store=args.store, root=root, snapshot=snapshot,
+                             push=not getattr(args, "no_push", False), on_outcome=_print_outcome,
+                             progress=not args.no_progress)
+    counts = {s: sum(o.status == s for o in result.outcomes) for s in ("built", "skipped", "failed")}
+    print(f"rebuild on snapshot {result.snapshot}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+          + f" ({len(recipes)} recipes, artifacts in {root})")
+    failures = result.failures
+    if failures:
+        raise RebuildError(f"{len(failures)} of {len(recipes)} recipes failed: "
+                           + "; ".join(f"{k}: {v}" for k, v in failures.items()),
+                           failures=failures, result=result)
+
+
+def _print_outcome(o: Outcome) -> None:
+    if o.status == "failed":
+        print(f"FAILED  {o.name}: {o.error}")
+    elif o.status == "skipped":
+        print(f"skipped {o.name}@{o.version}: already built on this snapshot")
+    else:
+        print(f"built   {o.name}@{o.version}" + (f" (previous {o.previous})" if o.previous else
+                                                  " (first version)"))
+    if o.report is not None:
+        print(f"  changes: {summary(o.report)}")
+    for path in o.report_files:
+        if path.suffix == ".md":
+            print(f"  report:  {path}")
+    if o.pushed:
+        print(f"  pushed:  {o.pushed}")
+    for note in o.notes:
+        print(f"  note:    {note}")
+    sys.stdout.flush()  # a cron log shows each recipe as it finishes
+
+
+def _refresh_rebuild(args: argparse.Namespace):
+    """``cxp refresh --rebuild``: read the recipes now (a bad file fails before the pull), and
+    return what runs after a refresh that stored a new snapshot."""
+    recipes = load_recipes(args.recipes)
+
+    def after(snap: dict) -> None:
+        root = artifact_root(args.artifacts, store=Store(args.store).directory)
+        _rebuild(args, root, snapshot=snap["snapshot_id"], recipes=recipes)
+
+    return after
 
 
 def _show(prior) -> None:

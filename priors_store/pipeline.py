@@ -9,6 +9,7 @@ and where every neuron has a spike train from one scan: ``correlation``, ``sttc`
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Iterable
@@ -24,14 +25,14 @@ from tqdm.auto import tqdm
 from connectome_priors.etl.store import Store
 
 from . import derive
-from .artifact import DERIVATION_VERSION, ArtifactWriter, nucleus_ids_digest
+from .artifact import DERIVATION_VERSION, ArtifactWriter, nucleus_ids_digest, recipe_version
 from .config import artifact_root
 from .distributed import BuildEngine, check_engine, write_distance_dask
 from .errors import PriorsError
 from .population import Population, ResolvedPopulation, resolve
 
-__all__ = ["DERIVATION_VERSION", "DeriveParams", "build", "build_per_field", "rebuild",
-           "recipe_of", "write_distance"]
+__all__ = ["DERIVATION_VERSION", "DeriveParams", "Plan", "build", "build_per_field", "plan",
+           "rebuild", "recipe_of", "write_distance"]
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,8 @@ def build(name: str, population: Population, *, store: Store | str | os.PathLike
     check_engine(engine, scheduler)
     store = store if isinstance(store, Store) else Store(store)
     root = artifact_root(root, store=store.directory)
-    resolved = resolve(population, store)
+    planned = plan(population, store, params=params)
+    resolved = planned.resolved
     n = len(resolved.neurons)
     functional = resolved.spikes is not None or resolved.study is not None
     steps = ["distance", "connectome", "modules_wiring"] + (["communicability"] if n <= params.max_dense_n
@@ -137,15 +139,6 @@ def build(name: str, population: Population, *, store: Store | str | os.PathLike
     if functional:
         steps += ["correlation", "sttc"] + (["precision"] if params.precision else []) + \
                  ["w_bio_modulation", "modules_functional"]
-    functional_source = ("derived from spike trains" if resolved.spikes is not None else
-                         "released by the source (store table study_functional), not derived here"
-                         if functional else None)
-    skipped = {}
-    if n > params.max_dense_n:
-        skipped["communicability"] = f"{n} neurons > max_dense_n {params.max_dense_n}"
-    if not functional:
-        skipped["functional"] = ("not every neuron has a spike train from one scan "
-                                 "(functional kinds need simultaneous recordings)")
     with ArtifactWriter(root, name) as writer, \
             tqdm(total=len(steps), desc=f"priors {name}", unit="kind", disable=not progress) as bar:
         def step(label: str) -> None:
@@ -176,19 +169,58 @@ def build(name: str, population: Population, *, store: Store | str | os.PathLike
             bar.update()
         if functional:
             _functional(resolved, writer, params, step, bar)
-        snap = resolved.snapshot
-        return writer.commit(
-            population={**population.describe(), "n_neurons": n,
-                        "nucleus_ids_sha256": nucleus_ids_digest(resolved.neurons.nucleus_id)},
-            source_snapshot={
-                "snapshot_id": snap["snapshot_id"], "source": snap["source"],
-                "datastack": snap.get("datastack"),
-                "materialization_version": _int_or_none(snap.get("materialization_version")),
-                "materialization_timestamp": _str_or_none(snap.get("materialization_timestamp")),
-                "content_hash": snap["content_hash"], "synthetic": snap["source"] == "synthetic",
-                **({"activity_snapshot": resolved.activity} if resolved.activity else {})},
-            parameters={**asdict(params), "skipped": skipped, "functional_source": functional_source},
-            derivation_version=DERIVATION_VERSION)
+        return writer.commit(**planned.recipe)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What :func:`build` will publish, before anything is derived: the resolved population and
+    the recipe the manifest records (and its version derives from)."""
+
+    resolved: ResolvedPopulation
+    """The population resolved on its snapshot."""
+    recipe: dict
+    """``population``, ``source_snapshot``, ``parameters``, ``derivation_version``."""
+
+    @property
+    def version(self) -> str:
+        """The version :func:`build` publishes for this recipe (hashed as the manifest holds it)."""
+        return recipe_version(json.loads(json.dumps(self.recipe, sort_keys=True, default=str)))
+
+
+def plan(population: Population, store: Store, *, params: DeriveParams = DeriveParams()) -> Plan:
+    """Resolve ``population`` on ``store`` and assemble the recipe :func:`build` records.
+
+    Raises
+    ------
+    PopulationError
+        The population cannot be resolved (empty on this snapshot, unknown field, ...).
+    """
+    resolved = resolve(population, store)
+    n = len(resolved.neurons)
+    functional = resolved.spikes is not None or resolved.study is not None
+    functional_source = ("derived from spike trains" if resolved.spikes is not None else
+                         "released by the source (store table study_functional), not derived here"
+                         if functional else None)
+    skipped = {}
+    if n > params.max_dense_n:
+        skipped["communicability"] = f"{n} neurons > max_dense_n {params.max_dense_n}"
+    if not functional:
+        skipped["functional"] = ("not every neuron has a spike train from one scan "
+                                 "(functional kinds need simultaneous recordings)")
+    snap = resolved.snapshot
+    return Plan(resolved, {
+        "population": {**population.describe(), "n_neurons": n,
+                       "nucleus_ids_sha256": nucleus_ids_digest(resolved.neurons.nucleus_id)},
+        "source_snapshot": {
+            "snapshot_id": snap["snapshot_id"], "source": snap["source"],
+            "datastack": snap.get("datastack"),
+            "materialization_version": _int_or_none(snap.get("materialization_version")),
+            "materialization_timestamp": _str_or_none(snap.get("materialization_timestamp")),
+            "content_hash": snap["content_hash"], "synthetic": snap["source"] == "synthetic",
+            **({"activity_snapshot": resolved.activity} if resolved.activity else {})},
+        "parameters": {**asdict(params), "skipped": skipped, "functional_source": functional_source},
+        "derivation_version": DERIVATION_VERSION})
 
 
 def recipe_of(manifest: dict) -> tuple[Population, DeriveParams]:

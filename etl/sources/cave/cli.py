@@ -1,4 +1,12 @@
-"""Command-line options of the ``cave`` source (``cxp etl --source cave``) and ``cxp refresh``."""
+"""Command-line options of the ``cave`` source (``cxp etl --source cave``) and ``cxp refresh``.
+
+``cxp refresh --rebuild`` rebuilds the declared priors after a refresh that stored a new snapshot.
+Building priors is a later stage, which this one does not import (layers: priors_store > etl):
+the priors stage's CLI sets ``rebuild_hook`` on the refresh parser (``set_defaults``), and
+:func:`run_refresh` calls it. ``rebuild_hook(args)`` runs before the pull (it reads and checks the
+recipe file, so a broken one fails first) and returns ``after(snapshot_row)``, called only when
+the refresh stored a new snapshot.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ import json
 import sys
 from collections.abc import Callable
 
+from ...errors import EtlError
 from ...profiles import load_profile
 from .client import TOKEN_ENV, CaveConfig
 
@@ -88,6 +97,9 @@ def register_refresh(sub, add_store: Callable[[argparse.ArgumentParser], None]) 
                                        "(for cron / systemd timers)")
     _common(p, with_version=False)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--rebuild", action="store_true",
+                   help="after storing a new snapshot, build every recipe of the recipe file on it "
+                        "(as `cxp priors rebuild`); nothing when the store was up to date")
     add_store(p)
 
 
@@ -95,16 +107,29 @@ def run_refresh(args: argparse.Namespace) -> None:
     """``cxp refresh``: exit 0 and say so when the newest version is already stored."""
     from .refresh import refresh  # noqa: PLC0415
 
+    after = None
+    if getattr(args, "rebuild", False):
+        hook = getattr(args, "rebuild_hook", None)
+        if hook is None:
+            raise EtlError("--rebuild needs the priors stage's command line (run `cxp refresh "
+                           "--rebuild`, which registers it); nothing was refreshed")
+        after = hook(args)
     config = config_from_args(args)
     out = refresh(config, store=args.store, progress=not args.no_progress,
                   on_pull=lambda v: print(f"pulling {config.datastack} materialization v{v} ...",
                                           file=sys.stderr, flush=True))
     if not out["pulled"]:
         print(f"up to date: {config.datastack} materialization v{out['version']} is already stored "
-              f"in {out['store']}; nothing to do")
+              f"in {out['store']}; nothing to do" + ("; no rebuild" if after else ""))
         return
     verb = "stored" if out["created"] else "already stored (same content hash), nothing written:"
     counts = json.loads(out["row_counts"])
     print(f"{verb} snapshot {out['snapshot_id']} ({config.datastack} v{out['version']}) in {out['store']}")
     print("  " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     print(describe(out))
+    if after is not None:
+        if out["created"]:
+            sys.stdout.flush()
+            after(out)
+        else:
+            print("no new snapshot; no rebuild")

@@ -13,6 +13,7 @@ setting             environment variable    default
 ``dandi_api``       ``CXP_DANDI_API``       ``https://api.dandiarchive.org/api``
 ``cave_token_file`` ``CXP_CAVE_TOKEN_FILE`` none (caveclient's own token file)
 ``store_lock_timeout`` ``CXP_STORE_LOCK_TIMEOUT`` ``300`` (seconds a writer waits for another)
+``recipes``         ``CXP_RECIPES``         ``$XDG_CONFIG_HOME/connectome-priors/priors.toml``
 ==================  ======================  =============================================
 
 The config file is TOML, ``$CXP_CONFIG`` or ``$XDG_CONFIG_HOME/connectome-priors/config.toml``,
@@ -97,6 +98,9 @@ SETTINGS: dict[str, Setting] = {
     "cave_token_file": Setting("CXP_CAVE_TOKEN_FILE", lambda: None),
     "store_lock_timeout": Setting("CXP_STORE_LOCK_TIMEOUT", lambda: "300", path=False,
                                   check=_seconds),
+    # the prior recipes `cxp priors rebuild` builds (priors_store/recipes.py)
+    "recipes": Setting("CXP_RECIPES", lambda: _xdg("XDG_CONFIG_HOME", ".config")
+                       / "connectome-priors" / "priors.toml"),
 }
 
 
