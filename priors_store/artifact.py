@@ -42,6 +42,7 @@ with the formula they were written with (:func:`content_version`, a hash of the 
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -144,8 +145,9 @@ def write_error(err: OSError, path: str | os.PathLike, what: str) -> PriorsError
     return out
 
 
+@functools.cache
 def manifest_schema() -> dict:
-    """The artifact manifest's JSON Schema."""
+    """The artifact manifest's JSON Schema (read once; treat it as read-only)."""
     text = resources.files("connectome_priors.schemas").joinpath("artifact", "manifest.schema.json").read_text("utf-8")
     return json.loads(text)
 

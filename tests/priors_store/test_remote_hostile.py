@@ -773,12 +773,17 @@ def test_read_only_file_remote_refused_one_line(builds):
         shared = top / "shared"
         shared.mkdir(mode=0o555)
         if os.geteuid() == 0:  # root writes anywhere: push as nobody
+            # warm up in this process: the forked child (as nobody) may not be able to read the
+            # checkout's files (a clone in a private temporary folder), so it must need none
+            remote.push("tiny", (top / "warm").as_uri(), root=top / "artifacts")
             parent, child_end = FORK.Pipe()
             child = FORK.Process(target=_read_only_child,
                                  args=(shared.as_uri(), str(top / "artifacts"), child_end))
             child.start()
             kind, ours, message = parent.recv()
             child.join(60)
+            if kind == "PermissionError" and str(shared) not in message:
+                pytest.skip(f"the checkout is not readable by user nobody here ({message})")
         else:
             with pytest.raises(remote.RemoteError) as info:
                 remote.push("tiny", shared.as_uri(), root=top / "artifacts")
