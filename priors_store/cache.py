@@ -40,10 +40,12 @@ _VERSION = re.compile(r"^[0-9a-f]{16}$")
 
 
 class CacheError(PriorsError):
-    """The local cache cannot be used (a symbolic link inside it, no permission, disk full)."""
+    """The local cache cannot be used (a symbolic link inside it, no permission, disk full);
+    ``path`` names what, ``errno`` the reason of a failed write (else ``None``)."""
 
-    def __init__(self, message: str, *, path: str) -> None:
+    def __init__(self, message: str, *, path: str, errno: int | None = None) -> None:
         self.path = path
+        self.errno = errno
         super().__init__(message)
 
 
@@ -154,7 +156,11 @@ def reusable(old: Path, entry: Mapping[str, Any]) -> bool:
 
 def install(tmp: Path, target: Path) -> None:
     """Put the verified folder ``tmp`` at ``target``, moving aside whatever is there (a damaged
-    copy or a link, which is removed, never followed)."""
+    copy or a link, which is removed, never followed).
+
+    When ``tmp`` cannot be renamed into place (a full disk: ``ENOSPC``), what was at ``target`` is
+    put back as it was and the ``OSError`` raised; ``tmp`` is removed either way.
+    """
     old = None
     if os.path.lexists(target):
         old = temp_sibling(target, tag="old")
@@ -166,6 +172,12 @@ def install(tmp: Path, target: Path) -> None:
         os.rename(tmp, target)
     except OSError:
         if check(target, hashes=False).state != "ok":  # not a concurrent pull that finished first
+            if old is not None and not os.path.lexists(target):
+                try:
+                    os.rename(old, target)  # the copy cached before stays as it was
+                    old = None
+                except OSError:
+                    pass
             raise
     finally:
         for path in (old, tmp):

@@ -66,10 +66,13 @@ def write_distance(positions_um: np.ndarray, writer: ArtifactWriter, *, block: i
     here, in order) yields ``(start, rows, sum, max)`` per row block of ``block`` rows in any
     order (the dask engine, :mod:`priors_store.distributed`); the sums are added in block order,
     so the recorded mean does not depend on the completion order.
+
+    Both files are created with :meth:`ArtifactWriter.memmap`, which reserves their disk blocks
+    first: a full disk is a :class:`PriorsError` naming the file (nothing published), never a
+    SIGBUS when a page of the map is written later.
     """
     n = len(positions_um)
-    dist = np.lib.format.open_memmap(writer.path("distance_um.npy"), mode="w+", dtype=np.float32,
-                                     shape=(n, n))
+    dist = writer.memmap("distance_um.npy", (n, n), np.float32)  # (n, n), blocks reserved
     hi, sums = 0.0, {}
     for start, rows, rows_sum, rows_max in (_distance_blocks(positions_um, block) if blocks is None
                                             else blocks):
@@ -82,8 +85,7 @@ def write_distance(positions_um: np.ndarray, writer: ArtifactWriter, *, block: i
     for start in range(0, n, block):
         total += sums[start]
     dist.flush()
-    norm = np.lib.format.open_memmap(writer.path("distance_minmax.npy"), mode="w+", dtype=np.float32,
-                                     shape=(n, n))
+    norm = writer.memmap("distance_minmax.npy", (n, n), np.float32)  # (n, n)
     for start in range(0, n, block):
         norm[start:start + block] = dist[start:start + block] / (hi if hi > 0 else 1.0)
     norm.flush()

@@ -55,6 +55,14 @@ when it cannot be reached, the ``latest`` last seen there (``<cache>/.../<name>/
 with a logged warning, and :class:`RemoteUnavailableError` raised when there is none (or its copy
 is damaged).
 
+**A full disk** (``ENOSPC``, ``EDQUOT``) is one line naming the file and "No space left on device".
+Pulling: a :class:`.cache.CacheError` naming the cached file that could not be written; the
+temporary folder is removed, so nothing partial is cached, and a copy cached before (another
+version, the ``latest`` pointer, a damaged copy being repaired) is left as it was. Pushing to
+``file://``: a :class:`RemoteError` naming the remote file; a version is published only by its
+manifest, so nothing is published, and the next push reuses what was staged. When the remote's
+index cannot be written after publishing, the error says the version is published complete.
+
 **Credentials** come from fsspec and the backend's own configuration (for S3: ``AWS_*``
 environment variables, ``~/.aws`` profiles, instance roles). URLs carrying ``user:password@`` are
 refused without being echoed; ``storage_options`` are passed to fsspec as they are and never
@@ -67,7 +75,8 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,8 +89,8 @@ from .cache import CacheError, cache_dir, cached_versions, check, guard, install
     reusable, sweep
 from .errors import ArtifactIntegrityError, ArtifactNotFoundError
 from .load import Prior, parse_ref, resolve_version, verify
-from .remote_fs import MANIFEST_LIMIT, Remote, RemoteError, RemoteIndexError, \
-    RemoteUnavailableError, is_url, public_url, refuse_credentials
+from .remote_fs import DISK_FULL, MANIFEST_LIMIT, Remote, RemoteError, RemoteIndexError, \
+    RemoteUnavailableError, is_url, public_url, reason, refuse_credentials
 from .remote_index import INDEX, INDEX_ATTEMPTS, INDEX_DIR, RESERVED, VERSION_ID, build_id, latest, \
     listing, name_index, parse_manifest, scan, settle
 from .remote_index import reindex as _reindex
@@ -195,7 +204,8 @@ def push(ref: str, url: str, *, root: str | os.PathLike | None = None,
     RemoteError
         The remote holds an invalid manifest or missing files for this version (never repaired by
         overwriting), the name is reserved (``index``, ``index.json``), or the remote cannot be
-        used (permission denied, missing bucket, credentials in the URL).
+        used (permission denied, missing bucket, credentials in the URL, a full disk: ``path``
+        and ``errno`` set, nothing published).
     RemoteUnavailableError
         The remote could not be reached.
 
@@ -220,9 +230,14 @@ def push(ref: str, url: str, *, root: str | os.PathLike | None = None,
     uploaded: list[str] = []
     size, published, staged = 0, False, False
     if theirs is None:
-        uploaded, size, staged = _stage(remote, directory, manifest, name, version, build)
-        pause("push:before-manifest")
-        if remote.create_bytes(raw, name, version, MANIFEST, pause_at="push:mid-manifest"):
+        with _space(f"pushing {name}@{version}; nothing was published (what is "
+                    f"staged under {where}/{build}/ stays unpublished and is reused by the next "
+                    "push). Free space on the remote's file system and push again"):
+            uploaded, size, staged = _stage(remote, directory, manifest, name, version, build)
+            pause("push:before-manifest")
+            created = remote.create_bytes(raw, name, version, MANIFEST,
+                                          pause_at="push:mid-manifest")
+        if created:
             published = True
             uploaded.append(MANIFEST)
             size += len(raw)
@@ -247,10 +262,27 @@ def push(ref: str, url: str, *, root: str | os.PathLike | None = None,
         warned.append(True)
         return index
 
-    wrote = settle(remote, derive, INDEX_DIR, f"{name}.json")[0]
-    pause("push:after-index")
-    wrote = settle(remote, lambda: listing(remote), INDEX)[0] or wrote
+    state = "published" if published else "found"
+    with _space(f"indexing {name}@{version}, which is {state} complete at {where}; the index is "
+                "derived from the manifests (pulls do not need it). Free space on the remote's "
+                "file system and push again: nothing is uploaded again, the index is rewritten"):
+        wrote = settle(remote, derive, INDEX_DIR, f"{name}.json")[0]
+        pause("push:after-index")
+        wrote = settle(remote, lambda: listing(remote), INDEX)[0] or wrote
     return PushResult(where, name, version, tuple(uploaded), size, wrote, published, same)
+
+
+@contextmanager
+def _space(doing: str) -> Iterator[None]:
+    """Re-raise a full remote disk (:meth:`.Remote.full`) with what the push was ``doing`` and what
+    that leaves: one line, ``path`` and ``errno`` kept."""
+    try:
+        yield
+    except RemoteError as err:
+        if err.errno not in DISK_FULL:
+            raise
+        raise RemoteError(f"{err} while {doing}", url=err.url, path=err.path,
+                          errno=err.errno) from err
 
 
 def _stage(remote: Remote, directory: Path, manifest: dict, name: str, version: str,
@@ -351,7 +383,8 @@ def pull(url: str, version: str | None = None, *, cache: str | os.PathLike | Non
     RemoteUnavailableError
         The remote could not be reached and nothing usable is cached.
     CacheError
-        The cache holds a symbolic link above the version, or cannot be written.
+        The cache holds a symbolic link above the version, or cannot be written (a full disk:
+        ``path`` and ``errno`` set; nothing partial cached, a copy cached before kept).
 
     Examples
     --------
@@ -362,6 +395,13 @@ def pull(url: str, version: str | None = None, *, cache: str | os.PathLike | Non
     try:
         return _pull(base, name, version, folder, cache, storage_options, check_remote)
     except OSError as err:  # the local cache: remote errors arrive as RemoteError
+        if err.errno in DISK_FULL:
+            raise CacheError(f"cannot write {err.filename or folder}: {reason(err)} (errno "
+                             f"{err.errno}) while pulling {name}@{version} into the cache; nothing "
+                             "partial was cached (a copy cached before is kept as it was). Free "
+                             "space on that file system (or set the cache elsewhere: --cache DIR, "
+                             "$CXP_CACHE) and pull again", path=str(err.filename or folder),
+                             errno=err.errno) from err
         raise CacheError(f"cannot use the cache at {folder}: {err.strerror or err}"
                          f"{f' ({err.filename})' if err.filename else ''}",
                          path=str(err.filename or folder)) from err
@@ -399,7 +439,17 @@ def _pull(base: str, name: str, version: str, folder: Path, cache, storage_optio
         _download(remote, name, full, raw, manifest, target, reuse=copy.state == "damaged")
         result = PullResult(public, name, full, target, True, copy.problems)
     if version == LATEST:
-        atomic_write_text(folder / LATEST, full + "\n")
+        pointer = folder / LATEST
+        try:
+            atomic_write_text(pointer, full + "\n")
+        except OSError as err:  # the copy is complete and checked; only the offline pointer is old
+            if err.errno not in DISK_FULL:
+                raise
+            raise CacheError(f"pulled {name}@{full} into {target} (complete, verified), but cannot "
+                             f"write {pointer}: {reason(err)} (errno {err.errno}); it still names "
+                             "the version seen before (used only offline). Free space and pull "
+                             "again (nothing is downloaded again)", path=str(pointer),
+                             errno=err.errno) from err
     return result
 
 
@@ -469,11 +519,13 @@ def _download(remote: Remote, name: str, version: str, raw: bytes, manifest: dic
     tmp.mkdir()
     fetched = []
     try:
-        (tmp / MANIFEST).write_bytes(raw)
+        with _naming(target / MANIFEST):
+            (tmp / MANIFEST).write_bytes(raw)
         for i, entry in enumerate(manifest["files"], 1):
             path = entry["path"]
             if reuse and reusable(target / path, entry):
-                shutil.copyfile(target / path, tmp / path)
+                with _naming(target / path):
+                    shutil.copyfile(target / path, tmp / path)
                 continue
             rel = _locate(present, name, version, build, path)
             if rel is None:
@@ -485,7 +537,8 @@ def _download(remote: Remote, name: str, version: str, raw: bytes, manifest: dic
                     f"{where}/{path}: {present[rel]} bytes on the remote; the manifest says "
                     f"{entry['bytes']}; refused, nothing was cached", path=f"{where}/{path}",
                     expected=str(entry["bytes"]), found=str(present[rel]))
-            remote.get_file(rel, tmp / path)
+            with _naming(target / path):
+                remote.get_file(rel, tmp / path)
             fetched.append(path)
             pause(f"pull:after-file:{i}")
         try:
@@ -495,11 +548,24 @@ def _download(remote: Remote, name: str, version: str, raw: bytes, manifest: dic
             raise ArtifactIntegrityError(
                 f"{remote_path}: {str(err).split(': ', 1)[-1]}; refused, nothing was cached",
                 path=remote_path, expected=err.expected, found=err.found) from err
-        install(tmp, target)
+        with _naming(target):
+            install(tmp, target)
     finally:
         if os.path.lexists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
     return fetched
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """A full disk while writing a file of the copy that will be ``path`` names ``path`` (a write
+    reports no name, and ``shutil.copyfile`` names its source)."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in DISK_FULL:
+            raise OSError(err.errno, reason(err), str(path)) from err
+        raise
 
 
 def load_url(url: str, version: str | None = None, *, cache: str | os.PathLike | None = None,

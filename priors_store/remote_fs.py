@@ -17,6 +17,11 @@ and every failure of the backend turned into one :class:`RemoteError` line.
 - **Failures**: an unreachable remote is :class:`RemoteUnavailableError` (transient); permission
   denied (a read-only folder, S3 403), a missing bucket, a name too long and any other backend
   error is :class:`RemoteError` naming the URL and the operation.
+- **A full disk** (``ENOSPC``, ``EDQUOT``, ``EFBIG``: :data:`DISK_FULL`) while writing to a
+  ``file://`` remote is a :class:`RemoteError` naming the object's final path, with ``path`` and
+  ``errno`` attributes (its temporary is removed; nothing was linked into place). While
+  *downloading* (:meth:`Remote.get_file`) the full disk is the local one: the ``OSError`` passes
+  through untranslated, naming the local file, for the caller to report as a cache error.
 """
 
 from __future__ import annotations
@@ -38,8 +43,8 @@ from connectome_priors.kernel.pause import pause
 
 from .errors import PriorsError
 
-__all__ = ["INDEX_LIMIT", "MANIFEST_LIMIT", "Remote", "RemoteError", "RemoteIndexError",
-           "RemoteUnavailableError", "is_url", "public_url", "refuse_credentials", "scrub"]
+__all__ = ["DISK_FULL", "INDEX_LIMIT", "MANIFEST_LIMIT", "Remote", "RemoteError", "RemoteIndexError",
+           "RemoteUnavailableError", "is_url", "public_url", "reason", "refuse_credentials", "scrub"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,9 @@ log = logging.getLogger(__name__)
 INDEX_LIMIT = 16 * 2**20
 #: Largest manifest read; a larger one is refused.
 MANIFEST_LIMIT = 4 * 2**20
+#: ``errno`` values of a write that failed for want of space (the disk, a quota, a file size
+#: limit): reported as "No space left on device" with what to do, never as a backend failure.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _BLOCK = 1 << 20
 _USERINFO = re.compile(r"://[^/?#\s]*@")
 _CREATE_ONLY = {"s3", "s3a", "file", "local"}
@@ -56,11 +64,19 @@ _warned: set[str] = set()
 
 class RemoteError(PriorsError):
     """A remote artifact location could not be used (credentials in the URL, missing package or
-    bucket, permission denied, a conflict); ``url`` is the URL without credentials."""
+    bucket, permission denied, a full disk, a conflict); ``url`` is the URL without credentials,
+    ``path`` and ``errno`` the object and reason of a failed write (else ``None``)."""
 
-    def __init__(self, message: str, *, url: str) -> None:
+    def __init__(self, message: str, *, url: str, path: str | None = None,
+                 errno: int | None = None) -> None:
         self.url = url
+        self.path = path
+        self.errno = errno
         super().__init__(message)
+
+
+class _DiskFull(Exception):
+    """Carries a local disk-full ``OSError`` past :meth:`Remote.call`'s translation."""
 
 
 class RemoteUnavailableError(RemoteError, TransientError):
@@ -86,6 +102,12 @@ def scrub(text: str, *, limit: int = 300) -> str:
     ``limit`` characters."""
     text = " ".join(public_url(str(text)).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def reason(err: OSError) -> str:
+    """Why ``err`` failed, in words: ``No space left on device`` (``strerror``, else from
+    ``errno``)."""
+    return err.strerror or (os.strerror(err.errno) if err.errno else str(err))
 
 
 def refuse_credentials(url: str) -> None:
@@ -174,8 +196,17 @@ class Remote:
         """The backend path of ``parts`` below the root."""
         return "/".join([self.root, *parts])
 
+    def full(self, rel: str, err: OSError, path: str | os.PathLike | None = None) -> RemoteError:
+        """A write of ``rel`` that failed for want of space (``err.errno`` in :data:`DISK_FULL`), as
+        one line naming the object's path (``path``, else the key) with ``path`` and ``errno``."""
+        where = str(path) if path is not None else f"{self.url}/{rel}"
+        return RemoteError(f"cannot write {where}: {reason(err)} (errno {err.errno}) on the remote "
+                           f"{self.url}", url=self.url, path=where, errno=err.errno)
+
     def error(self, what: str, err: BaseException) -> RemoteError:
         """``err`` (from the backend, while doing ``what``) as one line naming the remote."""
+        if isinstance(err, OSError) and err.errno in DISK_FULL and what.startswith("write "):
+            return self.full(what[len("write "):], err)
         text = scrub(err) or type(err).__name__
         if _unreachable(err):
             return RemoteUnavailableError(f"cannot reach {self.url} ({what}): {text}. Check the URL, "
@@ -319,8 +350,29 @@ class Remote:
         return digest.hexdigest()
 
     def get_file(self, rel: str, local: Path) -> None:
-        """Download an object to the local file ``local``."""
-        self.call(f"download {rel}", self.fs.get_file, self.key(rel), str(local))
+        """Download an object to the local file ``local``.
+
+        Raises
+        ------
+        OSError
+            The local disk is full (``errno`` in :data:`DISK_FULL`), with ``filename`` ``local``
+            (``shutil.copyfile`` names the source instead): the caller's disk, not the remote.
+        RemoteError
+            Anything else.
+        """
+        def fetch() -> None:
+            try:
+                self.fs.get_file(self.key(rel), str(local))
+            except OSError as err:
+                if err.errno in DISK_FULL:
+                    raise _DiskFull(err, local) from err
+                raise
+
+        try:
+            self.call(f"download {rel}", fetch)
+        except _DiskFull as err:
+            full = err.args[0]
+            raise OSError(full.errno, reason(full), str(local)) from full
 
     # ------------------------------------------------------------------------------ writes
 
@@ -379,6 +431,8 @@ class Remote:
                     return False
                 return True
             except OSError as err:
+                if err.errno in DISK_FULL:
+                    raise self.full(rel, err, final) from err
                 hint = (" (the file system offers no hard links, which create-only writes need)"
                         if err.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK) else "")
                 raise RemoteError(f"{self.error(f'write {rel}', err)}{hint}", url=self.url) from err
@@ -414,6 +468,8 @@ class Remote:
             try:
                 atomic_write_bytes(key, data)
             except OSError as err:
+                if err.errno in DISK_FULL:
+                    raise self.full(rel, err, key) from err
                 raise self.error(f"write {rel}", err) from err
             return
         self.call(f"write {rel}", self.fs.pipe_file, key, data)
