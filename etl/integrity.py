@@ -95,6 +95,9 @@ class RepairReport:
     """Where the unreadable catalog was moved, or None."""
     recorded: list[str] = field(default_factory=list)
     """Snapshots of an earlier version whose hashes were recorded now."""
+    views: str | None = None
+    """Why the catalog's views were rewritten for the store's location (they read another folder's
+    files, or named them relative to the store), or None."""
     skipped: list[str] = field(default_factory=list)
     """What could not be repaired here, and why (one sentence each)."""
     verified: IntegrityReport | None = None
@@ -110,6 +113,8 @@ class RepairReport:
         if self.recorded:
             done.append(f"recorded the file hashes of {', '.join(self.recorded)} (their files "
                         "reproduce the recorded content hash)")
+        if self.views:
+            done.append(f"rewrote the catalog's views for this location (they {self.views})")
         done += self.skipped
         return "; ".join(done)
 

@@ -54,9 +54,23 @@ on an in-memory DuckDB that reads the snapshot's Parquet files through Arrow dat
 file access at all: external access off, no allowed directory or file, no temporary directory (it
 does not spill to disk), no replacement scans of Python variables, configuration locked.
 
-From the DuckDB CLI the catalog opens read-only; its views use paths relative to the store::
+DuckDB clients
+--------------
+The catalog's views name the latest snapshot's Parquet files by absolute path, written at commit
+(DuckDB resolves a relative path in a view against the client's working directory, not the
+database file's, and has no setting that a plain ``duckdb.connect(path)`` would pick up), so the
+catalog opens read-only from any directory in the DuckDB CLI, Python and GUI clients::
 
-    cd "$CXP_STORE" && duckdb -readonly store.duckdb -c "SELECT count(*) FROM neurons"
+    duckdb -readonly "$CXP_STORE/store.duckdb" -c "SELECT count(*) FROM neurons"
+
+Characters DuckDB would expand as a glob (``*``, ``[``, ``?``) are escaped in those paths. A store
+folder moved or copied elsewhere keeps views that name the old place: clients then fail (or read
+the original's files); reading the catalog through :class:`Store` (``cxp status``, ``cxp sql``,
+:meth:`Store.sql`, ...) checks this and says so once on stderr, in one line, and the next load or
+``cxp status --repair`` rewrites the views for the new place.
+:meth:`Store.sql` and :meth:`Store.connect` never use the catalog's views (they build their own
+from the store's directory), so they work wherever the store is. :meth:`Store.connect` is a plain
+DuckDB connection over one snapshot for trusted use, not the locked-down one of :meth:`Store.sql`.
 """
 
 from __future__ import annotations
@@ -188,6 +202,32 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+# DuckDB expands *, ? and [...] in a file name even when the file exists (a store at /data/run*
+# would read /data/run1's files too); each is matched literally as a one-character class
+_GLOB_LITERAL = {"[": "[[]", "*": "[*]", "?": "[?]"}
+_PARQUET_PATH = re.compile(r"read_parquet\(\[?'((?:[^']|'')*)'")
+
+
+def _glob_literal(path: Path) -> str:
+    """``path`` as a DuckDB file pattern that matches only itself."""
+    return "".join(_GLOB_LITERAL.get(ch, ch) for ch in str(path))
+
+
+def _read_parquet(paths: list[Path]) -> str:
+    """A ``read_parquet`` call over exactly ``paths`` (absolute; several are unioned by name)."""
+    if len(paths) == 1:
+        return f"read_parquet({_quote(_glob_literal(paths[0]))})"
+    return f"read_parquet([{', '.join(_quote(_glob_literal(p)) for p in paths)}], union_by_name = true)"
+
+
+def _view_path(sql: str) -> str | None:
+    """The first file a catalog view's SQL reads (glob escapes undone), or None."""
+    found = _PARQUET_PATH.search(sql)
+    if found is None:
+        return None
+    return re.sub(r"\[([\[*?])\]", r"\1", found.group(1).replace("''", "'"))
+
+
 def _one_line(err: BaseException) -> str:
     """A DuckDB error on one line (its message, position and caret lines joined; carets dropped)."""
     lines = (line.strip() for line in str(err).splitlines())
@@ -232,17 +272,24 @@ class Store:
     --------
     >>> store = Store("/tmp/cxp-store")                       # doctest: +SKIP
     >>> store.sql("SELECT count(*) AS n FROM functional_units")  # doctest: +SKIP
+    >>> store.connect().table("neurons").aggregate("count(*)").df()  # doctest: +SKIP
     >>> store.verify().files                                  # doctest: +SKIP
     """
 
     def __init__(self, directory: str | os.PathLike | None = None, *,
                  lock_timeout_s: float | None = None) -> None:
         self.config = StoreConfig.resolve(directory, lock_timeout_s=lock_timeout_s)
+        self._views_note: tuple[str, str] | None = None  # by _open_catalog: the views read elsewhere
+        self._views_told = False
 
     @property
     def directory(self) -> Path:
         """The store directory."""
         return self.config.directory
+
+    def _absolute(self) -> Path:
+        """The store directory as an absolute path (symbolic links kept, ``..`` removed)."""
+        return Path(os.path.abspath(self.directory))
 
     def _check_directory(self) -> None:
         if self.directory.exists() and not self.directory.is_dir():
@@ -351,7 +398,7 @@ class Store:
         self._check_directory()
         with self._write_lock():
             if self.exists():
-                catalog, files = self._open_catalog()
+                catalog, files = self._open_catalog(tell=False)  # a commit rewrites the views
             else:
                 orphans = self._snapshot_folders()
                 if orphans:
@@ -471,12 +518,13 @@ class Store:
                     con.unregister("records")
                 latest = con.execute("SELECT snapshot_id, row_counts FROM snapshots ORDER BY created "
                                      "DESC, snapshot_id DESC LIMIT 1").fetchall()
-                latest = latest[0] if latest else None
-                # views for the DuckDB CLI: relative to the store directory, bound at creation
-                con.execute(f"SET file_search_path = {_quote(str(self.directory))}")
-                present = json.loads(latest[1]) if latest else {}
+                sid, present = (str(latest[0][0]), json.loads(latest[0][1])) if latest else ("", {})
+                # views for DuckDB clients: absolute paths, so the catalog opens from any working
+                # directory (DuckDB resolves a relative path against the process's, not the
+                # database file's); bound, so checked, at creation
+                folder = self._absolute() / "raw" / sid
                 for name in STORE_TABLES:
-                    body = (f"SELECT * FROM read_parquet({_quote(f'raw/{latest[0]}/{name}.parquet')})"
+                    body = (f"SELECT * FROM {_read_parquet([folder / f'{name}.parquet'])}"
                             if name in present else _empty_select(name))
                     con.execute(f"CREATE VIEW {name} AS {body}")
                 con.execute("CHECKPOINT")
@@ -509,11 +557,15 @@ class Store:
                 f"{len(folders)} snapshot folder(s) ({names}): `cxp status --repair` rebuilds the "
                 "catalog from them")
 
-    def _open_catalog(self, con: duckdb.DuckDBPyConnection | None = None
+    def _open_catalog(self, con: duckdb.DuckDBPyConnection | None = None, *, tell: bool = True
                       ) -> tuple[pa.Table, pa.Table | None]:
         """The committed snapshots (oldest first) and the recorded file hashes (``None`` in a
         catalog written before they were recorded), read once from the current catalog file
-        (attached to ``con`` and detached again, or to a connection of its own)."""
+        (attached to ``con`` and detached again, or to a connection of its own).
+
+        Also checks where the catalog's views read their files (``_views_note``: why DuckDB clients
+        opening ``store.duckdb`` directly would not read this store, or None); with ``tell``, says
+        so once per ``Store`` on stderr, in one line."""
         self._check_directory()
         database = self.config.database
         if not self.exists():
@@ -538,14 +590,43 @@ class Store:
                                        "'catalog' AND table_name = 'snapshot_files'").fetchall()[0][0]
                 files = con.sql("SELECT snapshot_id, file, bytes, sha256 FROM catalog.snapshot_files "
                                 "ORDER BY snapshot_id, file").to_arrow_table() if recorded else None
+                views = con.execute("SELECT sql FROM duckdb_views() WHERE database_name = 'catalog' "
+                                    "AND NOT internal ORDER BY view_name").fetchall()
                 con.execute("DETACH catalog")
-                return snaps, files
             except duckdb.Error as err:
                 raise StoreError(f"cannot read the snapshots of {database}: {_one_line(err)}{hint}") \
                     from err
         finally:
             if own:
                 con.close()
+        self._views_note = self._check_views([v[0] for v in views])
+        if tell and self._views_note and not self._views_told:
+            why, effect = self._views_note
+            print(f"cxp: note: DuckDB clients that open {database} directly {effect}: its views "
+                  f"{why}; `cxp status --repair` (Store.repair()) rewrites them for this location "
+                  "(cxp sql, Store.sql and Store.connect() are not affected)",
+                  file=sys.stderr, flush=True)
+            self._views_told = True
+        return snaps, files
+
+    def _check_views(self, views: list[str]) -> tuple[str, str] | None:
+        """Why the catalog's views (their SQL) do not read this store's files, and what DuckDB
+        clients that open the catalog then do; None when they do read them (or read no file: an
+        empty snapshot, a catalog of the former layout)."""
+        paths = {p for p in map(_view_path, views) if p is not None}
+        if any(not os.path.isabs(p) for p in paths):
+            return ("name their Parquet files relative to the store: a catalog of an earlier "
+                    "version", "fail from any other working directory")
+        for where in sorted({Path(p).parent.parent.parent for p in paths}):  # <store>/raw/<sid>/<t>
+            try:
+                if os.path.samefile(where, self.directory):
+                    continue
+            except OSError:
+                pass
+            return (f"read the Parquet files of {where}, not of {self._absolute()}: the store was "
+                    "moved or copied", "read that folder's files instead" if (where / "raw").is_dir()
+                    else "fail with 'No files found that match the pattern'")
+        return None
 
     def _read_catalog(self, *, frame: bool = False) -> pa.Table | pd.DataFrame:
         """The committed snapshots, oldest first, read once from the current catalog file (an Arrow
@@ -693,7 +774,7 @@ class Store:
         out = RepairReport(store=self.directory)
         with self._write_lock():
             try:
-                catalog, files = self._open_catalog()
+                catalog, files = self._open_catalog(tell=False)
             except StoreError as err:
                 catalog, files, out.catalog_problem = None, None, str(err)
             self._remove_temporaries()
@@ -717,8 +798,11 @@ class Store:
                     records += [{"snapshot_id": row["snapshot_id"], "file": name, **rec}
                                 for name, rec in found.items()]
                     out.recorded.append(row["snapshot_id"])
-                if out.recorded:
+                if self._views_note is not None:  # moved or copied: views for this location
+                    out.views = self._views_note[0]
+                if out.recorded or out.views:
                     self._commit(catalog, [], records)
+                    self._views_note = None
         try:
             out.verified = self.verify()
         except IntegrityError as err:
@@ -835,31 +919,14 @@ class Store:
         con = duckdb.connect(":memory:")
         try:
             catalog, files = self._open_catalog(con)
+            scope, counts = self._scope(catalog, snapshot)
         except BaseException:
             con.close()
             raise
-        ids = catalog.column("snapshot_id").to_pylist()
-        if snapshot is None:
-            scope = ids[-1:]
-        elif snapshot == "all":
-            scope = ids
-        elif snapshot in ids:
-            scope = [snapshot]
-        else:
-            con.close()
-            raise StoreError(f"no snapshot {snapshot!r} in the store at {self.directory}; known: "
-                             f"{', '.join(ids) if ids else 'none (run `cxp etl`)'}, or 'all'")
-        counts = dict(zip(ids, (json.loads(c) for c in catalog.column("row_counts").to_pylist())))
         parquet = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
             page_checksum_verification=True))
         try:
-            con.execute(_snapshots_ddl())
-            con.execute(_FILES_DDL)
-            for table, rows in (("snapshots", catalog), ("snapshot_files", files)):
-                if rows is not None and rows.num_rows:
-                    con.register("_rows", rows)
-                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
-                    con.unregister("_rows")
+            _catalog_tables(con, catalog, files)
             for name in STORE_TABLES:
                 if not re.search(rf"\b{name}\b", query, re.IGNORECASE):
                     continue  # a dataset reads its files' footers: only for tables named
@@ -882,6 +949,84 @@ class Store:
             yield con
         finally:
             con.close()
+
+    def _scope(self, catalog: pa.Table, snapshot: str | None
+               ) -> tuple[list[str], dict[str, dict[str, int]]]:
+        """The snapshot ids ``snapshot`` selects (None: the latest; "all"), and every snapshot's
+        row counts by table."""
+        ids = catalog.column("snapshot_id").to_pylist()
+        if snapshot is None:
+            scope = ids[-1:]
+        elif snapshot == "all":
+            scope = ids
+        elif snapshot in ids:
+            scope = [snapshot]
+        else:
+            raise StoreError(f"no snapshot {snapshot!r} in the store at {self.directory}; known: "
+                             f"{', '.join(ids) if ids else 'none (run `cxp etl`)'}, or 'all'")
+        counts = dict(zip(ids, (json.loads(c) for c in catalog.column("row_counts").to_pylist())))
+        return scope, counts
+
+    def connect(self, snapshot: str | None = None) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection over one snapshot of the store, for the relational API, Ibis or Polars.
+
+        An in-memory database whose views ``neurons``, ``functional_units``, ... read the
+        snapshot's Parquet files (``snapshot``: an id, the latest when ``None``, or ``"all"``: every
+        snapshot's rows, each with its ``snapshot_id``), and whose tables ``snapshots`` and
+        ``snapshot_files`` are copies of the catalog's. The views name the files by absolute path
+        from this ``Store``'s directory, so it works from any working directory, and after the
+        store was moved. It sees the snapshot committed when it was opened for as long as it is
+        open (those files never change), and holds no lock: writers are not blocked.
+
+        The store is never written through it: the catalog file is not attached, and the store's
+        files and snapshot folders are read-only on disk; what you create lives in this in-memory
+        database. It is **not** the locked-down connection of :meth:`sql` and ``cxp sql``: file
+        access, extensions and settings are DuckDB's defaults (any SQL runs, ``COPY ... TO``
+        included), so it is for trusted local use, like ``duckdb.connect()`` itself. DuckDB's
+        Parquet reader does not check page checksums as :meth:`sql` does; :meth:`verify` checks
+        every file. Close it (or use it in a ``with`` block) when done.
+
+        Parameters
+        ----------
+        snapshot
+            Snapshot id, ``None`` for the latest, or ``"all"``.
+
+        Returns
+        -------
+        duckdb.DuckDBPyConnection
+
+        Raises
+        ------
+        StoreError
+            No store, an unknown ``snapshot`` (the message lists the known ones), or a snapshot
+            whose files cannot be opened.
+
+        Examples
+        --------
+        >>> con = Store("/tmp/cxp-store").connect()                      # doctest: +SKIP
+        >>> con.table("neurons").filter("layer = 'L2/3'").count("*").fetchall()  # doctest: +SKIP
+        >>> con.sql("FROM connections").pl()                             # doctest: +SKIP
+        >>> ibis.duckdb.from_connection(con).table("neurons")            # doctest: +SKIP
+        """
+        con = duckdb.connect(":memory:")
+        scope: list[str] = []
+        try:
+            catalog, files = self._open_catalog(con, tell=False)
+            scope, counts = self._scope(catalog, snapshot)
+            _catalog_tables(con, catalog, files)
+            raw = self._absolute() / "raw"
+            for name in STORE_TABLES:
+                paths = [raw / sid / f"{name}.parquet" for sid in scope if name in counts[sid]]
+                body = f"SELECT * FROM {_read_parquet(paths)}" if paths else _empty_select(name)
+                con.execute(f"CREATE VIEW {name} AS {body}")
+        except duckdb.Error as err:
+            con.close()
+            raise StoreError(f"cannot open snapshot(s) {', '.join(scope)} of {self.directory}: "
+                             f"{_one_line(err)}; `cxp status --verify` checks its files") from err
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     def sql(self, query: str, *, snapshot: str | None = None) -> pd.DataFrame:
         """Run one read-only SQL query over the store and return its result.
@@ -939,6 +1084,18 @@ class Store:
     def raw_path(self, snapshot_id: str, table: str) -> Path:
         """Path of one table's Parquet file in the raw layer."""
         return self.config.raw / snapshot_id / f"{table}.parquet"
+
+
+def _catalog_tables(con: duckdb.DuckDBPyConnection, catalog: pa.Table, files: pa.Table | None
+                    ) -> None:
+    """Create the tables ``snapshots`` and ``snapshot_files`` in ``con`` with the catalog's rows."""
+    con.execute(_snapshots_ddl())
+    con.execute(_FILES_DDL)
+    for table, rows in (("snapshots", catalog), ("snapshot_files", files)):
+        if rows is not None and rows.num_rows:
+            con.register("_rows", rows)
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
+            con.unregister("_rows")
 
 
 def _replace_files(files: pa.Table | None, snapshot_id: str, records: dict[str, dict]) -> list[dict]:
