@@ -27,15 +27,14 @@ Examples
 
 from __future__ import annotations
 
-import fcntl
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from connectome_priors.etl.store import Store
+from connectome_priors.kernel.locks import exclusive
 
 from .artifact import LATEST
 from .config import artifact_root
@@ -110,29 +109,13 @@ class RebuildResult:
         return [o.name for o in self.outcomes if o.status == "built"]
 
 
-@contextmanager
-def rebuild_lock(root: str | os.PathLike) -> Iterator[Path]:
-    """Hold the artifact root's rebuild lock (non-blocking; :class:`RebuildLockedError` if taken).
-
-    An ``flock``: released when the holder exits or is killed, never left stale.
-    """
+def rebuild_lock(root: str | os.PathLike):
+    """Hold the artifact root's rebuild lock (non-blocking; :class:`RebuildLockedError` if taken)."""
     directory = Path(root)
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as err:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise RebuildLockedError(f"another rebuild of the priors in {directory} is running "
-                                     f"(pid {holder}, lock {path}); this one stops without "
-                                     "building anything", path=str(path)) from err
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield path
-    finally:
-        os.close(fd)
+    return exclusive(path, lambda holder: RebuildLockedError(
+        f"another rebuild of the priors in {directory} is running (pid {holder}, lock {path}); "
+        "this one stops without building anything", path=str(path)))
 
 
 def planned_version(population: Population, store: Store, *,

@@ -8,12 +8,12 @@ load is atomic, so readers keep seeing the previous snapshot until the new one i
 
 from __future__ import annotations
 
-import fcntl
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+
+from connectome_priors.kernel.locks import exclusive
 
 from ...errors import CxpError
 from ...pipeline import run_etl
@@ -34,29 +34,13 @@ class RefreshLockedError(CxpError):
         super().__init__(message)
 
 
-@contextmanager
-def refresh_lock(store_dir: str | os.PathLike) -> Iterator[Path]:
-    """Hold the store's refresh lock (non-blocking; :class:`RefreshLockedError` if taken).
-
-    The lock is an ``flock`` on a file, so it is released when the holder exits or is killed.
-    """
+def refresh_lock(store_dir: str | os.PathLike):
+    """Hold the store's refresh lock (non-blocking; :class:`RefreshLockedError` if taken)."""
     directory = Path(store_dir)
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as err:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise RefreshLockedError(f"another refresh of {directory} is running (pid {holder}, lock "
-                                     f"{path}); this one stops without changing anything",
-                                     path=str(path)) from err
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield path
-    finally:
-        os.close(fd)
+    return exclusive(path, lambda holder: RefreshLockedError(
+        f"another refresh of {directory} is running (pid {holder}, lock {path}); this one stops "
+        "without changing anything", path=str(path)))
 
 
 def stored_versions(store: Store, datastack: str) -> set[int]:
