@@ -95,8 +95,17 @@ def canonical_tables(raw: Mapping[str, pd.DataFrame], *, datastack: str | None,
 
     Examples
     --------
+    Two cells and a nucleus without a segment (root id 0), no other table, so every cell:
+
+    >>> raw = {"nucleus_detection_v0": pd.DataFrame({
+    ...     "id": [1, 2, 3], "pt_root_id": [11, 12, 0], "pt_position_x": [10, 20, 30],
+    ...     "pt_position_y": [5, 5, 5], "pt_position_z": [1, 2, 3]})}
     >>> st = canonical_tables(raw, datastack="minnie65_public", materialization_version=1300,
-    ...                       materialization_timestamp=None)   # doctest: +SKIP
+    ...                       materialization_timestamp=None, neurons="all")
+    >>> st.tables["neurons"].select(["nucleus_id", "x_nm", "z_nm"]).to_pydict()
+    {'nucleus_id': [1, 2], 'x_nm': [40.0, 80.0], 'z_nm': [40.0, 80.0]}
+    >>> st.report["excluded_root_id_zero"]
+    1
     """
     if neurons not in SELECTIONS:
         raise SourceError(f"neuron selection must be one of {', '.join(SELECTIONS)}; "
