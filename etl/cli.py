@@ -1,11 +1,20 @@
 """``cxp etl``, ``cxp status``, ``cxp sql``, ``cxp refresh`` and ``cxp aggregate``: the ETL stage's
-commands (a thin layer over the library), registered by :mod:`connectome_priors.cli`."""
+commands (a thin layer over the library), registered by :mod:`connectome_priors.cli`.
+
+``cxp refresh --rebuild`` rebuilds the declared priors after a refresh that stored a new snapshot.
+Building priors is a later stage, which this one does not import (layers: priors_store > etl):
+the priors stage's CLI sets ``rebuild_hook`` on the refresh parser (``set_defaults``), and
+:func:`run_refresh` calls it. ``rebuild_hook(args)`` runs before the pull (it reads and checks the
+recipe file, so a broken one fails first) and returns ``after(snapshot_row)``, called only when
+the refresh stored a new snapshot.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +23,9 @@ from connectome_priors.kernel.errors import CxpError
 from connectome_priors.kernel.files import atomic_path, atomic_write_text
 
 from .aggregate import cli as aggregate_cli
+from .errors import EtlError
 from .pipeline import run_etl
+from .refresh import refresh
 from .sources.cave import cli as cave_cli
 from .sources.nwb.cli import add_arguments as add_nwb_arguments
 from .sources.nwb.cli import describe as describe_nwb
@@ -22,7 +33,7 @@ from .sources.nwb.cli import resolve_arguments as resolve_nwb_arguments
 from .store import Store
 from .summary import describe_exclusions, describe_files
 
-__all__ = ["register"]
+__all__ = ["register", "run_refresh"]
 
 
 def register(sub: argparse._SubParsersAction, add_store) -> None:
@@ -45,8 +56,7 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     add_nwb_arguments(etl)
     cave_cli.add_arguments(etl)
     etl.set_defaults(handler=_cmd_etl)
-    cave_cli.register_refresh(sub, add_store)
-    sub.choices["refresh"].set_defaults(handler=cave_cli.run_refresh)
+    _register_refresh(sub, add_store)
 
     status = sub.add_parser("status", help="list snapshots with row counts; --verify, --repair")
     status.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -69,6 +79,49 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     sql.set_defaults(handler=_cmd_sql)
 
     aggregate_cli.register(sub, add_store)
+
+
+def _register_refresh(sub: argparse._SubParsersAction,
+                      add_store: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("refresh", help="pull the newest CAVE materialization if the store lacks it "
+                                       "(for cron / systemd timers)")
+    cave_cli.add_arguments(p, with_version=False)
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--rebuild", action="store_true",
+                   help="after storing a new snapshot, build every recipe of the recipe file on it "
+                        "(as `cxp priors rebuild`); nothing when the store was up to date")
+    add_store(p)
+    p.set_defaults(handler=run_refresh)
+
+
+def run_refresh(args: argparse.Namespace) -> None:
+    """``cxp refresh``: exit 0 and say so when the newest version is already stored."""
+    after = None
+    if getattr(args, "rebuild", False):
+        hook = getattr(args, "rebuild_hook", None)
+        if hook is None:
+            raise EtlError("--rebuild needs the priors stage's command line (run `cxp refresh "
+                           "--rebuild`, which registers it); nothing was refreshed")
+        after = hook(args)
+    config = cave_cli.config_from_args(args)
+    out = refresh(config, store=args.store, progress=not args.no_progress,
+                  on_pull=lambda v: print(f"pulling {config.datastack} materialization v{v} ...",
+                                          file=sys.stderr, flush=True))
+    if not out["pulled"]:
+        print(f"up to date: {config.datastack} materialization v{out['version']} is already stored "
+              f"in {out['store']}; nothing to do" + ("; no rebuild" if after else ""))
+        return
+    verb = "stored" if out["created"] else "already stored (same content hash), nothing written:"
+    counts = json.loads(out["row_counts"])
+    print(f"{verb} snapshot {out['snapshot_id']} ({config.datastack} v{out['version']}) in {out['store']}")
+    print("  " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    print(cave_cli.describe(out))
+    if after is not None:
+        if out["created"]:
+            sys.stdout.flush()
+            after(out)
+        else:
+            print("no new snapshot; no rebuild")
 
 
 def _emit(df: pd.DataFrame, fmt: str, out: str | None) -> None:
@@ -104,7 +157,7 @@ def _cmd_etl(args: argparse.Namespace) -> None:
     options = {"synthetic": {"seed": args.seed},
                "blueprint": {"mode": args.mode,
                              "fields": args.fields.split(",") if args.fields is not None else None},
-               "cave": {"cave": cave_cli.config_from_args(args)},
+               "cave": {"cave": cave_cli.config_from_args(args) if args.source == "cave" else None},
                "files": {"neurons": args.neurons, "datastack": args.datastack, "profile": args.profile,
                          "materialization_version": version if isinstance(version, int) else None},
                "nwb": {"events": events}}

@@ -1005,7 +1005,8 @@ class Store:
         --------
         >>> con = Store("/tmp/cxp-store").connect()                      # doctest: +SKIP
         >>> con.table("neurons").filter("layer = 'L2/3'").count("*").fetchall()  # doctest: +SKIP
-        >>> con.sql("FROM connections").pl()                             # doctest: +SKIP
+        >>> con.sql("FROM connections").df()     # .pl() where Polars is installed  # doctest: +SKIP
+        >>> import ibis                           # ibis-framework[duckdb], not a dependency  # doctest: +SKIP
         >>> ibis.duckdb.from_connection(con).table("neurons")            # doctest: +SKIP
         """
         con = duckdb.connect(":memory:")

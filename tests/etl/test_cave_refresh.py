@@ -9,7 +9,7 @@ import pytest
 
 from connectome_priors.etl import Store, run_etl
 from connectome_priors.cli import main
-from connectome_priors.etl.sources.cave.refresh import RefreshLockedError, refresh, refresh_lock, stored_versions
+from connectome_priors.etl.refresh import RefreshLockedError, refresh, refresh_lock, stored_versions
 from connectome_priors.testing.cave_standin import Fault, StandinCave
 from tests.etl._cave import fast_config, fixture_versions, isolated_home  # noqa: F401 (fixture)
 

@@ -20,7 +20,7 @@ import pytest
 from connectome_priors.cli import main
 from connectome_priors.etl.errors import EtlError
 from connectome_priors.etl.pipeline import run_etl
-from connectome_priors.etl.sources.cave.cli import run_refresh
+from connectome_priors.etl.cli import run_refresh
 from connectome_priors.etl.sources.files import write_export
 from connectome_priors.etl.store import Store
 from connectome_priors.priors_store import DeriveParams, Population, build, load

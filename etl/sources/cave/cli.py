@@ -1,25 +1,15 @@
-"""Command-line options of the ``cave`` source (``cxp etl --source cave``) and ``cxp refresh``.
-
-``cxp refresh --rebuild`` rebuilds the declared priors after a refresh that stored a new snapshot.
-Building priors is a later stage, which this one does not import (layers: priors_store > etl):
-the priors stage's CLI sets ``rebuild_hook`` on the refresh parser (``set_defaults``), and
-:func:`run_refresh` calls it. ``rebuild_hook(args)`` runs before the pull (it reads and checks the
-recipe file, so a broken one fails first) and returns ``after(snapshot_row)``, called only when
-the refresh stored a new snapshot.
-"""
+"""Command-line options of the ``cave`` source, shared by ``cxp etl --source cave`` and
+``cxp refresh`` (whose command lives with the ETL stage's, in :mod:`connectome_priors.etl.cli`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable
 
-from ...errors import EtlError
 from ...profiles import load_profile
 from .client import TOKEN_ENV, CaveConfig
 
-__all__ = ["add_arguments", "config_from_args", "describe", "register_refresh", "run_refresh"]
+__all__ = ["add_arguments", "config_from_args", "describe"]
 
 
 def _version(text: str) -> int | str:
@@ -31,7 +21,8 @@ def _version(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"--version takes a number or 'latest', not {text!r}") from err
 
 
-def _common(p: argparse.ArgumentParser, *, with_version: bool) -> None:
+def add_arguments(p: argparse.ArgumentParser, *, with_version: bool = True) -> None:
+    """Add the ``cave`` options to a parser (``cxp etl``; ``cxp refresh`` without ``--version``)."""
     d = CaveConfig()
     p.add_argument("--server", default=None, metavar="URL",
                    help=f"cave: CAVE server (default {d.server}); token from ${TOKEN_ENV} or "
@@ -62,15 +53,8 @@ def _common(p: argparse.ArgumentParser, *, with_version: bool) -> None:
                    help="cave: presynaptic root ids per synapse query")
 
 
-def add_arguments(etl: argparse.ArgumentParser) -> None:
-    """Add the ``cave`` options to ``cxp etl``."""
-    _common(etl, with_version=True)
-
-
-def config_from_args(args: argparse.Namespace) -> CaveConfig | None:
-    """The :class:`CaveConfig` of parsed arguments (None unless ``--source cave`` or refresh)."""
-    if getattr(args, "source", "cave") != "cave":
-        return None
+def config_from_args(args: argparse.Namespace) -> CaveConfig:
+    """The :class:`CaveConfig` of parsed arguments (``cxp etl --source cave``, ``cxp refresh``)."""
     server = args.server or CaveConfig().server
     profile = load_profile(args.profile) if args.profile is not None else None
     datastack = args.datastack or (profile.datastack if profile else None) or CaveConfig().datastack
@@ -89,47 +73,3 @@ def describe(snap: dict) -> str:
             f"({snap.get('materialization_timestamp')}); excluded nuclei: "
             f"{report.get('excluded_root_id_zero', 0)} with root id 0, "
             f"{report.get('excluded_multi_nucleus_nuclei', 0)} sharing a root id")
-
-
-def register_refresh(sub, add_store: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Add ``cxp refresh``."""
-    p = sub.add_parser("refresh", help="pull the newest CAVE materialization if the store lacks it "
-                                       "(for cron / systemd timers)")
-    _common(p, with_version=False)
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("--rebuild", action="store_true",
-                   help="after storing a new snapshot, build every recipe of the recipe file on it "
-                        "(as `cxp priors rebuild`); nothing when the store was up to date")
-    add_store(p)
-
-
-def run_refresh(args: argparse.Namespace) -> None:
-    """``cxp refresh``: exit 0 and say so when the newest version is already stored."""
-    from .refresh import refresh  # noqa: PLC0415
-
-    after = None
-    if getattr(args, "rebuild", False):
-        hook = getattr(args, "rebuild_hook", None)
-        if hook is None:
-            raise EtlError("--rebuild needs the priors stage's command line (run `cxp refresh "
-                           "--rebuild`, which registers it); nothing was refreshed")
-        after = hook(args)
-    config = config_from_args(args)
-    out = refresh(config, store=args.store, progress=not args.no_progress,
-                  on_pull=lambda v: print(f"pulling {config.datastack} materialization v{v} ...",
-                                          file=sys.stderr, flush=True))
-    if not out["pulled"]:
-        print(f"up to date: {config.datastack} materialization v{out['version']} is already stored "
-              f"in {out['store']}; nothing to do" + ("; no rebuild" if after else ""))
-        return
-    verb = "stored" if out["created"] else "already stored (same content hash), nothing written:"
-    counts = json.loads(out["row_counts"])
-    print(f"{verb} snapshot {out['snapshot_id']} ({config.datastack} v{out['version']}) in {out['store']}")
-    print("  " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
-    print(describe(out))
-    if after is not None:
-        if out["created"]:
-            sys.stdout.flush()
-            after(out)
-        else:
-            print("no new snapshot; no rebuild")

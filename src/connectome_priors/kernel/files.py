@@ -6,9 +6,15 @@ the final path (pooch's ``stream_download`` pattern).
 
 Examples
 --------
->>> with atomic_path("out/table.parquet") as tmp:          # doctest: +SKIP
-...     pq.write_table(table, tmp)                          # renamed to out/table.parquet on exit
->>> atomic_write_text("out/manifest.json", text)            # doctest: +SKIP
+>>> import shutil, tempfile
+>>> out = Path(tempfile.mkdtemp())
+>>> with atomic_path(out / "table.csv") as tmp:  # tmp: a hidden sibling of table.csv
+...     _ = tmp.write_text("a,b")                  # (or pq.write_table(table, tmp))
+>>> sorted(p.name for p in out.iterdir())          # renamed into place when the block ended
+['table.csv']
+>>> sha256_file(atomic_write_text(out / "manifest.json", "{}"))[:12]
+'44136fa355b3'
+>>> shutil.rmtree(out)
 """
 
 from __future__ import annotations

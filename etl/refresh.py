@@ -1,5 +1,9 @@
 """``cxp refresh``: keep a store at the newest CAVE materialization, safe to run from cron.
 
+This is ETL orchestration (it runs :func:`~connectome_priors.etl.pipeline.run_etl`), so it lives
+beside the pipeline, above the sources; the CAVE-specific parts (connecting, resolving the newest
+version) stay in :mod:`connectome_priors.etl.sources.cave.client`.
+
 Under an exclusive lock (``<store>/.cave-refresh.lock``; a second refresh is refused at once), ask
 the server for its newest version; if the store already holds a ``cave`` snapshot of that version
 for the datastack, stop (nothing written). Otherwise pull it as one new snapshot: the store's
@@ -15,11 +19,11 @@ from pathlib import Path
 
 from connectome_priors.kernel.locks import exclusive
 
-from ...errors import CxpError
-from ...pipeline import run_etl
-from ...store import Store
-from ..registry import CaveSource
-from .client import CaveConfig, connect
+from .errors import CxpError
+from .pipeline import run_etl
+from .sources.cave.client import CaveConfig, connect
+from .sources.registry import CaveSource
+from .store import Store
 
 __all__ = ["LOCK_NAME", "RefreshLockedError", "refresh", "refresh_lock", "stored_versions"]
 
