@@ -19,10 +19,10 @@ from connectome_priors.etl.store import Store
 from .artifact import FLOAT_ATOL, FLOAT_RTOL, check_name
 from .pipeline import DeriveParams, build, build_per_field
 from .config import ARTIFACTS_ENV, artifact_root
-from .diff import diff, render_markdown, summary, write_report
+from .compare import diff, render_markdown, summary, write_report
 from .distributed import ENGINES
 from .errors import ArtifactIntegrityError, PriorsError
-from .export import export
+from .exporters import export
 from .load import check_ref, list_artifacts, load, parse_ref, resolve_version, verify, verify_rebuild
 from .population import Population
 from .rebuild import Outcome, RebuildError, rebuild_recipes
