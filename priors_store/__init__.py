@@ -19,6 +19,9 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "compare": ("diff",),
     "errors": ("ArtifactIntegrityError", "ArtifactNotFoundError", "PopulationError", "PriorsError",),
     "exporters": ("export",),
-    "load": ("Prior", "list_artifacts", "load", "verify",),
+    "prior": ("Prior",),
+    "reader": ("load",),
+    "catalog": ("list_artifacts",),
+    "verification": ("verify",),
     "population": ("Population", "resolve",),
 })

@@ -16,17 +16,20 @@ import pandas as pd
 from connectome_priors.kernel.settings import env_name
 from connectome_priors.etl.store import Store
 
-from .artifact import FLOAT_ATOL, FLOAT_RTOL, check_name
-from .pipeline import DeriveParams, build, build_per_field
-from .config import ARTIFACTS_ENV, artifact_root
+from .catalog import list_artifacts, resolve_version
 from .compare import diff, render_markdown, summary, write_report
+from .comparison import FLOAT_ATOL, FLOAT_RTOL
+from .config import ARTIFACTS_ENV, artifact_root
 from .distributed import ENGINES
 from .errors import ArtifactIntegrityError, PriorsError
 from .exporters import export
-from .load import check_ref, list_artifacts, load, parse_ref, resolve_version, verify, verify_rebuild
+from .names import check_name, check_ref, parse_ref
+from .pipeline import DeriveParams, build, build_per_field
 from .population import Population
+from .reader import load
 from .rebuild import Outcome, RebuildError, rebuild_recipes
 from .recipes import RECIPES_ENV, load_recipes
+from .verification import verify, verify_rebuild
 
 __all__ = ["register"]
 

@@ -38,8 +38,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import derive
-from .artifact import ArtifactWriter
 from .errors import PriorsError
+from .writer import ArtifactWriter
 
 __all__ = ["BuildEngine", "ENGINES", "check_engine", "distance_blocks", "same_layout",
            "write_distance_dask"]

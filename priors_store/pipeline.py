@@ -25,11 +25,12 @@ from tqdm.auto import tqdm
 from connectome_priors.etl.store import Store
 
 from . import derive
-from .artifact import DERIVATION_VERSION, ArtifactWriter, nucleus_ids_digest, recipe_version
 from .config import artifact_root
 from .distributed import BuildEngine, check_engine, write_distance_dask
 from .errors import PriorsError
+from .manifest import DERIVATION_VERSION, nucleus_ids_digest, recipe_version
 from .population import Population, ResolvedPopulation, resolve
+from .writer import ArtifactWriter
 
 __all__ = ["DERIVATION_VERSION", "DeriveParams", "Plan", "build", "build_per_field", "plan",
            "rebuild", "recipe_of", "write_distance"]
@@ -117,7 +118,7 @@ def build(name: str, population: Population, *, store: Store | str | os.PathLike
     building the same population of the same snapshot with the same parameters yields the same
     version on every machine. Building a published version again writes nothing: the published
     build is kept once the new one matches it within the tolerances of
-    :func:`~.artifact.compare_builds` (else :class:`~.errors.ArtifactIntegrityError`).
+    :func:`~.comparison.compare_builds` (else :class:`~.errors.ArtifactIntegrityError`).
 
     ``engine`` ``"local"`` (default) computes everything in this process; ``"dask"`` computes the
     distance matrix's row blocks on a Dask cluster (``scheduler``: ``None`` for a fresh
@@ -252,7 +253,7 @@ def recipe_of(manifest: dict) -> tuple[Population, DeriveParams]:
 def rebuild(manifest: dict, *, store: Store | str | os.PathLike | None = None,
             root: str | os.PathLike) -> dict:
     """Build ``manifest``'s recipe again from ``store`` into the artifact root ``root`` (e.g. a
-    temporary folder); return the new manifest. See :func:`~.load.verify` (``rebuild=True``)."""
+    temporary folder); return the new manifest. See :func:`~.verification.verify` (``rebuild=True``)."""
     population, params = recipe_of(manifest)
     if manifest.get("derivation_version", DERIVATION_VERSION) != DERIVATION_VERSION:
         raise PriorsError(f"{manifest['name']}@{manifest['version']} was derived by derivation code "

@@ -36,13 +36,13 @@ from typing import Literal
 from connectome_priors.etl.store import Store
 from connectome_priors.kernel.locks import exclusive
 
-from .artifact import LATEST
-from .config import artifact_root
 from .compare import diff, write_report
+from .config import artifact_root
 from .errors import PriorsError
-from .load import load
+from .names import LATEST
 from .pipeline import DeriveParams, build, plan
 from .population import Population
+from .reader import load
 from .recipes import Recipe
 
 __all__ = ["LOCK_NAME", "Outcome", "RebuildError", "RebuildLockedError", "RebuildResult",

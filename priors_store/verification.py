@@ -1,94 +1,36 @@
-"""Load, verify and list published prior artifacts.
+"""Verify a published artifact directory against its manifest, and (optionally) against a rebuild.
 
-``load`` checks the manifest against its schema and every listed file's size and sha256 before it
-returns anything; matrices are then memory-mapped (copy-on-write), so opening a 15k x 15k matrix
-costs no copy. ``Prior.select`` re-indexes every kind consistently for a sub-population.
+:func:`verify` checks the manifest against its schema and the build's rules
+(:func:`~.manifest.check_manifest`), then every listed file's presence, size, ``.npy`` header and
+sha256; :func:`verify_rebuild` builds the recipe again and compares every kind
+(:func:`~.comparison.compare_builds`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from .artifact import (_NAME, FLOAT_ATOL, FLOAT_RTOL, LATEST, MANIFEST, MAX_NAME, NEURONS,
-                       KindComparison, check_manifest, compare_builds, nucleus_ids_digest, recipe,
-                       sha256_file, shown)
-from .config import artifact_root
-from .errors import ArtifactIntegrityError, ArtifactNotFoundError, PriorsError
+from connectome_priors.kernel.files import sha256_file
 
-__all__ = ["Prior", "load", "verify", "verify_rebuild", "read_manifest", "list_artifacts",
-           "resolve_version", "parse_ref", "check_ref"]
+from .comparison import FLOAT_ATOL, FLOAT_RTOL, KindComparison, compare_builds
+from .errors import ArtifactIntegrityError, PriorsError
+from .manifest import MANIFEST, NEURONS, check_manifest, nucleus_ids_digest, recipe
 
-_VERSION = re.compile(r"^[0-9a-f]{1,16}\Z")  # \Z: "$" would also match before a final newline
-
-As = Literal["numpy", "sparse", "torch"]
-
-
-def parse_ref(ref: str) -> tuple[str, str]:
-    """Split ``NAME[@VERSION]`` into (name, version); version defaults to ``latest``."""
-    name, _, version = ref.partition("@")
-    return name, version or LATEST
-
-
-def check_ref(name: str, version: str = LATEST, *, root: str | os.PathLike | None = None) -> None:
-    """Refuse a name or version that is no plain artifact folder name (``/``, ``..``, glob
-    characters, more than 100 characters, a version not 1 to 16 hex digits) before anything is
-    read. ``root`` only names the artifact root in the message."""
-    if not _NAME.match(name) or not (version == LATEST or _VERSION.match(version)):
-        bad = ("name", name) if not _NAME.match(name) else ("version", version)
-        raise PriorsError(f"artifact {bad[0]} {shown(bad[1])} is not allowed: a name is at most "
-                          f"{MAX_NAME} letters, digits, '_', '.', '-' (no '/', no glob characters, "
-                          "not starting with '.'), a version 1 to 16 hex digits; refs read only "
-                          f"inside the artifact root"
-                          + (f" {artifact_root(root)}" if root is not None else ""))
-
-
-def resolve_version(name: str, version: str = LATEST, *, root: str | os.PathLike | None = None) -> Path:
-    """Directory of artifact ``name`` at ``version`` (``latest`` or a version id or unique prefix)."""
-    check_ref(name, version, root=artifact_root(root))
-    base = artifact_root(root) / name
-    if not base.is_dir():
-        known = sorted(p.name for p in artifact_root(root).glob("*") if p.is_dir()) \
-            if artifact_root(root).is_dir() else []
-        raise ArtifactNotFoundError(f"no artifact named {name!r} under {artifact_root(root)}; "
-                                    f"known: {known or 'none'} (build one with `cxp priors build`)",
-                                    name=name)
-    if version == LATEST:
-        pointer = base / LATEST
-        if not pointer.is_file():
-            raise ArtifactNotFoundError(f"artifact {name!r} has no '{LATEST}' pointer in {base}",
-                                        name=name, version=version)
-        version = pointer.read_text(errors="replace").strip()
-        if not _VERSION.match(version):
-            raise ArtifactIntegrityError(f"{pointer}: holds {version[:40]!r}; expected a version id "
-                                         "(16 hex digits)", path=str(pointer),
-                                         expected="16 hex digits", found=version[:40])
-    matches = [p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")
-               and p.name.startswith(version)]
-    if len(matches) != 1:
-        versions = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
-        raise ArtifactNotFoundError(f"artifact {name!r} has {'no' if not matches else 'several'} "
-                                    f"version(s) matching {version!r}; versions: {versions}",
-                                    name=name, version=version)
-    return matches[0]
+__all__ = ["check_hash", "read_manifest", "verify", "verify_rebuild"]
 
 
 def verify(directory: str | os.PathLike, *, hashes: bool = True, rebuild: bool = False,
            store=None, rtol: float = FLOAT_RTOL, atol: float = FLOAT_ATOL) -> dict:
     """Check an artifact directory against its manifest; return the manifest.
 
-    With ``hashes=False`` only presence and sizes are checked (what :func:`load` does up front;
+    With ``hashes=False`` only presence and sizes are checked (what :meth:`Prior.open <.prior.Prior.open>` does up front;
     it checks each file's sha256 when that file is first read).
 
-    The manifest itself is checked as the build wrote it (:func:`~.artifact.check_manifest`):
+    The manifest itself is checked as the build wrote it (:func:`~.manifest.check_manifest`):
     each kind maps to its own file, the kinds and files hash to ``content_sha256``, and the recipe
     re-derives to the recorded version, which must also be the folder's name. With ``hashes``, the
     nucleus ids of ``neurons.parquet`` must hash to the recipe's ``nucleus_ids_sha256``.
@@ -99,7 +41,7 @@ def verify(directory: str | os.PathLike, *, hashes: bool = True, rebuild: bool =
     neuron table exactly, float kinds within ``rtol`` (default 1e-6) and ``atol`` (default 1e-9):
     ``|published - rebuilt| <= atol + rtol * |published|``, except ``precision`` (GraphicalLassoCV,
     an iterative fit that may stop unconverged): relative Frobenius difference <= 1e-2
-    (:data:`~.artifact.NORM_TOLERANCES`). This catches what hashes cannot: a
+    (:data:`~.comparison.NORM_TOLERANCES`). This catches what hashes cannot: a
     file replaced by another recipe's build with its sha256 written into the manifest.
 
     Raises
@@ -132,7 +74,7 @@ def verify(directory: str | os.PathLike, *, hashes: bool = True, rebuild: bool =
         if "shape" in entry or "dtype" in entry:
             _check_npy_header(path, entry)
         if hashes:
-            _check_hash(path, entry["sha256"])
+            check_hash(path, entry["sha256"])
     if hashes:
         _check_nucleus_ids(directory, manifest)
     if rebuild:
@@ -259,172 +201,10 @@ def _check_npy_header(path: Path, entry: dict) -> None:
                 path=str(path), expected=str(entry[field]), found=str(found[field]))
 
 
-def _check_hash(path: Path, expected: str) -> None:
+def check_hash(path: Path, expected: str) -> None:
+    """Raise :class:`ArtifactIntegrityError` unless ``path``'s sha256 is ``expected``."""
     digest = sha256_file(path)
     if digest != expected:
         raise ArtifactIntegrityError(f"{path}: sha256 {digest[:16]}... differs from the manifest's "
                                      f"{expected[:16]}...: the file was changed",
                                      path=str(path), expected=expected, found=digest)
-
-
-class Prior:
-    """A loaded prior artifact: its neuron order and every kind, indexed consistently.
-
-    Matrices are [pre, post] (rows presynaptic) like the connectome.
-    """
-
-    def __init__(self, directory: Path, manifest: dict, index: np.ndarray | None = None,
-                 verified: set[str] | None = None) -> None:
-        self.directory = directory
-        self.manifest = manifest
-        self._index = index
-        self._verified = verified if verified is not None else set()
-        table = pd.read_parquet(self._file("neurons.parquet"))
-        self.neurons: pd.DataFrame = (table if index is None
-                                      else table.iloc[index].reset_index(drop=True))
-        """The neuron order: row i of every matrix is neuron i of this table."""
-
-    @property
-    def name(self) -> str:
-        """Artifact name."""
-        return self.manifest["name"]
-
-    @property
-    def version(self) -> str:
-        """Version id (of the recipe; manifest_version 1: of the content)."""
-        return self.manifest["version"]
-
-    @property
-    def kinds(self) -> list[str]:
-        """Names of the kinds this artifact holds."""
-        return sorted(self.manifest["kinds"])
-
-    def __len__(self) -> int:
-        return len(self.neurons)
-
-    def __contains__(self, kind: str) -> bool:
-        return kind in self.manifest["kinds"]
-
-    def __repr__(self) -> str:
-        return f"Prior({self.name}@{self.version}, {len(self)} neurons, kinds={self.kinds})"
-
-    def _file(self, filename: str) -> Path:
-        """Path of one of the artifact's files, its sha256 checked on first use."""
-        path = self.directory / filename
-        if filename not in self._verified:
-            sums = {f["path"]: f["sha256"] for f in self.manifest["files"]}
-            if filename not in sums:
-                raise ArtifactIntegrityError(f"{path}: not listed in the manifest", path=str(path))
-            _check_hash(path, sums[filename])
-            self._verified.add(filename)
-        return path
-
-    def _entry(self, kind: str) -> dict:
-        try:
-            return self.manifest["kinds"][kind]
-        except KeyError:
-            raise KeyError(f"artifact {self.name}@{self.version} has no kind {kind!r}; "
-                           f"it has {self.kinds}") from None
-
-    def get(self, kind: str, *, as_: As | None = None):
-        """Return ``kind`` as numpy (memory-mapped), scipy.sparse CSR or a torch tensor.
-
-        Default: numpy for dense and label kinds, sparse for sparse kinds.
-        """
-        entry = self._entry(kind)
-        path = self._file(entry["file"])
-        if entry["format"] == "npz-sparse":
-            value = sp.load_npz(path).tocsr()
-            if self._index is not None:
-                value = value[self._index][:, self._index]
-            if as_ in (None, "sparse"):
-                return value
-            dense = value.toarray()
-        else:
-            # copy-on-write map: no copy, no write to the file, writable for torch.from_numpy
-            dense = np.load(path, mmap_mode="c", allow_pickle=False)
-            if self._index is not None:
-                dense = dense[np.ix_(self._index, self._index)] if dense.ndim == 2 else dense[self._index]
-            if as_ == "sparse":
-                return sp.csr_matrix(dense)
-        if as_ == "torch":
-            import torch  # noqa: PLC0415 (optional consumer; keeps numpy users free of torch import cost)
-
-            return torch.from_numpy(dense)
-        return dense
-
-    __getitem__ = get
-
-    def stats(self, kind: str) -> dict:
-        """Summary numbers recorded for ``kind`` at build time (e.g. modularity Q)."""
-        return dict(self._entry(kind).get("stats", {}))
-
-    def select(self, nucleus_ids: Sequence[int]) -> Prior:
-        """The sub-population ``nucleus_ids`` (in that order), every kind re-indexed alike."""
-        table = pd.read_parquet(self._file("neurons.parquet"))
-        base = self._index if self._index is not None else np.arange(len(table))
-        position = pd.Series(np.arange(len(base)), index=table.nucleus_id.to_numpy()[base])
-        wanted = pd.Index(np.asarray(nucleus_ids, dtype=np.int64))
-        missing = wanted.difference(position.index)
-        if len(missing):
-            raise KeyError(f"{len(missing)} nucleus id(s) are not in {self.name}@{self.version}, "
-                           f"e.g. {missing[:5].tolist()}")
-        return Prior(self.directory, self.manifest, base[position.loc[wanted].to_numpy()],
-                     self._verified)
-
-
-def load(name: str, version: str = LATEST, *, root: str | os.PathLike | None = None,
-         storage_options: dict | None = None) -> Prior:
-    """Load artifact ``name`` at ``version`` (``latest``, a version id or a unique prefix).
-
-    ``name`` may be a URL ``BASE/NAME[@VERSION]`` (``s3://...``, ``file://...``; fsspec
-    ``storage_options``): it is downloaded into the local cache once and verified first
-    (:mod:`.remote`).
-
-    The manifest is validated and every file's presence and size checked at once; each file's
-    sha256 is checked the first time its data is read, before it is returned. A tampered or
-    incomplete artifact is refused with the failing file named.
-
-    Examples
-    --------
-    >>> prior = load("field_6_6_2")                     # doctest: +SKIP
-    >>> prior["distance_um"].shape                       # doctest: +SKIP
-    (312, 312)
-    """
-    if "://" in name:  # a remote artifact: fetched into the cache and verified (remote.py)
-        from .remote import load_url  # noqa: PLC0415 (fsspec only for remote artifacts)
-
-        return load_url(name, version, storage_options=storage_options)
-    directory = resolve_version(name, version, root=root)
-    return Prior(directory, verify(directory, hashes=False))
-
-
-def list_artifacts(root: str | os.PathLike | None = None, *,
-                   invalid: list[ArtifactIntegrityError] | None = None) -> pd.DataFrame:
-    """One row per published version: name, version, latest flag, created, population, neurons, kinds.
-
-    A version folder whose manifest is missing, unreadable or edited raises
-    :class:`ArtifactIntegrityError`; pass a list as ``invalid`` to collect those errors there and
-    list the rest.
-    """
-    base = artifact_root(root)
-    rows = []
-    if base.is_dir():
-        for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            pointer = folder / LATEST
-            latest = pointer.read_text(errors="replace").strip() if pointer.is_file() else None
-            for vdir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-                try:
-                    m = read_manifest(vdir)
-                except ArtifactIntegrityError as err:
-                    if invalid is None:
-                        raise
-                    invalid.append(err)
-                    continue
-                rows.append({"name": folder.name, "version": vdir.name, "latest": vdir.name == latest,
-                             "created": m.get("created"), "population": m["population"]["kind"],
-                             "neurons": m["population"]["n_neurons"],
-                             "snapshot": m["source_snapshot"]["snapshot_id"],
-                             "kinds": ",".join(sorted(m["kinds"]))})
-    return pd.DataFrame(rows, columns=["name", "version", "latest", "created", "population",
-                                       "neurons", "snapshot", "kinds"])

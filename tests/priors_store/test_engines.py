@@ -12,11 +12,11 @@ import pytest
 import connectome_priors.kernel.dask as cluster
 from connectome_priors.cli import main
 from connectome_priors.priors_store import load
-from connectome_priors.priors_store.artifact import ArtifactWriter
 from connectome_priors.priors_store.distributed import distance_blocks
 from connectome_priors.priors_store.errors import PriorsError
 from connectome_priors.priors_store.pipeline import DeriveParams, _distance_blocks, build, write_distance
 from connectome_priors.priors_store.population import Population
+from connectome_priors.priors_store.writer import ArtifactWriter
 
 distributed = pytest.importorskip("distributed")
 
