@@ -12,6 +12,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "communication": ("communicability", "node_strength",),
     "wiring": ("connectome", "synapse_size",),
     "distance": ("distance_um", "minmax_normalized",),
-    "functional": ("binned_counts", "correlation", "default_t_end", "precision", "sttc", "sttc_pairwise_loop",),
+    "functional": ("binned_counts", "correlation", "default_t_end", "precision", "sttc",),
     "partition": ("modules", "modules_functional", "modules_wiring",),
 })
