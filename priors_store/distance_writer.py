@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from . import derive
+from .derive.distance import distance_um
 from .errors import PriorsError
 from .writer import ArtifactWriter
 
@@ -28,7 +28,7 @@ Block = tuple[int, np.ndarray, float, float]
 def distance_rows(positions_um: np.ndarray, start: int, stop: int) -> Block:
     """Rows ``start:stop`` of the distance matrix of ``positions_um`` (``(N, 3)``, um).
 
-    The float64 rounding of :func:`derive.distance_um` follows the memory layout of
+    The float64 rounding of :func:`~.derive.distance_um` follows the memory layout of
     ``positions_um`` (see :func:`~.distributed.same_layout`), so every engine passes the layout
     the population gives.
 
@@ -36,7 +36,7 @@ def distance_rows(positions_um: np.ndarray, start: int, stop: int) -> Block:
     >>> rows.tolist(), total, hi
     ([[0.0, 5.0], [5.0, 0.0]], 10.0, 5.0)
     """
-    rows = derive.distance_um(positions_um[start:stop], positions_um)  # (stop - start, N) float64
+    rows = distance_um(positions_um[start:stop], positions_um)  # (stop - start, N) float64
     own = np.arange(len(rows))
     rows[own, start + own] = 0.0
     return start, rows.astype(np.float32), float(rows.sum(dtype=np.float64)), float(rows.max())
@@ -53,7 +53,7 @@ def write_distance(positions_um: np.ndarray, writer: ArtifactWriter, *, block: i
                    blocks: Iterable[Block] | None = None) -> None:
     """Write ``distance_um`` and ``distance_minmax`` (float32) block by block.
 
-    ``distance_minmax`` is :func:`derive.minmax_normalized` of the distances: the diagonal zeros
+    ``distance_minmax`` is :func:`~.derive.minmax_normalized` of the distances: the diagonal zeros
     set the minimum, so it is ``distance_um / max(distance_um)``. ``blocks`` (default:
     :func:`local_blocks`) yields ``(start, rows, sum, max)`` per row block of ``block`` rows in any
     order (the dask engine, :mod:`.distributed`); the sums are added in block order, so the

@@ -59,7 +59,7 @@ def write_error(err: OSError, path: str | os.PathLike, what: str) -> PriorsError
             (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "")
     out = PriorsError(f"cannot write {path}: {reason} (errno {err.errno}) while {what}; nothing "
                       f"partial was published.{hint}")
-    out.path, out.errno = str(path), err.errno
+    vars(out).update(path=str(path), errno=err.errno)  # facts as attributes, as on other errors
     return out
 
 
@@ -229,7 +229,7 @@ class ArtifactWriter:
                               f"{pointer}: {err.strerror or err} (errno {err.errno}); it still "
                               f"names the previous version. Free space and build again (the "
                               f"published files are kept, and the pointer is then written)")
-            out.path, out.errno = str(pointer), err.errno
+            vars(out).update(path=str(pointer), errno=err.errno)
             raise out from err
         return manifest
 
@@ -250,7 +250,7 @@ def remove_stale_temporaries(folder: Path, *, stale_after_s: float = STALE_AFTER
     host's, or one named without its owner) once it has not changed for ``stale_after_s`` seconds.
     Builds in progress keep theirs.
     """
-    removed = []
+    removed: list[Path] = []
     if not folder.is_dir():
         return removed
     now = time.time()
