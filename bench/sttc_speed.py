@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from connectome_priors.etl.formats.safe_npy import load_numeric_object_array  # noqa: E402
-from connectome_priors.priors_store.derive.functional import (default_t_end, sttc,  # noqa: E402
-                                            sttc_pairwise_loop)
+from connectome_priors.priors_store.derive.functional import default_t_end, sttc  # noqa: E402
+from connectome_priors.testing.oracles import sttc_pairwise_loop  # noqa: E402
 
 #: Spacing of the released spike times (half an imaging frame), s.
 FRAME_GRID_S = 0.15870748623183317

@@ -16,9 +16,12 @@ from connectome_priors.kernel.lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "pipeline": ("DeriveParams", "build", "build_per_field",),
     "config": ("ARTIFACTS_ENV", "artifact_root",),
-    "diff": ("diff",),
+    "compare": ("diff",),
     "errors": ("ArtifactIntegrityError", "ArtifactNotFoundError", "PopulationError", "PriorsError",),
-    "export": ("export",),
-    "load": ("Prior", "list_artifacts", "load", "verify",),
+    "exporters": ("export",),
+    "prior": ("Prior",),
+    "reader": ("load",),
+    "catalog": ("list_artifacts",),
+    "verification": ("verify",),
     "population": ("Population", "resolve",),
 })

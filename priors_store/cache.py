@@ -6,7 +6,7 @@ Layout: ``<cache setting>/priors/<scheme>[@<endpoint>]/<host>/<path>/<name>/<ver
 **Checked, not trusted.** A cached copy is used only after :func:`check` finds it complete: the
 version folder and every entry in it are real files and folders (no symbolic link: a link could
 lead anywhere outside the cache), nothing unlisted, and every file's size and sha256 match the
-manifest, which itself must be valid for the folder (:func:`~.load.verify`). A copy that fails is
+manifest, which itself must be valid for the folder (:func:`~.verification.verify`). A copy that fails is
 repaired by the puller (:mod:`.remote`), re-using the files that are still right. No folder
 between the cache root and a version may be a symbolic link (:func:`guard`); the root itself may.
 """
@@ -27,16 +27,16 @@ from urllib.parse import urlsplit
 from connectome_priors.kernel.files import sha256_file, temp_sibling
 from connectome_priors.kernel.settings import resolve
 
-from .artifact import LATEST, MANIFEST
 from .errors import ArtifactIntegrityError, PriorsError
-from .load import verify
+from .manifest import MANIFEST
+from .names import LATEST, VERSION_ID
+from .verification import verify
 
 __all__ = ["CacheError", "CachedCopy", "cache_dir", "cache_root", "check", "guard", "install",
            "read_latest", "reusable", "sweep"]
 
 #: Temporaries of pulls untouched this long are removed by the next pull of that name, s.
 STALE_AFTER_S = 3600.0
-_VERSION = re.compile(r"^[0-9a-f]{16}$")
 
 
 class CacheError(PriorsError):
@@ -211,7 +211,7 @@ def cached_versions(folder: Path, prefix: str) -> list[Path]:
     """Version folders (real folders, full ids) in ``folder`` starting with ``prefix``."""
     if not folder.is_dir() or folder.is_symlink():
         return []
-    return sorted(p for p in folder.iterdir() if _VERSION.match(p.name) and p.name.startswith(prefix)
+    return sorted(p for p in folder.iterdir() if VERSION_ID.match(p.name) and p.name.startswith(prefix)
                   and not p.is_symlink() and p.is_dir())
 
 
@@ -224,4 +224,4 @@ def read_latest(folder: Path) -> str | None:
         text = pointer.read_text(errors="replace").strip()
     except OSError:
         return None
-    return text if _VERSION.match(text) else None
+    return text if VERSION_ID.match(text) else None

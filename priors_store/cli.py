@@ -10,23 +10,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 
 from connectome_priors.kernel.settings import env_name
 from connectome_priors.etl.store import Store
 
-from .artifact import FLOAT_ATOL, FLOAT_RTOL, check_name
-from .pipeline import DeriveParams, build, build_per_field
+from .catalog import list_artifacts, resolve_version
+from .compare import diff, render_markdown, summary, write_report
+from .comparison import FLOAT_ATOL, FLOAT_RTOL
 from .config import ARTIFACTS_ENV, artifact_root
-from .diff import diff, render_markdown, summary, write_report
 from .distributed import ENGINES
 from .errors import ArtifactIntegrityError, PriorsError
-from .export import export
-from .load import check_ref, list_artifacts, load, parse_ref, resolve_version, verify, verify_rebuild
+from .exporters import export
+from .names import check_name, check_ref, parse_ref
+from .pipeline import DeriveParams, build, build_per_field
 from .population import Population
+from .reader import load
 from .rebuild import Outcome, RebuildError, rebuild_recipes
 from .recipes import RECIPES_ENV, load_recipes
+from .verification import verify, verify_rebuild
 
 __all__ = ["register"]
 
@@ -149,106 +154,140 @@ def _check_names(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Execute a parsed ``cxp priors ...`` command."""
+    """Execute a parsed ``cxp priors ...`` command (one function per command, :data:`COMMANDS`)."""
     _check_names(args)
-    root = _root(args)
-    cmd = args.priors_command
-    if cmd == "build" and args.per_field:
-        if not args.fields:
-            raise PriorsError("--per-field needs --fields (a list, or 'all')")
-        if args.activity_snapshot:
-            raise PriorsError("--activity-snapshot is not supported with --per-field yet; build the "
-                              "fields one by one (--fields F --activity-snapshot ...)")
-        if args.engine != "local":
-            raise PriorsError("--engine dask is for one large build (e.g. --pooled); --per-field "
-                              "builds small fields, in parallel with --jobs")
-        params = DeriveParams(precision=not args.no_precision, precision_seed=args.seed,
-                              module_seed=args.seed)
-        fields = None if args.fields == "all" else args.fields.split(",")
-        manifests = build_per_field(args.name, fields, store=args.store, root=root,
-                                    snapshot=args.snapshot, params=params, jobs=args.jobs,
-                                    progress=not args.no_progress)
-        for m in manifests:
-            print(f"published {m['name']}@{m['version']} ({m['population']['n_neurons']} neurons, "
-                  f"{len(m['kinds'])} kinds)")
-        print(f"{len(manifests)} artifacts in {root}")
-    elif cmd == "build":
-        which = {"snapshot": args.snapshot, "activity_snapshot": args.activity_snapshot}
-        if args.fields:
-            population = Population.of_fields(*args.fields.split(","), **which)
-        elif args.pooled:
-            population = Population.pooled(**which)
-        else:
-            population = Population.of_sql(args.sql, **which)
-        params = DeriveParams(precision=not args.no_precision, precision_seed=args.seed,
-                              module_seed=args.seed)
-        m = build(args.name, population, store=args.store, root=root, params=params,
-                  engine=args.engine,
-                  scheduler=args.dask_scheduler if args.engine == "dask" else None,
-                  progress=not args.no_progress)
-        print(f"published {m['name']}@{m['version']} ({m['population']['n_neurons']} neurons, "
-              f"snapshot {m['source_snapshot']['snapshot_id']}) in {root / m['name'] / m['version']}")
-        print("  kinds: " + ", ".join(sorted(m["kinds"])))
-        if m["source_snapshot"].get("activity_snapshot"):
-            act = m["source_snapshot"]["activity_snapshot"]
-            print(f"  spikes from snapshot {act['snapshot_id']} (source {act['source']})")
-        for reason in m["parameters"].get("skipped", {}).values():
-            print(f"  skipped: {reason}")
-    elif cmd == "list":
-        invalid: list[ArtifactIntegrityError] = []
-        table = list_artifacts(root, invalid=invalid)
-        if table.empty:
-            print(f"no {'valid ' if invalid else ''}artifacts under {root}")
-        else:
-            with pd.option_context("display.width", 200, "display.max_colwidth", 70):
-                print(table.to_string(index=False))
-        if invalid:
-            raise ArtifactIntegrityError(
-                f"{len(invalid)} artifact version(s) under {root} have a missing or edited manifest "
-                "and are not listed: " + "; ".join(str(e) for e in invalid[:3])
-                + (f"; and {len(invalid) - 3} more" if len(invalid) > 3 else ""),
-                path=invalid[0].path, expected=invalid[0].expected, found=invalid[0].found)
-    elif cmd == "show":
-        prior = load(*parse_ref(args.ref), root=root)
-        _show(prior)
-        if args.plot:
-            from .plots import plot_all  # noqa: PLC0415 (matplotlib only when asked)
+    command = COMMANDS.get(args.priors_command)
+    if command is None:  # pragma: no cover - argparse restricts the choices
+        raise PriorsError(f"unknown priors command {args.priors_command!r}")
+    command(args, _root(args))
 
-            for path in plot_all(prior, args.plot):
-                print(f"  wrote {path}")
-    elif cmd == "verify":
-        directory = resolve_version(*parse_ref(args.ref), root=root)
-        m = verify(directory)
-        print(f"OK {m['name']}@{m['version']}: {len(m['files'])} files match their sha256")
-        if args.rebuild:
-            checked = verify_rebuild(directory, store=args.store, manifest=m)
-            worst = max(checked, key=lambda c: c.max_abs_diff)
-            print(f"OK rebuilt the recipe from snapshot {m['source_snapshot']['snapshot_id']}: "
-                  f"{len(checked)} kinds (neuron table included) match, "
-                  f"{sum(c.identical for c in checked)} byte-identical; integer kinds exactly, "
-                  f"float kinds within rtol {FLOAT_RTOL:g}, atol {FLOAT_ATOL:g}, precision by "
-                  f"norm (largest "
-                  f"|difference| {worst.max_abs_diff:.3g}, {worst.kind})")
-    elif cmd == "export":
-        prior = load(*parse_ref(args.ref), root=root)
-        path = export(prior, args.out, fmt=args.format)
-        print(f"exported {prior.name}@{prior.version} ({len(prior.kinds)} kinds) to {path}")
-    elif cmd == "diff":
-        name_a, ver_a = parse_ref(args.a)
-        name_b, ver_b = parse_ref(args.b if "@" in args.b else f"{name_a}@{args.b}")
-        report = diff(load(name_a, ver_a, root=root), load(name_b, ver_b, root=root))
-        if args.diff_format == "markdown":
-            print(render_markdown(report))
-        else:
-            print(json.dumps(report, indent=2, default=str))
-        if args.out:
-            b = report["b"]["ref"].replace("@", "_")
-            for path in write_report(report, args.out, f"{report['a']['ref'].replace('@', '_')}-{b}"):
-                print(f"  wrote {path}")
-    elif cmd == "rebuild":
-        _rebuild(args, root, snapshot=args.snapshot, recipes=load_recipes(args.recipes))
-    else:  # pragma: no cover - argparse restricts the choices
-        raise PriorsError(f"unknown priors command {cmd!r}")
+
+def _build(args: argparse.Namespace, root: Path) -> None:
+    """``cxp priors build``: one artifact, or one per field with ``--per-field``."""
+    if args.per_field:
+        _build_per_field(args, root)
+        return
+    which = {"snapshot": args.snapshot, "activity_snapshot": args.activity_snapshot}
+    if args.fields:
+        population = Population.of_fields(*args.fields.split(","), **which)
+    elif args.pooled:
+        population = Population.pooled(**which)
+    else:
+        population = Population.of_sql(args.sql, **which)
+    params = DeriveParams(precision=not args.no_precision, precision_seed=args.seed,
+                          module_seed=args.seed)
+    m = build(args.name, population, store=args.store, root=root, params=params,
+              engine=args.engine,
+              scheduler=args.dask_scheduler if args.engine == "dask" else None,
+              progress=not args.no_progress)
+    print(f"published {m['name']}@{m['version']} ({m['population']['n_neurons']} neurons, "
+          f"snapshot {m['source_snapshot']['snapshot_id']}) in {root / m['name'] / m['version']}")
+    print("  kinds: " + ", ".join(sorted(m["kinds"])))
+    if m["source_snapshot"].get("activity_snapshot"):
+        act = m["source_snapshot"]["activity_snapshot"]
+        print(f"  spikes from snapshot {act['snapshot_id']} (source {act['source']})")
+    for reason in m["parameters"].get("skipped", {}).values():
+        print(f"  skipped: {reason}")
+
+
+def _build_per_field(args: argparse.Namespace, root: Path) -> None:
+    """``cxp priors build NAME --fields ... --per-field``: one artifact per field."""
+    if not args.fields:
+        raise PriorsError("--per-field needs --fields (a list, or 'all')")
+    if args.activity_snapshot:
+        raise PriorsError("--activity-snapshot is not supported with --per-field yet; build the "
+                          "fields one by one (--fields F --activity-snapshot ...)")
+    if args.engine != "local":
+        raise PriorsError("--engine dask is for one large build (e.g. --pooled); --per-field "
+                          "builds small fields, in parallel with --jobs")
+    params = DeriveParams(precision=not args.no_precision, precision_seed=args.seed,
+                          module_seed=args.seed)
+    fields = None if args.fields == "all" else args.fields.split(",")
+    manifests = build_per_field(args.name, fields, store=args.store, root=root,
+                                snapshot=args.snapshot, params=params, jobs=args.jobs,
+                                progress=not args.no_progress)
+    for m in manifests:
+        print(f"published {m['name']}@{m['version']} ({m['population']['n_neurons']} neurons, "
+              f"{len(m['kinds'])} kinds)")
+    print(f"{len(manifests)} artifacts in {root}")
+
+
+def _list(args: argparse.Namespace, root: Path) -> None:
+    """``cxp priors list``: every valid version; the invalid ones fail the command, named."""
+    invalid: list[ArtifactIntegrityError] = []
+    table = list_artifacts(root, invalid=invalid)
+    if table.empty:
+        print(f"no {'valid ' if invalid else ''}artifacts under {root}")
+    else:
+        with pd.option_context("display.width", 200, "display.max_colwidth", 70):
+            print(table.to_string(index=False))
+    if invalid:
+        raise ArtifactIntegrityError(
+            f"{len(invalid)} artifact version(s) under {root} have a missing or edited manifest "
+            "and are not listed: " + "; ".join(str(e) for e in invalid[:3])
+            + (f"; and {len(invalid) - 3} more" if len(invalid) > 3 else ""),
+            path=invalid[0].path, expected=invalid[0].expected, found=invalid[0].found)
+
+
+def _show(args: argparse.Namespace, root: Path) -> None:
+    """``cxp priors show``: the manifest summary, and PNGs with ``--plot``."""
+    prior = load(*parse_ref(args.ref), root=root)
+    _summary(prior)
+    if args.plot:
+        from .plots import plot_all  # noqa: PLC0415 (matplotlib only when asked)
+
+        for path in plot_all(prior, args.plot):
+            print(f"  wrote {path}")
+
+
+def _verify(args: argparse.Namespace, root: Path) -> None:
+    """``cxp priors verify``: every file's sha256, and a rebuild with ``--rebuild``."""
+    directory = resolve_version(*parse_ref(args.ref), root=root)
+    m = verify(directory)
+    print(f"OK {m['name']}@{m['version']}: {len(m['files'])} files match their sha256")
+    if args.rebuild:
+        checked = verify_rebuild(directory, store=args.store, manifest=m)
+        worst = max(checked, key=lambda c: c.max_abs_diff)
+        print(f"OK rebuilt the recipe from snapshot {m['source_snapshot']['snapshot_id']}: "
+              f"{len(checked)} kinds (neuron table included) match, "
+              f"{sum(c.identical for c in checked)} byte-identical; integer kinds exactly, "
+              f"float kinds within rtol {FLOAT_RTOL:g}, atol {FLOAT_ATOL:g}, precision by "
+              f"norm (largest "
+              f"|difference| {worst.max_abs_diff:.3g}, {worst.kind})")
+
+
+def _export(args: argparse.Namespace, root: Path) -> None:
+    """``cxp priors export``."""
+    prior = load(*parse_ref(args.ref), root=root)
+    path = export(prior, args.out, fmt=args.format)
+    print(f"exported {prior.name}@{prior.version} ({len(prior.kinds)} kinds) to {path}")
+
+
+def _diff(args: argparse.Namespace, root: Path) -> None:
+    """``cxp priors diff A B``: JSON or Markdown, and the report files with ``--out``."""
+    name_a, ver_a = parse_ref(args.a)
+    name_b, ver_b = parse_ref(args.b if "@" in args.b else f"{name_a}@{args.b}")
+    report = diff(load(name_a, ver_a, root=root), load(name_b, ver_b, root=root))
+    if args.diff_format == "markdown":
+        print(render_markdown(report))
+    else:
+        print(json.dumps(report, indent=2, default=str))
+    if args.out:
+        b = report["b"]["ref"].replace("@", "_")
+        for path in write_report(report, args.out, f"{report['a']['ref'].replace('@', '_')}-{b}"):
+            print(f"  wrote {path}")
+
+
+def _rebuild_all(args: argparse.Namespace, root: Path) -> None:
+    """``cxp priors rebuild``: every recipe of the recipe file."""
+    _rebuild(args, root, snapshot=args.snapshot, recipes=load_recipes(args.recipes))
+
+
+#: The function of each ``cxp priors`` command (``push`` and ``pull``: :mod:`.cli_remote`).
+COMMANDS: dict[str, Callable[[argparse.Namespace, Path], None]] = {
+    "build": _build, "list": _list, "show": _show, "verify": _verify, "export": _export,
+    "diff": _diff, "rebuild": _rebuild_all,
+}
 
 
 def _rebuild(args: argparse.Namespace, root, *, snapshot: str | None, recipes) -> None:
@@ -298,7 +337,8 @@ def _refresh_rebuild(args: argparse.Namespace):
     return after
 
 
-def _show(prior) -> None:
+def _summary(prior) -> None:
+    """Print ``prior``'s manifest: recipe, snapshot and one line per kind."""
     m = prior.manifest
     snap = m["source_snapshot"]
     print(f"{m['name']}@{m['version']}  created {m['created']}  by {m['code_version']}")

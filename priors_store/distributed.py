@@ -5,7 +5,7 @@ A build's heavy step for a pooled population is the ``N x N`` distance matrix (1
 (``DeriveParams.distance_block`` rows) is one task: it receives the soma positions (``N x 3``
 float64 in the same memory layout, shipped once per worker as a task result, ~0.35 MB for 15k
 cells), computes its rows
-with the same code as the local engine (:func:`priors_store.derive.distance_um` in float64, own
+with the same code as the local engine (:func:`~.distance_writer.distance_rows`: float64, own
 diagonal zeroed) and returns only the float32 block plus its float64 sum and maximum. The driver
 writes each block into the memory-mapped ``distance_um.npy`` as it arrives; at most
 ``max_in_flight`` blocks are outstanding, so neither a worker nor the driver ever holds the full
@@ -37,9 +37,9 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import derive
-from .artifact import ArtifactWriter
+from .distance_writer import Block, distance_rows, write_distance
 from .errors import PriorsError
+from .writer import ArtifactWriter
 
 __all__ = ["BuildEngine", "ENGINES", "check_engine", "distance_blocks", "same_layout",
            "write_distance_dask"]
@@ -65,7 +65,7 @@ def _identity(value):
 def same_layout(positions_um: np.ndarray) -> np.ndarray:
     """float64 positions in the memory layout (row- or column-major) of ``positions_um``.
 
-    The float64 rounding of :func:`derive.distance_um` depends on the layout (it follows the
+    The float64 rounding of :func:`~.derive.distance_um` depends on the layout (it follows the
     input's strides), and pickling keeps only C- or F-contiguous layouts, so a worker must get
     the layout the local engine computes on: ``ResolvedPopulation.positions_um`` is column-major.
     """
@@ -75,17 +75,9 @@ def same_layout(positions_um: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pos)
 
 
-def _block_task(positions_um: np.ndarray, start: int, stop: int) -> tuple[int, np.ndarray, float, float]:
-    """Rows ``start:stop`` of the distance matrix: (start, float32 rows, float64 sum, max)."""
-    rows = derive.distance_um(positions_um[start:stop], positions_um)  # (stop - start, N) float64
-    own = np.arange(len(rows))
-    rows[own, start + own] = 0.0
-    return start, rows.astype(np.float32), float(rows.sum(dtype=np.float64)), float(rows.max())
-
-
 def distance_blocks(client, positions_um: np.ndarray, *, block: int = 1024,
                     max_in_flight: int | None = None,
-                    progress: bool = False) -> Iterator[tuple[int, np.ndarray, float, float]]:
+                    progress: bool = False) -> Iterator[Block]:
     """Compute the distance matrix's row blocks on a Dask cluster, yielding them as they finish.
 
     Parameters
@@ -123,7 +115,7 @@ def distance_blocks(client, positions_um: np.ndarray, *, block: int = 1024,
         try:
             while True:
                 for start in todo:
-                    pending.add(client.submit(_block_task, pos_f, start, min(start + block, n),
+                    pending.add(client.submit(distance_rows, pos_f, start, min(start + block, n),
                                               pure=False))
                     if len(pending) >= max_in_flight:
                         break
@@ -144,7 +136,7 @@ def distance_blocks(client, positions_um: np.ndarray, *, block: int = 1024,
 def write_distance_dask(positions_um: np.ndarray, writer: ArtifactWriter, *, block: int = 1024,
                         scheduler: Any = None, n_workers: int = 2, memory_limit: str = "2GiB",
                         progress: bool = False) -> None:
-    """:func:`priors_store.pipeline.write_distance` with the row blocks computed on Dask.
+    """:func:`~.distance_writer.write_distance` with the row blocks computed on Dask.
 
     Parameters
     ----------
@@ -164,8 +156,6 @@ def write_distance_dask(positions_um: np.ndarray, writer: ArtifactWriter, *, blo
     >>> write_distance_dask(pos, writer, scheduler="tcp://10.0.0.5:8786")  # doctest: +SKIP
     """
     from connectome_priors.kernel.dask import dask_client  # noqa: PLC0415 (only with the dask engine)
-
-    from .pipeline import write_distance  # noqa: PLC0415 (pipeline imports this module lazily)
 
     with dask_client(scheduler, n_workers=n_workers, memory_limit=memory_limit) as client:
         write_distance(positions_um, writer, block=block,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -25,14 +24,16 @@ from tqdm.auto import tqdm
 from connectome_priors.etl.store import Store
 
 from . import derive
-from .artifact import DERIVATION_VERSION, ArtifactWriter, nucleus_ids_digest, recipe_version
 from .config import artifact_root
+from .distance_writer import write_distance
 from .distributed import BuildEngine, check_engine, write_distance_dask
 from .errors import PriorsError
+from .manifest import DERIVATION_VERSION, nucleus_ids_digest, recipe_version
 from .population import Population, ResolvedPopulation, resolve
+from .writer import ArtifactWriter
 
 __all__ = ["DERIVATION_VERSION", "DeriveParams", "Plan", "build", "build_per_field", "plan",
-           "rebuild", "recipe_of", "write_distance"]
+           "rebuild", "recipe_of"]
 
 
 @dataclass(frozen=True)
@@ -57,56 +58,6 @@ class DeriveParams:
     """Rows per block when writing the distance matrices (bounds memory for pooled populations)."""
 
 
-def write_distance(positions_um: np.ndarray, writer: ArtifactWriter, *, block: int = 1024,
-                   blocks: Iterable[tuple[int, np.ndarray, float, float]] | None = None) -> None:
-    """Write ``distance_um`` and ``distance_minmax`` (float32) block by block.
-
-    ``distance_minmax`` is :func:`derive.minmax_normalized` of the distances: the diagonal zeros
-    set the minimum, so it is ``distance_um / max(distance_um)``. ``blocks`` (default: computed
-    here, in order) yields ``(start, rows, sum, max)`` per row block of ``block`` rows in any
-    order (the dask engine, :mod:`priors_store.distributed`); the sums are added in block order,
-    so the recorded mean does not depend on the completion order.
-
-    Both files are created with :meth:`ArtifactWriter.memmap`, which reserves their disk blocks
-    first: a full disk is a :class:`PriorsError` naming the file (nothing published), never a
-    SIGBUS when a page of the map is written later.
-    """
-    n = len(positions_um)
-    dist = writer.memmap("distance_um.npy", (n, n), np.float32)  # (n, n), blocks reserved
-    hi, sums = 0.0, {}
-    for start, rows, rows_sum, rows_max in (_distance_blocks(positions_um, block) if blocks is None
-                                            else blocks):
-        dist[start:start + len(rows)] = rows
-        sums[start], hi = rows_sum, max(hi, rows_max)
-    if sorted(sums) != list(range(0, n, block)):
-        raise PriorsError(f"distance_um.npy: got row blocks starting at {sorted(sums)[:5]}...; "
-                          f"expected one per {block} rows of {n}")
-    total = 0.0
-    for start in range(0, n, block):
-        total += sums[start]
-    dist.flush()
-    norm = writer.memmap("distance_minmax.npy", (n, n), np.float32)  # (n, n)
-    for start in range(0, n, block):
-        norm[start:start + block] = dist[start:start + block] / (hi if hi > 0 else 1.0)
-    norm.flush()
-    del dist, norm
-    mean = total / (n * (n - 1)) if n > 1 else 0.0
-    writer.array("distance_um", unit="um", orientation="symmetric",
-                 description="Euclidean soma distance", stats={"mean_um": mean, "max_um": hi})
-    writer.array("distance_minmax", unit="1", orientation="symmetric",
-                 description="distance_um / max(distance_um) (the study's min-max form)",
-                 stats={"max_um": hi})
-
-
-def _distance_blocks(positions_um: np.ndarray, block: int):
-    """Row blocks of the distance matrix computed here: (start, float64 rows, sum, max)."""
-    for start in range(0, len(positions_um), block):
-        rows = derive.distance_um(positions_um[start:start + block], positions_um)
-        own = np.arange(len(rows))
-        rows[own, start + own] = 0.0
-        yield start, rows, float(rows.sum(dtype=np.float64)), float(rows.max())
-
-
 def build(name: str, population: Population, *, store: Store | str | os.PathLike | None = None,
           root: str | os.PathLike | None = None, params: DeriveParams = DeriveParams(),
           engine: BuildEngine = "local", scheduler: Any = None, progress: bool = False) -> dict:
@@ -117,7 +68,7 @@ def build(name: str, population: Population, *, store: Store | str | os.PathLike
     building the same population of the same snapshot with the same parameters yields the same
     version on every machine. Building a published version again writes nothing: the published
     build is kept once the new one matches it within the tolerances of
-    :func:`~.artifact.compare_builds` (else :class:`~.errors.ArtifactIntegrityError`).
+    :func:`~.comparison.compare_builds` (else :class:`~.errors.ArtifactIntegrityError`).
 
     ``engine`` ``"local"`` (default) computes everything in this process; ``"dask"`` computes the
     distance matrix's row blocks on a Dask cluster (``scheduler``: ``None`` for a fresh
@@ -252,7 +203,7 @@ def recipe_of(manifest: dict) -> tuple[Population, DeriveParams]:
 def rebuild(manifest: dict, *, store: Store | str | os.PathLike | None = None,
             root: str | os.PathLike) -> dict:
     """Build ``manifest``'s recipe again from ``store`` into the artifact root ``root`` (e.g. a
-    temporary folder); return the new manifest. See :func:`~.load.verify` (``rebuild=True``)."""
+    temporary folder); return the new manifest. See :func:`~.verification.verify` (``rebuild=True``)."""
     population, params = recipe_of(manifest)
     if manifest.get("derivation_version", DERIVATION_VERSION) != DERIVATION_VERSION:
         raise PriorsError(f"{manifest['name']}@{manifest['version']} was derived by derivation code "

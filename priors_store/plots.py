@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .load import Prior
+from .prior import Prior
 
 __all__ = ["plot_all"]
 

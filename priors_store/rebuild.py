@@ -7,7 +7,7 @@ For each recipe of the recipe file (:mod:`.recipes`), in file order:
    names the recipe, not the numbers, so it is known before anything is derived);
 2. if that version is published already, skip it (``skipped``); else build it (``built``);
 3. for a built recipe whose ``latest`` named another version before, compare the two
-   (:func:`.diff.diff`) and write the change report beside the new version:
+   (:func:`.compare.diff`) and write the change report beside the new version:
    ``<artifacts>/<name>/<version>.changes.md`` (``.html``, ``.png``), outside the version folder,
    whose files are exactly its manifest's;
 4. push to the recipe's ``push`` URL (also a skipped one: a push is a no-op when the remote has
@@ -36,13 +36,13 @@ from typing import Literal
 from connectome_priors.etl.store import Store
 from connectome_priors.kernel.locks import exclusive
 
-from .artifact import LATEST
+from .compare import diff, write_report
 from .config import artifact_root
-from .diff import diff, write_report
 from .errors import PriorsError
-from .load import load
+from .names import LATEST
 from .pipeline import DeriveParams, build, plan
 from .population import Population
+from .reader import load
 from .recipes import Recipe
 
 __all__ = ["LOCK_NAME", "Outcome", "RebuildError", "RebuildLockedError", "RebuildResult",
@@ -82,7 +82,7 @@ class Outcome:
     error: str | None = None
     """Why it failed (build or push)."""
     report: dict | None = None
-    """:func:`.diff.diff` of ``previous`` and ``version`` (built recipes with a previous version)."""
+    """:func:`.compare.diff` of ``previous`` and ``version`` (built recipes with a previous version)."""
     report_files: list[Path] = field(default_factory=list)
     """The change report's files."""
     pushed: str | None = None

@@ -37,8 +37,8 @@ from pathlib import Path
 
 from connectome_priors.kernel.settings import env_name, resolve
 
-from .artifact import check_name
 from .errors import PriorsError
+from .names import check_name
 from .pipeline import DeriveParams
 from .population import Population
 

@@ -42,7 +42,7 @@ of wrong-typed JSON, over 16 MiB, or listing other versions than the manifests i
 comes first (at most 4 MiB); its name and version must be the ones asked for, its version the hash
 of its own recipe and ``content_sha256`` that of its kinds and files. Every file is fetched into a
 temporary sibling folder (its listed size checked first), the folder is checked with
-:func:`~.load.verify` (sizes and sha256 of every file) and only then renamed into place. A cached
+:func:`~.verification.verify` (sizes and sha256 of every file) and only then renamed into place. A cached
 copy is checked the same way before it is used (:mod:`.cache`); a damaged one (a file changed,
 truncated, missing or added, a symbolic link anywhere in it) is repaired, re-using the files that
 are still right. When the remote is asked (``latest``, ``cxp priors pull``, a damaged copy) the
@@ -73,7 +73,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -84,16 +83,19 @@ from typing import Any
 from connectome_priors.kernel.files import atomic_write_text, temp_sibling
 from connectome_priors.kernel.pause import pause
 
-from .artifact import _NAME, LATEST, MANIFEST
 from .cache import CacheError, cache_dir, cached_versions, check, guard, install, read_latest, \
     reusable, sweep
+from .catalog import resolve_version
 from .errors import ArtifactIntegrityError, ArtifactNotFoundError
-from .load import Prior, parse_ref, resolve_version, verify
+from .manifest import MANIFEST
+from .names import LATEST, NAME, VERSION_ID, VERSION_PREFIX, parse_ref
+from .prior import Prior
 from .remote_fs import DISK_FULL, MANIFEST_LIMIT, Remote, RemoteError, RemoteIndexError, \
     RemoteUnavailableError, is_url, public_url, reason, refuse_credentials
-from .remote_index import INDEX, INDEX_ATTEMPTS, INDEX_DIR, RESERVED, VERSION_ID, build_id, latest, \
+from .remote_index import INDEX, INDEX_ATTEMPTS, INDEX_DIR, RESERVED, build_id, latest, \
     listing, name_index, parse_manifest, scan, settle
 from .remote_index import reindex as _reindex
+from .verification import verify
 
 __all__ = ["INDEX", "INDEX_ATTEMPTS", "CacheError", "PullResult", "PushResult", "RemoteError",
            "RemoteIndexError", "RemoteUnavailableError", "cache_dir", "is_url", "load_url", "pull",
@@ -101,7 +103,6 @@ __all__ = ["INDEX", "INDEX_ATTEMPTS", "CacheError", "PullResult", "PushResult", 
 
 log = logging.getLogger(__name__)
 
-_REF_VERSION = re.compile(r"^[0-9a-f]{1,16}$")
 _public = public_url  # the name earlier code and tests use
 
 
@@ -165,12 +166,12 @@ def split_url(url: str, version: str | None = None) -> tuple[str, str, str]:
     elif version not in (None, LATEST, given):
         raise RemoteError(f"{shown} pins version {given[:40]!r} but version {version[:40]!r} was "
                           "also asked for; give one of them", url=public)
-    if not base or "://" not in url or not _NAME.match(name) or name in RESERVED:
+    if not base or "://" not in url or not NAME.match(name) or name in RESERVED:
         raise RemoteError(f"{shown!r} is not BASE_URL/NAME[@VERSION] (e.g. "
                           "s3://bucket/priors/field_6_6_2@25349cb7): NAME is 1-100 letters, "
                           "digits, '_', '.', '-', not starting with '.', and not 'index' or "
                           "'index.json'", url=public)
-    if given != LATEST and not _REF_VERSION.match(given):
+    if given != LATEST and not VERSION_PREFIX.match(given):
         raise RemoteError(f"{shown}: version {given[:40]!r} is not a version id: give 'latest' "
                           "or 1-16 hex digits (a prefix of a version)", url=public)
     return base, name, given
@@ -570,13 +571,9 @@ def _naming(path: Path) -> Iterator[None]:
 
 def load_url(url: str, version: str | None = None, *, cache: str | os.PathLike | None = None,
              storage_options: Mapping[str, Any] | None = None) -> Prior:
-    """:func:`~.load.load` for a URL ``BASE/NAME[@VERSION]``: :func:`pull` (a pinned version whose
-    cached copy checks out loads offline), then open the verified cached copy."""
+    """:func:`~.reader.load` for a URL ``BASE/NAME[@VERSION]``: :func:`pull` (a pinned version
+    whose cached copy checks out loads offline), then open the cached copy as a local artifact is
+    opened (:meth:`Prior.open <.prior.Prior.open>`; its manifest must name the cache folders
+    ``NAME/VERSION`` it lies in)."""
     result = pull(url, version, cache=cache, storage_options=storage_options, check_remote=False)
-    manifest = verify(result.directory, hashes=False)
-    if (manifest["name"], manifest["version"]) != (result.name, result.version):
-        path = str(result.directory / MANIFEST)
-        raise ArtifactIntegrityError(f"{path}: describes {manifest['name']}@{manifest['version']}, "
-                                     f"not {result.name}@{result.version}; remove the cached copy",
-                                     path=path)
-    return Prior(result.directory, manifest)
+    return Prior.open(result.directory)

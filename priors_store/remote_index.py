@@ -31,11 +31,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .artifact import _NAME, MANIFEST, check_manifest
+from .manifest import MANIFEST, check_manifest
+from .names import NAME, VERSION_ID
 from .errors import ArtifactIntegrityError
 from .remote_fs import INDEX_LIMIT, MANIFEST_LIMIT, Remote, RemoteIndexError
 
-__all__ = ["FORMAT", "INDEX", "INDEX_ATTEMPTS", "INDEX_DIR", "ORDER", "RESERVED", "VERSION_ID",
+__all__ = ["FORMAT", "INDEX", "INDEX_ATTEMPTS", "INDEX_DIR", "ORDER", "RESERVED",
            "Published", "build_id", "latest", "listing", "name_index", "parse_manifest",
            "read_json", "reindex", "scan", "settle"]
 
@@ -53,8 +54,6 @@ INDEX_ATTEMPTS = 20
 FORMAT = 2
 #: How ``latest`` is chosen (written into each per-name index).
 ORDER = "newest manifest 'created' (build time), then the larger version id"
-#: A full version id.
-VERSION_ID = re.compile(r"^[0-9a-f]{16}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _OLDEST = datetime.min.replace(tzinfo=timezone.utc)
 #: (sha256 of the bytes, name, version) of manifests that passed :func:`parse_manifest` (the
@@ -234,7 +233,7 @@ def listing(remote: Remote, *, repair: bool = True) -> dict:
     written)."""
     names = {}
     for name in remote.names():
-        if name in RESERVED or not _NAME.match(name):
+        if name in RESERVED or not NAME.match(name):
             continue
         index = read_json(remote, INDEX_DIR, f"{name}.json")
         manifests = _manifest_versions(remote, name)
@@ -268,7 +267,7 @@ def settle(remote: Remote, derive: Callable[[], dict], *parts: str) -> tuple[boo
 def reindex(remote: Remote, name: str | None = None) -> dict:
     """Re-derive the per-name index of ``name`` (every name when ``None``) and the listing from
     the manifests; return the listing."""
-    names = [name] if name else [n for n in remote.names() if n not in RESERVED and _NAME.match(n)]
+    names = [name] if name else [n for n in remote.names() if n not in RESERVED and NAME.match(n)]
     for n in names:
         if _manifest_versions(remote, n):
             settle(remote, lambda n=n: name_index(remote, n, warn=True), INDEX_DIR, f"{n}.json")

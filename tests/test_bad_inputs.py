@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from connectome_priors.cli import main
-from connectome_priors.priors_store.artifact import ArtifactWriter
+from connectome_priors.priors_store.writer import ArtifactWriter
 from tests.conftest import write_field
 
 FIELD = "4_7_2"

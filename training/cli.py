@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> None:
     import torch  # noqa: PLC0415 (heavy imports only when training)
 
     from connectome_priors.priors_store.config import artifact_root  # noqa: PLC0415
-    from connectome_priors.priors_store.load import load, parse_ref  # noqa: PLC0415
+    from connectome_priors.priors_store.names import parse_ref  # noqa: PLC0415
+    from connectome_priors.priors_store.reader import load  # noqa: PLC0415
 
     from .experiment import check_kinds, run_experiment, supported_variants  # noqa: PLC0415
     from .report import write_report  # noqa: PLC0415

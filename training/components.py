@@ -47,7 +47,7 @@ from .regularizers import (DistanceKind, communicability, communicability_match_
                            wiring_communicability_terms)
 
 if TYPE_CHECKING:
-    from connectome_priors.priors_store.load import Prior
+    from connectome_priors.priors_store.prior import Prior
 
 __all__ = ["Orientation", "bio_init_", "DistancePenalty", "WiringDistanceCommunicability",
            "CommunicabilityPenalty"]

@@ -52,7 +52,7 @@ DistanceKind = Literal["grid", "real"]
 def communicability(w: torch.Tensor) -> torch.Tensor:
     """Differentiable weighted communicability ``expm(S^-1/2 |W| S^-1/2)``, zero diagonal.
 
-    Matches ``priors_store.derive.communicability`` (strength = row sums of ``|W|``, the
+    Matches ``priors_store.derive.communication`` (strength = row sums of ``|W|``, the
     out-strength of an [pre, post] matrix; zero-strength nodes isolated: their rows and columns
     are 0).
 

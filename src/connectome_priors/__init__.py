@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time the names l
                                        SyntheticSource, extract)
     from .etl.store import Store
     from .kernel.errors import CxpError
-    from .priors_store.load import load, verify
+    from .priors_store.reader import load
+    from .priors_store.verification import verify
     from .priors_store.pipeline import DeriveParams, build, build_per_field
     from .priors_store.population import Population
     from .training.config import ExperimentConfig, FitConfig

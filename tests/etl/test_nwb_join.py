@@ -16,7 +16,7 @@ from connectome_priors.etl import Store, run_etl
 from connectome_priors.cli import main
 from connectome_priors.testing.nwb_writer import SynthField, dandi_name, write_scan_file
 from connectome_priors.etl.tables import SourceTables
-from connectome_priors.priors_store.artifact import validate_manifest
+from connectome_priors.priors_store.manifest import validate_manifest
 from connectome_priors.priors_store.errors import PopulationError
 from connectome_priors.priors_store.pipeline import DeriveParams, build
 from connectome_priors.priors_store.population import Population, UnitMappingError, resolve

@@ -38,7 +38,7 @@ def test_stages_import_from_the_root_and_load_lazily(tmp_path):
         "import duckdb\n"  # noqa: the derivations above never needed it
         "from connectome_priors import run_etl, Store, build, load, Population, run_experiment, "
         "ExperimentConfig\n"
-        "from connectome_priors.priors_store.load import load as load2\n"
+        "from connectome_priors.priors_store.reader import load as load2\n"
         "assert load is load2\n"
         "print('ok')\n", tmp_path)
     assert done.returncode == 0, done.stderr

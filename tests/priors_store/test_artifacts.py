@@ -12,8 +12,8 @@ import scipy.sparse as sp
 from connectome_priors.etl.store import Store
 from connectome_priors.priors_store import (ArtifactIntegrityError, ArtifactNotFoundError, DeriveParams, Population,
                           PopulationError, build, diff, export, list_artifacts, load, verify)
-from connectome_priors.priors_store.load import resolve_version
-from connectome_priors.priors_store.artifact import DERIVATION_VERSION, nucleus_ids_digest
+from connectome_priors.priors_store.catalog import resolve_version
+from connectome_priors.priors_store.manifest import DERIVATION_VERSION, nucleus_ids_digest
 
 from tests.priors_store.conftest import FAST
 
@@ -237,8 +237,9 @@ import os  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from connectome_priors.priors_store import PriorsError  # noqa: E402
-from connectome_priors.priors_store import artifact as artifact_module  # noqa: E402
-from connectome_priors.priors_store.artifact import ArtifactWriter, check_name  # noqa: E402
+from connectome_priors.priors_store import writer as artifact_module  # noqa: E402
+from connectome_priors.priors_store.names import check_name  # noqa: E402
+from connectome_priors.priors_store.writer import ArtifactWriter  # noqa: E402
 
 
 def _full_disk():

@@ -1,11 +1,11 @@
-"""Tests of priors_store/derive/communicability.py."""
+"""Tests of priors_store/derive/communication.py."""
 
 import numpy as np
 import pytest
 import scipy.linalg
 import scipy.sparse as sp
 
-from connectome_priors.priors_store.derive.communicability import communicability, node_strength
+from connectome_priors.priors_store.derive.communication import communicability, node_strength
 
 
 def test_two_node_symmetric_graph_is_sinh_1():

@@ -1,10 +1,10 @@
-"""Tests of priors_store/derive/connectome.py."""
+"""Tests of priors_store/derive/wiring.py."""
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from connectome_priors.priors_store.derive.connectome import connectome, synapse_size
+from connectome_priors.priors_store.derive.wiring import connectome, synapse_size
 
 
 def test_counts_are_pre_post_and_duplicates_sum():

@@ -28,13 +28,14 @@ from connectome_priors.cli import main  # noqa: E402
 from connectome_priors.etl.pipeline import run_etl  # noqa: E402
 from connectome_priors.etl.sources.synthetic import SyntheticConfig  # noqa: E402
 from connectome_priors.priors_store import remote, remote_fs  # noqa: E402
-from connectome_priors.priors_store.artifact import ArtifactWriter  # noqa: E402
 from connectome_priors.priors_store.cache import CacheError  # noqa: E402
+from connectome_priors.priors_store.distance_writer import write_distance  # noqa: E402
 from connectome_priors.priors_store.errors import ArtifactNotFoundError, PriorsError  # noqa: E402
-from connectome_priors.priors_store.load import verify  # noqa: E402
-from connectome_priors.priors_store.pipeline import DeriveParams, write_distance  # noqa: E402
+from connectome_priors.priors_store.pipeline import DeriveParams  # noqa: E402
 from connectome_priors.priors_store.population import Population  # noqa: E402
 from connectome_priors.priors_store.remote_index import build_id  # noqa: E402
+from connectome_priors.priors_store.verification import verify  # noqa: E402
+from connectome_priors.priors_store.writer import ArtifactWriter  # noqa: E402
 
 TINY = SyntheticConfig(seed=5, n_fields=1, fields_per_scan=1, duration_s=60.0,
                        field_size_range=(20, 24))

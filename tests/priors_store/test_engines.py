@@ -12,11 +12,12 @@ import pytest
 import connectome_priors.kernel.dask as cluster
 from connectome_priors.cli import main
 from connectome_priors.priors_store import load
-from connectome_priors.priors_store.artifact import ArtifactWriter
+from connectome_priors.priors_store.distance_writer import local_blocks, write_distance
 from connectome_priors.priors_store.distributed import distance_blocks
 from connectome_priors.priors_store.errors import PriorsError
-from connectome_priors.priors_store.pipeline import DeriveParams, _distance_blocks, build, write_distance
+from connectome_priors.priors_store.pipeline import DeriveParams, build
 from connectome_priors.priors_store.population import Population
+from connectome_priors.priors_store.writer import ArtifactWriter
 
 distributed = pytest.importorskip("distributed")
 
@@ -78,7 +79,7 @@ def test_distance_blocks_out_of_order_give_same_files(client, tmp_path, order):
     got = list(distance_blocks(client, pos, block=16, max_in_flight=3))
     assert sorted(s for s, *_ in got) == list(range(0, 251, 16))
     assert all(rows.dtype == np.float32 for _, rows, *_ in got)
-    local = {start: (total, hi) for start, _, total, hi in _distance_blocks(pos, 16)}
+    local = {start: (total, hi) for start, _, total, hi in local_blocks(pos, 16)}
     assert {start: (total, hi) for start, _, total, hi in got} == local
     with ArtifactWriter(tmp_path / "a", "x") as wa, ArtifactWriter(tmp_path / "b", "x") as wb:
         write_distance(pos, wa, block=16)

@@ -8,7 +8,8 @@ import pytest
 
 from connectome_priors.etl.formats.safe_npy import load_numeric_object_array, load_plain_array
 from connectome_priors.priors_store.derive.functional import (binned_counts, correlation, default_t_end,
-                                            precision, sttc, sttc_pairwise_loop)
+                                                              precision, sttc)
+from connectome_priors.testing.oracles import sttc_pairwise_loop
 
 #: The shared fields whose spike trains were released (data/README.md).
 SPIKE_FIELDS = ["4_7_2", "4_7_8", "5_3_2", "5_3_4", "5_3_6", "5_3_8", "5_6_8", "5_7_8", "6_2_8",

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import connectome_priors.priors_store.artifact as artifact_module
+import connectome_priors.priors_store.writer as artifact_module
 from connectome_priors.priors_store import ArtifactIntegrityError, load, verify
-from connectome_priors.priors_store.artifact import (ArtifactWriter, content_digest, content_version,
-                                                     nucleus_ids_digest, recipe_version,
-                                                     remove_stale_temporaries)
+from connectome_priors.priors_store.manifest import (content_digest, content_version, nucleus_ids_digest,
+                                                     recipe_version)
+from connectome_priors.priors_store.writer import ArtifactWriter, remove_stale_temporaries
 
 
 def _edit(directory, edit) -> None:
@@ -318,7 +318,7 @@ def test_identical_concurrent_builds_in_processes(tmp_path):
     """The real race, 4 processes at once: all succeed with one version and one folder."""
     script = (
         "import sys, numpy as np\n"
-        "from connectome_priors.priors_store.artifact import ArtifactWriter\n"
+        "from connectome_priors.priors_store.writer import ArtifactWriter\n"
         "with ArtifactWriter(sys.argv[1], 'race') as w:\n"
         "    w.array('distance_um', np.eye(300, dtype=np.float32))\n"
         "    m = w.commit(population={'kind': 'pooled', 'n_neurons': 300}, source_snapshot={'snapshot_id': 's',"

@@ -1,4 +1,4 @@
-"""Tests of priors_store/derive/modules.py."""
+"""Tests of priors_store/derive/partition.py."""
 
 import time
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from connectome_priors.priors_store.derive.modules import modules, modules_functional, modules_wiring
+from connectome_priors.priors_store.derive.partition import modules, modules_functional, modules_wiring
 
 
 def two_triangles() -> np.ndarray:

@@ -16,9 +16,11 @@ from connectome_priors.cli import main
 from connectome_priors.kernel.errors import CxpError
 from connectome_priors.priors_store import (ArtifactIntegrityError, DeriveParams, Population, PriorsError,
                                             build, verify)
-from connectome_priors.priors_store.artifact import (FLOAT_ATOL, FLOAT_RTOL, ArtifactWriter, compare_builds,
-                                                     content_digest, recipe_version, sha256_file)
-from connectome_priors.priors_store.load import verify_rebuild
+from connectome_priors.kernel.files import sha256_file
+from connectome_priors.priors_store.comparison import FLOAT_ATOL, FLOAT_RTOL, compare_builds
+from connectome_priors.priors_store.manifest import content_digest, recipe_version
+from connectome_priors.priors_store.verification import verify_rebuild
+from connectome_priors.priors_store.writer import ArtifactWriter
 
 RECIPE = dict(population={"kind": "pooled", "n_neurons": 3},
               source_snapshot={"snapshot_id": "s", "source": "synthetic", "content_hash": "0" * 64},
@@ -160,7 +162,7 @@ def test_rebuild_needs_the_recipes_snapshot(copy, small_store, tmp_path):
 _BUILD = """
 import json, sys
 from connectome_priors.priors_store import DeriveParams, Population, build
-from connectome_priors.priors_store.artifact import sha256_file
+from connectome_priors.kernel.files import sha256_file
 m = build("f662", Population.of_fields("6_6_2"), store=sys.argv[1], root=sys.argv[2],
           params=DeriveParams(precision=sys.argv[3] == "precision"))
 print(json.dumps({"version": m["version"], "files": {f["path"]: f["sha256"] for f in m["files"]}}))

@@ -1,5 +1,5 @@
 """Declared recipes (priors_store/recipes.py), ``cxp priors rebuild`` (priors_store/rebuild.py),
-the change report (priors_store/diff.py) and ``cxp refresh --rebuild``.
+the change report (priors_store/compare.py) and ``cxp refresh --rebuild``.
 
 Two snapshots of one datastack come from ``files`` exports of the CAVE stand-in's tables at
 materialization versions 1 and 2 (root ids changed between them), edited so that nuclei leave and
@@ -24,7 +24,7 @@ from connectome_priors.etl.cli import run_refresh
 from connectome_priors.etl.sources.files import write_export
 from connectome_priors.etl.store import Store
 from connectome_priors.priors_store import DeriveParams, Population, build, load
-from connectome_priors.priors_store.diff import diff, render_html, summary
+from connectome_priors.priors_store.compare import diff, render_html, summary
 from connectome_priors.priors_store.rebuild import RebuildLockedError, rebuild_lock, rebuild_recipes
 from connectome_priors.priors_store.recipes import RecipeError, load_recipes, parse_recipes, recipes_path
 from connectome_priors.testing.cave_standin import StandinCave, minnie_fixture

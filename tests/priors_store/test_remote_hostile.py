@@ -41,7 +41,7 @@ from connectome_priors.etl.pipeline import run_etl  # noqa: E402
 from connectome_priors.etl.sources.synthetic import SyntheticConfig  # noqa: E402
 from connectome_priors.kernel import pause  # noqa: E402
 from connectome_priors.priors_store import remote  # noqa: E402
-from connectome_priors.priors_store.artifact import content_digest, recipe_version  # noqa: E402
+from connectome_priors.priors_store.manifest import content_digest, recipe_version  # noqa: E402
 from connectome_priors.priors_store.errors import ArtifactIntegrityError  # noqa: E402
 from connectome_priors.priors_store.pipeline import DeriveParams  # noqa: E402
 from connectome_priors.priors_store.population import Population  # noqa: E402

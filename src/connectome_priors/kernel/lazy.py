@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import types
 from collections.abc import Callable, Mapping, Sequence
 
 __all__ = ["lazy_exports"]
@@ -21,7 +20,24 @@ __all__ = ["lazy_exports"]
 def lazy_exports(package: str, exports: Mapping[str, Sequence[str]]
                  ) -> tuple[Callable[[str], object], Callable[[], list[str]], list[str]]:
     """``(__getattr__, __dir__, __all__)`` for ``package``, whose ``exports`` map a relative
-    module name (``"store"``, ``"kernel.errors"``) to the public names it defines."""
+    module name (``"store"``, ``"kernel.errors"``) to the public names it defines.
+
+    Raises
+    ------
+    ValueError
+        An exported name equals the name of a module in ``exports`` (``"load"`` from
+        ``load.py``; for ``"kernel.errors"``, ``"kernel"``): once that module is imported, Python
+        binds the package attribute to the module, and ``package.load`` would no longer be the
+        function.
+    """
+    submodules = {module.split(".")[0] for module in exports}  # what importing them binds
+    clashing = sorted(name for group in exports.values() for name in group if name in submodules)
+    if clashing:
+        raise ValueError(f"{package}: exported name(s) {', '.join(map(repr, clashing))} equal the "
+                         f"name of a module it exports from ({', '.join(sorted(exports))}): "
+                         "importing that module binds the package attribute to the module, so "
+                         f"{package}.{clashing[0]} would stop being the exported object; rename the "
+                         "module (e.g. load.py -> reader.py)")
     module_of = {name: module for module, names in exports.items() for name in names}
     names = [name for group in exports.values() for name in group]
 
@@ -35,21 +51,4 @@ def lazy_exports(package: str, exports: Mapping[str, Sequence[str]]
     def __dir__() -> list[str]:
         return sorted(set(vars(sys.modules[package])) | set(names))
 
-    clashing = {name for name, module in module_of.items() if module == name}
-    if clashing:  # e.g. priors_store.load (the function) in priors_store/load.py (the module)
-        sys.modules[package].__class__ = _module_class(frozenset(clashing))
     return __getattr__, __dir__, names
-
-
-def _module_class(clashing: frozenset[str]) -> type[types.ModuleType]:
-    """A module type on which importing submodule ``X`` binds the package attribute ``X`` to the
-    submodule's own ``X`` (the exported function), as an eager ``from .X import X`` would."""
-
-    class _Package(types.ModuleType):
-        def __setattr__(self, name: str, value: object) -> None:
-            if name in clashing and isinstance(value, types.ModuleType) \
-                    and value.__name__ == f"{self.__name__}.{name}":
-                value = getattr(value, name)
-            super().__setattr__(name, value)
-
-    return _Package

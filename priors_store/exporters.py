@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from connectome_priors.kernel.files import atomic_path
 
 from .errors import PriorsError
-from .load import Prior
+from .prior import Prior
 
 __all__ = ["ExportFormat", "export"]
 

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from connectome_priors.kernel.files import atomic_path, atomic_write_text
 
-from .load import Prior
+from .prior import Prior
 
 __all__ = ["FUNCTIONAL_KINDS", "diff", "render_html", "render_markdown", "summary", "write_report"]
 
