@@ -6,6 +6,7 @@ from __future__ import annotations
 import filecmp
 import json
 import logging
+import shutil
 import threading
 
 import numpy as np
@@ -20,8 +21,6 @@ moto_server = pytest.importorskip("moto.server")
 
 from connectome_priors import priors_store  # noqa: E402
 from connectome_priors.cli import main  # noqa: E402
-from connectome_priors.etl.pipeline import run_etl  # noqa: E402
-from connectome_priors.etl.sources.synthetic import SyntheticConfig  # noqa: E402
 from connectome_priors.priors_store import remote  # noqa: E402
 from connectome_priors.priors_store.errors import (ArtifactIntegrityError,  # noqa: E402
                                                    ArtifactNotFoundError, PriorsError)
@@ -29,8 +28,6 @@ from connectome_priors.priors_store.pipeline import DeriveParams  # noqa: E402
 from connectome_priors.priors_store.population import Population  # noqa: E402
 from connectome_priors.priors_store.remote_index import build_id  # noqa: E402
 
-TINY = SyntheticConfig(seed=5, n_fields=1, fields_per_scan=1, duration_s=60.0,
-                       field_size_range=(20, 24))
 BUCKET = "cxp-test"
 FAST = moto_s3.FAST
 
@@ -57,13 +54,13 @@ def s3(aws_env):
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    """Artifact root holding two tiny pooled priors, ``tiny`` and ``other``."""
+def artifacts(tiny_pooled, tmp_path_factory):
+    """Artifact root holding two tiny pooled priors, ``tiny`` (the session's) and ``other``."""
+    store, root, _ = tiny_pooled
     base = tmp_path_factory.mktemp("remote-tiny")
-    run_etl("synthetic", store=base / "store", synthetic=TINY)
-    for name in ("tiny", "other"):
-        priors_store.build(name, Population.pooled(), store=base / "store", root=base / "artifacts",
-                           params=DeriveParams(precision=False))
+    shutil.copytree(root, base / "artifacts")
+    priors_store.build("other", Population.pooled(), store=store, root=base / "artifacts",
+                       params=DeriveParams(precision=False))
     return base / "artifacts"
 
 

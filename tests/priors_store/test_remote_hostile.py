@@ -38,19 +38,13 @@ import fsspec  # noqa: E402
 
 from connectome_priors import priors_store  # noqa: E402
 from connectome_priors.cli import main  # noqa: E402
-from connectome_priors.etl.pipeline import run_etl  # noqa: E402
-from connectome_priors.etl.sources.synthetic import SyntheticConfig  # noqa: E402
 from connectome_priors.kernel import pause  # noqa: E402
 from connectome_priors.priors_store import remote  # noqa: E402
 from connectome_priors.priors_store.artifact import content_digest, recipe_version  # noqa: E402
 from connectome_priors.priors_store.errors import ArtifactIntegrityError  # noqa: E402
-from connectome_priors.priors_store.pipeline import DeriveParams  # noqa: E402
-from connectome_priors.priors_store.population import Population  # noqa: E402
 from connectome_priors.priors_store.remote_fs import INDEX_LIMIT, MANIFEST_LIMIT, Remote  # noqa: E402
 from connectome_priors.priors_store.remote_index import build_id  # noqa: E402
 
-TINY = SyntheticConfig(seed=5, n_fields=1, fields_per_scan=1, duration_s=60.0,
-                       field_size_range=(20, 24))
 BUCKET = "cxp-hostile"
 #: Objects in this bucket cannot be written: the server answers S3's 403 AccessDenied.
 READ_ONLY = "cxp-read-only"
@@ -141,12 +135,10 @@ def _variant(src: Path, root: Path, name: str, *, created: str, params: dict | N
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory) -> Builds:
+def builds(tiny_pooled, tmp_path_factory) -> Builds:
+    _, root, built = tiny_pooled
     base = tmp_path_factory.mktemp("hostile-builds")
-    run_etl("synthetic", store=base / "store", synthetic=TINY)
-    built = priors_store.build("tiny", Population.pooled(), store=base / "store",
-                               root=base / "built", params=DeriveParams(precision=False))
-    src = base / "built" / "tiny" / built["version"]
+    src = root / "tiny" / built["version"]
     a, b, reserved = base / "a", base / "b", base / "reserved"
     v1 = _variant(src, a, "tiny", created=A_CREATED)
     v2 = _variant(src, a, "tiny", created=V2_CREATED, params={"note": "second recipe"})
