@@ -263,6 +263,7 @@ STOPS = [("push:start", "release"), ("push:after-file:1", "kill"), ("push:mid-fi
          ("push:after-index", "kill")]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(("point", "action"), STOPS, ids=[f"{p}-{a}" for p, a in STOPS])
 def test_same_version_pushed_twice_one_pusher_stopped(builds, where, tmp_path, point, action):
     """Items 2: two builds of one version pushed at once, A stopped at ``point`` while B pushes,
@@ -322,6 +323,7 @@ def _exit_at(point: str, folder: Path, target, *args) -> int:
     return child.exitcode
 
 
+@pytest.mark.processes
 def test_killed_push_resumes_checking_what_it_staged(builds, where, tmp_path):
     """A push killed after staging 3 files, whose staged objects are then damaged (one changed,
     one truncated): pushing again re-checks them by sha256 instead of trusting their names,
@@ -352,6 +354,7 @@ def _pull_child(url: str, cache: str, options: dict, env: dict) -> None:
     os._exit(0)
 
 
+@pytest.mark.processes
 def test_killed_pull_leaves_no_partial_copy(builds, tmp_path):
     """A pull killed after downloading 2 files leaves only a hidden temporary; the next pull
     downloads and verifies the whole version."""
@@ -712,6 +715,7 @@ def _read_only_child(url: str, root: str, conn) -> None:
     os._exit(0)
 
 
+@pytest.mark.processes
 def test_read_only_file_remote_refused_one_line(builds):
     """A read-only file:// remote: one RemoteError line (exit 2 from the CLI), nothing written."""
     top = Path(tempfile.mkdtemp(prefix="cxp-ro-"))
