@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 STORE  ?= $(CURDIR)/.cxp/store
 
-.PHONY: setup run lint test test-all bench clean
+.PHONY: setup run lint test test-fast test-all bench clean
 
 setup: $(STAMP)
 
@@ -38,8 +38,14 @@ lint: setup
 	$(BIN)/python .ci/mypy_baseline.py
 	rm -rf build
 
+# `make test` (what CI runs): every test but the full-scale `slow` ones (pyproject's addopts).
+# `make test-fast`: also leaves out the `processes` tests (crash, concurrency, CPU-feature matrix,
+# CLI subprocesses), for the edit-test loop; `make test` still runs them.
 test: setup lint
 	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m 'not slow and not processes'
 
 test-all: setup
 	$(BIN)/python -m pytest -q -m ''

@@ -96,6 +96,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from connectome_priors.kernel.files import atomic_path, fsync_path, temp_sibling
+from connectome_priors.kernel.pause import pause
 from connectome_priors.kernel.version import code_version
 from connectome_priors.schemas import STORE_TABLES, store_contract
 
@@ -338,6 +339,11 @@ class Store:
                     time.sleep(0.1)
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
+            # Pause points (kernel/pause.py; no-ops unless $CXP_PAUSE_AT names them), where crash and
+            # concurrency tests stop a writer: store:locked, store:wrote:<table>, store:raw-written,
+            # store:catalog-written (before the rename), store:committed (lock still held); and a
+            # reader: store:reader-bound (its snapshot's files bound, before its query runs).
+            pause("store:locked")
             yield
         finally:
             os.close(fd)  # releases the flock
@@ -417,11 +423,13 @@ class Store:
                 return {**existing[0], "created": False, "repaired": [p.path for p in problems]}
             row = self._row(snapshot_id, digest, extracted, tables)
             records = self._write_raw(snapshot_id, tables, final, on_table, row)
+            pause("store:raw-written")
             try:
                 self._commit(catalog, [row], _replace_files(files, snapshot_id, records))
             except BaseException:
                 remove_tree(final)
                 raise
+            pause("store:committed")
         return {**row, "created": True, "repaired": []}
 
     def _write_raw(self, snapshot_id: str, tables: dict[str, pa.Table], final: Path,
@@ -453,6 +461,7 @@ class Store:
                     raise StoreError(f"{path}: wrote {written} rows, expected {table.num_rows}")
                 records[path.name] = file_record(path)
                 make_read_only(path)
+                pause(f"store:wrote:{name}")
             path = tmp / MANIFEST
             records[MANIFEST] = write_manifest(tmp, _jsonable(row), dict(records))
             make_read_only(path)
@@ -532,6 +541,7 @@ class Store:
                 con.close()
             fsync_path(tmp)
             make_read_only(tmp)
+            pause("store:catalog-written")
             os.replace(tmp, database)
             fsync_path(self.directory)
         except OSError as err:
@@ -940,6 +950,7 @@ class Store:
                     con.execute(f"CREATE VIEW {name} AS {_empty_select(name)}")
             for setting, value in _READER_SETTINGS:
                 con.execute(f"SET {setting} = {value}")
+            pause("store:reader-bound")
         except (duckdb.Error, pa.ArrowException, OSError) as err:
             con.close()
             text = _one_line(err) if isinstance(err, duckdb.Error) else str(err)

@@ -297,6 +297,7 @@ def store(tmp_path_factory):
     return path
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("argv", [["status"], ["priors", "list"]])
 def test_closed_pipe_is_one_line_and_exit_2(store, artifact, argv):
     """``cxp status | head -1``: the reader goes away before cxp writes; one line, no traceback."""
@@ -310,6 +311,7 @@ def test_closed_pipe_is_one_line_and_exit_2(store, artifact, argv):
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "broken pipe" in err, err
 
 
+@pytest.mark.processes
 def test_closed_pipe_after_the_first_line(tmp_path, artifact):
     """As ``| head -1`` does: read one line, then close."""
     root, _ = artifact

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from connectome_priors.testing.pauses import pause_env, release, wait_reached
 from connectome_priors.etl import Store, run_etl
 from connectome_priors.cli import main
 from connectome_priors.etl.refresh import RefreshLockedError, refresh, refresh_lock, stored_versions
@@ -48,20 +49,26 @@ def test_concurrent_refresh_is_refused_by_the_lock(cave, tmp_path, capsys):
     assert refresh(fast_config(cave.url), store=store)["version"] == 2  # lock released
 
 
-def test_readers_keep_the_previous_snapshot_until_the_new_one_is_complete(cave, tmp_path):
+def test_readers_keep_the_previous_snapshot_until_the_new_one_is_complete(cave, tmp_path, monkeypatch):
+    """A refresh stopped in its store load, the new snapshot's files written but not committed:
+    it holds the refresh lock (a second refresh is refused), readers still see version 1 only;
+    let go, it commits version 2."""
     store = Store(tmp_path / "s")
     v1 = run_etl("cave", store=store, cave=fast_config(cave.url, version=1))
-    cave.add_fault(Fault("stall", match="synapses_pni_2", seconds=3, times=1))
+    pauses = tmp_path / "pause"
+    for name, value in pause_env("store:raw-written", pauses).items():
+        monkeypatch.setenv(name, value)  # read by the refresh thread's store load
     done: dict = {}
     worker = threading.Thread(target=lambda: done.update(refresh(fast_config(cave.url), store=store)))
     worker.start()
-    deadline = time.monotonic() + 30
-    while cave.state.faults[0].fired == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    # mid-pull: the refresh holds the lock, and readers still see version 1 only
-    assert worker.is_alive()
-    assert store.latest_snapshot() == v1["snapshot_id"]
-    with pytest.raises(RefreshLockedError):
-        refresh(fast_config(cave.url), store=store)
-    worker.join(60)
+    try:
+        wait_reached("store:raw-written", pauses, alive=worker.is_alive)
+        # mid-refresh: the refresh holds the lock, and readers still see version 1 only
+        assert store.latest_snapshot() == v1["snapshot_id"]
+        assert len(store.snapshots()) == 1
+        with pytest.raises(RefreshLockedError):
+            refresh(fast_config(cave.url), store=store)
+    finally:
+        release("store:raw-written", pauses)
+        worker.join(60)
     assert done["pulled"] and store.latest_snapshot() == done["snapshot_id"] != v1["snapshot_id"]

@@ -135,6 +135,7 @@ run_etl("cave", store=sys.argv[2], cave=fast_config(sys.argv[1], chunk_size=10, 
 """
 
 
+@pytest.mark.processes
 def test_kill_mid_pull_then_resume_gives_identical_snapshot(cave, tmp_path, isolated_home):
     store = tmp_path / "killed"
     cave.add_fault(Fault("stall", match="synapses_pni_2", after=5, times=None, seconds=600))

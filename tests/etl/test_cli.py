@@ -76,6 +76,7 @@ def test_status_of_an_empty_location(tmp_path, capsys):
     assert "no neuron store at" in capsys.readouterr().err
 
 
+@pytest.mark.processes
 def test_console_script_is_installed(tmp_path, release):
     cxp = shutil.which("cxp") or str(Path(__import__("sys").executable).parent / "cxp")
     proc = subprocess.run([cxp, "sql", "SELECT 42 AS answer", "--store", str(tmp_path / "none")],

@@ -386,6 +386,7 @@ print("verified", store.verify().files)
 """
 
 
+@pytest.mark.processes
 def test_reload_and_cleanup_work_with_read_only_files_as_a_normal_user(tmp_path):
     """Read-only snapshot folders must not stop the writer removing leftovers or replacing a
     damaged snapshot. As root (to whom modes mean nothing) the check runs without the capability

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,8 @@ import pytest
 from connectome_priors.etl.errors import ReadOnlyError, StoreError, ValidationError
 from connectome_priors.etl.store import Store, content_hash
 from connectome_priors.etl.tables import SourceTables
+from connectome_priors.kernel import pause
+from connectome_priors.testing.pauses import pause_env
 from tests.conftest import REPO, tiny_source, tiny_tables
 
 
@@ -107,31 +110,38 @@ def test_invalid_input_stores_nothing(tmp_path):
     assert counts(store) == before and len(store.snapshots()) == 1
 
 
-def test_kill_midway_leaves_no_half_snapshot(tmp_path):
+@pytest.mark.processes
+@pytest.mark.parametrize("point", ["store:wrote:functional_units", "store:catalog-written"])
+def test_kill_midway_leaves_no_half_snapshot(tmp_path, point):
+    """A load that dies at ``point`` (as SIGKILL would: nothing flushed, no ``finally``), with two
+    tables written or with its new catalog complete but not renamed, leaves the committed
+    snapshot alone; the next write removes what it left and succeeds."""
     store = Store(tmp_path / "s")
     first = store.load(tiny_source())["snapshot_id"]
     before = counts(store)
     script = textwrap.dedent(f"""
-        import os, signal, sys
+        import sys
         sys.path.insert(0, {str(REPO)!r})
         import pyarrow as pa
         from connectome_priors.etl.store import Store
         from tests.conftest import tiny_source, tiny_tables
         t = tiny_tables()["connections"]
         src = tiny_source(connections=t.set_column(2, "n_synapses", pa.array([7, 1])))
-        def die(table):
-            if table == "spikes":  # three tables inserted, transaction open
-                os.kill(os.getpid(), signal.SIGKILL)
-        Store({str(tmp_path / 's')!r}).load(src, on_table=die)
+        Store({str(tmp_path / 's')!r}).load(src)
     """)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True)
-    assert proc.returncode == -9, proc.stderr.decode()
+    env = {**os.environ, **pause_env(point, tmp_path / "pause", action="exit")}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, env=env)
+    assert proc.returncode == pause.EXIT_STATUS, proc.stderr.decode()
+    assert pause.marker(point, tmp_path / "pause").exists()
     assert store.snapshots().snapshot_id.tolist() == [first]
     assert counts(store) == before
-    # the killed load's raw folder is an orphan: removed on the next write, which then succeeds
+    # the killed load's raw folder (or catalog) is an orphan: removed on the next write, which
+    # then succeeds
+    assert len(list((tmp_path / "s" / "raw").iterdir())) == 2
     again = store.load(second_source())
     assert again["created"]
     assert sorted(p.name for p in (tmp_path / "s" / "raw").iterdir()) == sorted([first, again["snapshot_id"]])
+    assert [p.name for p in (tmp_path / "s").iterdir() if p.name.startswith(".store.duckdb.tmp")] == []
 
 
 @pytest.mark.parametrize("statement, kind", [

@@ -50,6 +50,7 @@ def plain_duckdb(catalog: Path, query: str, *, cwd: Path) -> subprocess.Complete
                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
 
 
+@pytest.mark.processes
 def test_the_catalog_opens_from_another_working_directory(tmp_path):
     store, _, second = two_snapshots(tmp_path / "s")
     proc = plain_duckdb(store.config.database, "SELECT count(*), max(snapshot_id) FROM neurons",
@@ -61,6 +62,7 @@ def test_the_catalog_opens_from_another_working_directory(tmp_path):
     assert proc.stdout.strip() == "[(5,)]", proc.stderr
 
 
+@pytest.mark.processes
 def test_a_files_export_store_answers_plain_duckdb_from_elsewhere(tmp_path):
     """The issue's reproduction: a store loaded from CAVE-style exports, queried by a script that
     runs in another directory, and through Store.connect()."""
@@ -80,6 +82,7 @@ def test_a_files_export_store_answers_plain_duckdb_from_elsewhere(tmp_path):
         assert con.table("neurons").aggregate("count(*)").fetchall() == [(n,)]
 
 
+@pytest.mark.processes
 def test_a_relative_store_path_is_written_as_an_absolute_one(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Store("rel/store").load(tiny_source())
@@ -88,6 +91,7 @@ def test_a_relative_store_path_is_written_as_an_absolute_one(tmp_path, monkeypat
     assert proc.stdout.strip() == "[(3,)]", proc.stderr
 
 
+@pytest.mark.processes
 def test_a_store_path_with_glob_characters_reads_only_its_own_files(tmp_path):
     """DuckDB expands *, ? and [...] in file names: the views must match their own path only, not a
     sibling store that the pattern would match too (rows counted twice). (Not ?: DuckDB 2.0.1
@@ -143,6 +147,7 @@ def test_connect_never_writes_the_store_nor_blocks_a_writer(tmp_path):
                                ).fetchall()[0] == (7, third)
 
 
+@pytest.mark.processes
 def test_a_moved_store_says_so_once_and_repair_rewrites_its_views(tmp_path, capsys):
     store, _, second = two_snapshots(tmp_path / "s")
     moved = tmp_path / "moved"
@@ -176,6 +181,7 @@ def test_a_moved_store_says_so_once_and_repair_rewrites_its_views(tmp_path, caps
     assert "nothing to repair" in capsys.readouterr().out
 
 
+@pytest.mark.processes
 def test_a_copied_store_is_told_its_views_read_the_original(tmp_path, capsys):
     store, _, _ = two_snapshots(tmp_path / "s")
     copy = tmp_path / "copy"
@@ -189,6 +195,7 @@ def test_a_copied_store_is_told_its_views_read_the_original(tmp_path, capsys):
     assert proc.stdout.strip() == "[(3,)]", proc.stderr
 
 
+@pytest.mark.processes
 def test_a_load_rewrites_the_views_of_a_moved_store(tmp_path, capsys):
     store, _, _ = two_snapshots(tmp_path / "s")
     moved = tmp_path / "moved"
@@ -199,6 +206,7 @@ def test_a_load_rewrites_the_views_of_a_moved_store(tmp_path, capsys):
     assert proc.stdout.strip() == "[(7,)]", proc.stderr
 
 
+@pytest.mark.processes
 def test_a_catalog_with_relative_views_is_told_and_repaired(tmp_path, capsys):
     """A catalog of the version before this one named its files relative to the store."""
     store, _, second = two_snapshots(tmp_path / "s")

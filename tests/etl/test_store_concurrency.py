@@ -1,6 +1,8 @@
 """The neuron store under concurrent processes: readers never wait for or block a writer and see one
 committed snapshot throughout; writers are serialized (bounded wait); a killed writer leaves nothing
-a reader sees and nothing after the next write. Every reader and writer here is a real process."""
+a reader sees and nothing after the next write. Every reader and writer here is a real process,
+stopped at the store's named pause points (``CXP_PAUSE_AT``, connectome_priors/kernel/pause.py)
+while the test acts: each interleaving is exact, each kill lands inside the writer."""
 
 from __future__ import annotations
 
@@ -9,18 +11,20 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from connectome_priors.testing.pauses import pause_env, release, wait_reached
 from connectome_priors.etl.sources.files import write_export
 from connectome_priors.etl.store import Store
 from connectome_priors.testing.cave_standin import minnie_fixture
 from tests.conftest import REPO
 
 CXP = str(Path(sys.executable).parent / "cxp")
+pytestmark = pytest.mark.processes
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +51,25 @@ def etl(export: Path, store: Path, **kw) -> subprocess.Popen:
 def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
+
+
+def alive(proc: subprocess.Popen):
+    return lambda: proc.poll() is None
+
+
+def wait_for_waiting(proc: subprocess.Popen, timeout: float = 120) -> list[str]:
+    """Read ``proc``'s stderr until it says it waits for the write lock; return the lines read."""
+    lines: list[str] = []
+    watchdog = threading.Timer(timeout, proc.kill)  # a hung writer: readline then sees EOF
+    watchdog.start()
+    try:
+        while line := proc.stderr.readline():
+            lines.append(line)
+            if "waiting for another cxp process (pid" in line:
+                return lines
+    finally:
+        watchdog.cancel()
+    pytest.fail(f"the writer ended (or hung {timeout} s) without waiting for the lock: {''.join(lines)}")
 
 
 def leftovers(store: Path) -> list[str]:
@@ -85,31 +108,38 @@ def test_reader_keeps_its_snapshot_while_a_writer_commits(tmp_path, exports):
     go.touch()
     answer, _ = reader.communicate(timeout=60)
     assert reader.returncode == 0 and answer.split()[0] == old
-    # latency of a reader beside a writer: a query while a commit runs answers at once
-    writer = etl(exports[3], store)
+    # latency of a reader beside a writer: a query while a commit is under way (the writer holds
+    # the lock, its new catalog written but not yet renamed) answers at once, from the old one
+    pauses = tmp_path / "pause"
+    writer = etl(exports[3], store, env=pause_env("store:catalog-written", pauses))
+    wait_reached("store:catalog-written", pauses, alive=alive(writer))
     t0 = time.perf_counter()
-    during = Store(store).sql("SELECT count(*) AS n FROM neurons").n[0]
+    during = Store(store).sql("SELECT count(*) AS n, max(snapshot_id) AS s FROM neurons")
     latency = time.perf_counter() - t0
-    assert finish(writer)[0] == 0 and during > 0 and latency < 5.0
+    release("store:catalog-written", pauses)
+    assert finish(writer)[0] == 0 and during.n[0] > 0 and latency < 5.0
+    assert during.s[0] == new
     assert Store(store).sql("SELECT max(snapshot_id) AS s FROM neurons").s[0] == Store(store).latest_snapshot()
     print(f"writer took {time.perf_counter() - start:.1f} s; a reader's query during a write: "
           f"{latency * 1000:.0f} ms")
 
 
 def test_cxp_sql_runs_for_seconds_beside_cxp_etl(tmp_path, exports):
-    """A slow `cxp sql` and a `cxp etl` at the same time: both exit 0, neither waits for the other,
-    the query answers from the snapshot that was latest when it started."""
+    """A `cxp sql` stopped once it has bound its snapshot (a query in flight, however long) and a
+    `cxp etl` meanwhile: both exit 0, neither waits for the other, the query answers from the
+    snapshot that was latest when it started."""
     store = tmp_path / "s"
     assert finish(etl(exports[1], store))[0] == 0
     old = Store(store).latest_snapshot()
-    slow = ("SELECT max(n.snapshot_id) AS s, sum(r.range % 7) AS x "
-            "FROM neurons n, range(40000000) r")
-    reader = cxp("sql", slow, "--store", str(store), "--format", "csv")
-    time.sleep(2.5)  # cxp starts (~1.5 s) and binds its snapshot
-    assert reader.poll() is None
+    query = "SELECT max(n.snapshot_id) AS s, count(*) AS x FROM neurons n"
+    pauses = tmp_path / "pause"
+    reader = cxp("sql", query, "--store", str(store), "--format", "csv",
+                 env=pause_env("store:reader-bound", pauses))
+    wait_reached("store:reader-bound", pauses, alive=alive(reader))
     rc, _, err = finish(etl(exports[2], store))
     assert rc == 0, err
     assert reader.poll() is None, "the query should still be running after the commit"
+    release("store:reader-bound", pauses)
     rc, out, err = finish(reader)
     assert rc == 0, err
     assert out.splitlines()[1].split(",")[0] == old
@@ -119,26 +149,34 @@ def test_cxp_sql_runs_for_seconds_beside_cxp_etl(tmp_path, exports):
 
 
 def test_two_writers_at_once_both_commit(tmp_path, exports):
+    """Writer A stopped holding the lock with its Parquet files written, writer B started: B waits
+    for the lock (saying so), A is let go, both commit, nothing is left over."""
     store = tmp_path / "s"
     assert finish(etl(exports[1], store))[0] == 0
-    a, b = etl(exports[2], store), etl(exports[3], store)
+    pauses = tmp_path / "pause"
+    a = etl(exports[2], store, env=pause_env("store:raw-written", pauses))
+    wait_reached("store:raw-written", pauses, alive=alive(a))
+    b = etl(exports[3], store)
+    told = wait_for_waiting(b)
+    assert a.poll() is None and b.poll() is None
+    release("store:raw-written", pauses)
     (ra, _, ea), (rb, _, eb) = finish(a), finish(b)
-    assert ra == 0 and rb == 0, ea + eb
-    assert len(Store(store).snapshots()) == 3 and leftovers(store) == []
+    assert ra == 0 and rb == 0, ea + "".join(told) + eb
+    snapshots = Store(store).snapshots().snapshot_id.tolist()
+    assert len(snapshots) == 3 and leftovers(store) == []
 
 
 def test_second_writer_waits_for_the_first_then_commits(tmp_path, exports):
     store = Store(tmp_path / "s")
     with store._write_lock():  # another writer, mid-commit
         writer = etl(exports[1], store.directory)
-        deadline = time.monotonic() + 60
-        while writer.poll() is None and not (store.directory / "raw").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(4.0)  # long enough for cxp to start, extract and reach the lock
+        told = wait_for_waiting(writer)  # it has reached the lock and says it waits
+        assert f"(pid {os.getpid()})" in told[-1]
         assert writer.poll() is None, "the second writer must wait for the lock"
+        assert not Store(store.directory).exists()
     rc, out, err = finish(writer)
     assert rc == 0, err
-    assert "waiting for another cxp process (pid" in err and "stored snapshot" in out
+    assert "stored snapshot" in out and len(store.snapshots()) == 1
 
 
 def test_second_writer_fails_clearly_after_the_bound(tmp_path, exports):
@@ -155,26 +193,40 @@ def test_second_writer_fails_clearly_after_the_bound(tmp_path, exports):
     assert store.snapshots().snapshot_id.tolist() == before and leftovers(store.directory) == []
 
 
-def test_writer_killed_at_a_random_point_leaves_the_store_as_it_was(tmp_path, exports):
-    """SIGKILL a writer at seeded random moments: every reader still sees a complete committed
-    snapshot (the old one, or the new one if the commit had happened); the next write removes
-    whatever the killed one left and succeeds."""
+#: Where a writer is SIGKILLed, in the order of a load, and whether its snapshot is committed then.
+KILLS = [("store:locked", False), ("store:wrote:neurons", False), ("store:wrote:connections", False),
+         ("store:raw-written", False), ("store:catalog-written", False), ("store:committed", True)]
+
+
+def test_writer_killed_at_each_point_leaves_the_store_as_it_was(tmp_path, exports):
+    """SIGKILL a writer stopped at each point of a load (lock taken, some Parquet files written,
+    all written, new catalog written but not renamed, committed): readers see complete committed
+    snapshots only, before and after the kill (the old ones; the new one too once committed); the
+    next write removes whatever a killed one left and succeeds."""
     store = tmp_path / "s"
     assert finish(etl(exports[1], store))[0] == 0
     first = Store(store).latest_snapshot()
-    rng = np.random.default_rng(15)
-    for delay in rng.uniform(1.0, 4.0, size=4):
+    for point, committed in KILLS:
         before = Store(store).snapshots().snapshot_id.tolist()
-        writer = etl(exports[2], store)
-        time.sleep(delay)
+        pauses = tmp_path / "pause" / point.replace(":", "-")
+        writer = etl(exports[2], store, env=pause_env(point, pauses))
+        pid = wait_reached(point, pauses, alive=alive(writer))
+        assert pid == writer.pid
+        seen = Store(store).snapshots().snapshot_id.tolist()  # while the writer is stopped there
         writer.send_signal(signal.SIGKILL)
-        writer.wait()
+        writer.communicate(timeout=60)
+        assert writer.returncode == -signal.SIGKILL
         after = Store(store).snapshots().snapshot_id.tolist()
-        assert after == before or (after[:-1] == before and len(after) == len(before) + 1)
+        assert seen == after, point
+        if committed:
+            assert after[:-1] == before and len(after) == len(before) + 1, point
+        else:
+            assert after == before, point
         for sid in after:
             got = Store(store).sql("SELECT count(*) AS n FROM neurons", snapshot=sid).n[0]
-            assert got == 27
+            assert got == 27, (point, sid)
     rc, _, err = finish(etl(exports[3], store))
     assert rc == 0, err
     assert leftovers(store) == []
     assert Store(store).snapshots().snapshot_id.iloc[0] == first
+    assert len(Store(store).snapshots()) == 3

@@ -364,6 +364,7 @@ def portable_reference():
     return _run_child(PORTABLE, {})
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("name, changes", CONDITIONS, ids=[c[0] for c in CONDITIONS])
 def test_content_is_the_same_on_other_cpu_paths_and_blas_kernels(portable_reference, name, changes):
     child = _run_child(PORTABLE, changes)
@@ -372,11 +373,13 @@ def test_content_is_the_same_on_other_cpu_paths_and_blas_kernels(portable_refere
     assert child["report"] == portable_reference["report"], f"report changed under: {name}"
 
 
+@pytest.mark.processes
 def test_content_hash_in_process_matches_the_child(portable_reference):
     result = generate(PORTABLE)
     assert content_hash(result.source, result.tables) == portable_reference["hash"]
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_larger_content_is_the_same_with_every_alternative_path_at_once():
     worst = {}

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.processes  # every test here starts python, cxp, pip or lint-imports
 
 
 def _python(code: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ from connectome_priors.kernel.version import UNKNOWN, code_version
 
 PACKAGE = Path(connectome_priors.__file__).resolve().parent
 HAS_GIT = shutil.which("git") is not None
-pytestmark = pytest.mark.skipif(not HAS_GIT, reason="needs the git command")
+pytestmark = [pytest.mark.skipif(not HAS_GIT, reason="needs the git command"), pytest.mark.processes]
 
 
 def _git(cwd: Path, *args: str) -> str:

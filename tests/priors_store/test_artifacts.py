@@ -64,8 +64,8 @@ def test_neuron_order_and_matrices_agree_with_the_store(built, small_store):
     assert np.all(np.diag(d) == 0)
 
 
-def test_same_inputs_same_version(built, small_store):
-    root, m = built
+def test_same_inputs_same_version(copy, small_store):
+    _, m, root = copy
     again = build("f662", Population.of_fields("6_6_2"), store=small_store, root=root, params=FAST)
     assert again["version"] == m["version"]
     assert len([p for p in (root / "f662").iterdir() if p.is_dir()]) == 1

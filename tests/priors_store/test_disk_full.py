@@ -25,8 +25,6 @@ pytest.importorskip("fsspec")
 
 from connectome_priors import priors_store  # noqa: E402
 from connectome_priors.cli import main  # noqa: E402
-from connectome_priors.etl.pipeline import run_etl  # noqa: E402
-from connectome_priors.etl.sources.synthetic import SyntheticConfig  # noqa: E402
 from connectome_priors.priors_store import remote, remote_fs  # noqa: E402
 from connectome_priors.priors_store.cache import CacheError  # noqa: E402
 from connectome_priors.priors_store.distance_writer import write_distance  # noqa: E402
@@ -37,25 +35,22 @@ from connectome_priors.priors_store.remote_index import build_id  # noqa: E402
 from connectome_priors.priors_store.verification import verify  # noqa: E402
 from connectome_priors.priors_store.writer import ArtifactWriter  # noqa: E402
 
-TINY = SyntheticConfig(seed=5, n_fields=1, fields_per_scan=1, duration_s=60.0,
-                       field_size_range=(20, 24))
 FAST = DeriveParams(precision=False)
 ENOSPC = os.strerror(errno.ENOSPC)
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_pooled, tmp_path_factory):
     """(store, artifact root, first version, second version) of ``tiny``: two versions of one name
     (other module seeds), the second one ``latest``."""
-    base = tmp_path_factory.mktemp("disk-full")
-    run_etl("synthetic", store=base / "store", synthetic=TINY)
-    root = base / "artifacts"
-    first = priors_store.build("tiny", Population.pooled(), store=base / "store", root=root,
-                               params=FAST)["version"]
-    second = priors_store.build("tiny", Population.pooled(), store=base / "store", root=root,
+    store, shared, built = tiny_pooled
+    root = tmp_path_factory.mktemp("disk-full") / "artifacts"
+    shutil.copytree(shared, root)
+    first = built["version"]
+    second = priors_store.build("tiny", Population.pooled(), store=store, root=root,
                                 params=DeriveParams(precision=False, module_seed=1))["version"]
     assert first != second
-    return base / "store", root, first, second
+    return store, root, first, second
 
 
 @pytest.fixture

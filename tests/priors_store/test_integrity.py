@@ -314,6 +314,7 @@ def test_identical_concurrent_build_returns_the_winners_version(tmp_path, monkey
     assert verify(tmp_path / "race" / m["version"]) == m
 
 
+@pytest.mark.processes
 def test_identical_concurrent_builds_in_processes(tmp_path):
     """The real race, 4 processes at once: all succeed with one version and one folder."""
     script = (

@@ -237,9 +237,9 @@ def test_the_change_report_counts_real_changes(exports, tmp_path):
     assert o.report_files[0].name == f"{o.version}.changes.md"
 
 
-def test_diff_of_two_builds_of_the_same_spikes(built, small_store):
+def test_diff_of_two_builds_of_the_same_spikes(copy, small_store):
     """Same snapshot, another module seed: no neuron or edge moved, functional matrices agree."""
-    root, m = built
+    _, m, root = copy
     other = build("f662", Population.of_fields("6_6_2"), store=small_store, root=root,
                   params=DeriveParams(precision=False, module_seed=7))
     d = diff(load("f662", m["version"], root=root), load("f662", other["version"], root=root))

@@ -6,12 +6,14 @@ from __future__ import annotations
 import filecmp
 import json
 import logging
+import shutil
 import threading
-from collections import Counter
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+
+from connectome_priors.testing import moto_s3
 
 pytest.importorskip("fsspec")
 pytest.importorskip("s3fs")
@@ -19,8 +21,6 @@ moto_server = pytest.importorskip("moto.server")
 
 from connectome_priors import priors_store  # noqa: E402
 from connectome_priors.cli import main  # noqa: E402
-from connectome_priors.etl.pipeline import run_etl  # noqa: E402
-from connectome_priors.etl.sources.synthetic import SyntheticConfig  # noqa: E402
 from connectome_priors.priors_store import remote  # noqa: E402
 from connectome_priors.priors_store.errors import (ArtifactIntegrityError,  # noqa: E402
                                                    ArtifactNotFoundError, PriorsError)
@@ -28,70 +28,20 @@ from connectome_priors.priors_store.pipeline import DeriveParams  # noqa: E402
 from connectome_priors.priors_store.population import Population  # noqa: E402
 from connectome_priors.priors_store.remote_index import build_id  # noqa: E402
 
-TINY = SyntheticConfig(seed=5, n_fields=1, fields_per_scan=1, duration_s=60.0,
-                       field_size_range=(20, 24))
 BUCKET = "cxp-test"
-#: Fail fast once the server is stopped (botocore would otherwise retry for ~10 s).
-FAST = {"config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}
-WRITES = ("PUT", "POST", "DELETE")
-
-
-class CountingMotoServer(moto_server.ThreadedMotoServer):
-    """moto's threaded server, counting requests by (method, path)."""
-
-    def __init__(self) -> None:
-        super().__init__(ip_address="127.0.0.1", port=0, verbose=False)
-        self.requests: Counter = Counter()
-        self._lock = threading.Lock()
-
-    def _server_entry(self) -> None:
-        from moto.moto_server.werkzeug_app import (DomainDispatcherApplication,
-                                                   MotoRequestHandler, create_backend_app)
-        from werkzeug.serving import make_server
-
-        app = DomainDispatcherApplication(create_backend_app)
-
-        def counting(environ, start_response):
-            with self._lock:
-                self.requests[(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""))] += 1
-            return app(environ, start_response)
-
-        self._server = make_server(self._ip_address, self._port, counting, True,
-                                   request_handler=MotoRequestHandler)
-        self._server_ready_event.set()
-        self._server.serve_forever()
-
-    def writes(self) -> int:
-        with self._lock:
-            return sum(n for (method, _), n in self.requests.items() if method in WRITES)
+FAST = moto_s3.FAST
 
 
 def _start_server(bucket: str = BUCKET):
-    server = CountingMotoServer()
-    server.start()
-    host, port = server.get_host_and_port()
-    options = {"endpoint_url": f"http://{host}:{port}", **FAST}
-    import fsspec
-
-    fs, _ = fsspec.core.url_to_fs(f"s3://{bucket}", skip_instance_cache=True, **options)
-    fs.mkdir(bucket)
-    return server, options
+    """A moto S3 server counting requests (``server.hook.writes()``), and its storage options."""
+    server = moto_s3.start_s3(bucket, hook=moto_s3.RequestCounter())
+    return server, server.options
 
 
 @pytest.fixture(scope="module", autouse=True)
 def aws_env(tmp_path_factory):
     """Dummy credentials and no user AWS configuration (nothing but 127.0.0.1 is contacted)."""
-    home = tmp_path_factory.mktemp("aws")
-    with pytest.MonkeyPatch.context() as mp:
-        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-            mp.delenv(var, raising=False)
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.setenv("AWS_CONFIG_FILE", str(home / "config"))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with moto_s3.offline_aws(tmp_path_factory.mktemp("aws")):
         yield
 
 
@@ -104,13 +54,13 @@ def s3(aws_env):
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    """Artifact root holding two tiny pooled priors, ``tiny`` and ``other``."""
+def artifacts(tiny_pooled, tmp_path_factory):
+    """Artifact root holding two tiny pooled priors, ``tiny`` (the session's) and ``other``."""
+    store, root, _ = tiny_pooled
     base = tmp_path_factory.mktemp("remote-tiny")
-    run_etl("synthetic", store=base / "store", synthetic=TINY)
-    for name in ("tiny", "other"):
-        priors_store.build(name, Population.pooled(), store=base / "store", root=base / "artifacts",
-                           params=DeriveParams(precision=False))
+    shutil.copytree(root, base / "artifacts")
+    priors_store.build("other", Population.pooled(), store=store, root=base / "artifacts",
+                       params=DeriveParams(precision=False))
     return base / "artifacts"
 
 
@@ -170,10 +120,10 @@ def test_second_push_uploads_nothing(artifacts, s3, cache):
     url = f"s3://{BUCKET}/twice"
     first = remote.push("tiny", url, root=artifacts, storage_options=options)
     assert first.uploaded and first.index_written
-    before = server.writes()
+    before = server.hook.writes()
     second = remote.push("tiny", url, root=artifacts, storage_options=options)
     assert second.uploaded == () and second.bytes == 0 and not second.index_written
-    assert server.writes() == before  # not one PUT, POST or DELETE
+    assert server.hook.writes() == before  # not one PUT, POST or DELETE
 
 
 def test_remote_version_never_overwritten(artifacts, s3, cache):
@@ -279,10 +229,10 @@ def test_load_offline_from_cache(artifacts, aws_env, cache, caplog):
         original = priors_store.load("tiny", root=artifacts)
         remote.push("tiny", "s3://offline/p", root=artifacts, storage_options=options)
         priors_store.load("s3://offline/p/tiny", storage_options=options)  # fills the cache
-        seen = sum(server.requests.values())
+        seen = sum(server.hook.requests.values())
         pinned = priors_store.load(f"s3://offline/p/tiny@{original.version[:8]}",
                                    storage_options=options)
-        assert sum(server.requests.values()) == seen  # a pinned, cached version: no remote call
+        assert sum(server.hook.requests.values()) == seen  # a pinned, cached version: no remote call
     finally:
         server.stop()
     copy = priors_store.load(f"s3://offline/p/tiny@{original.version}", storage_options=options)

@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import multiprocessing
 import os
 import shutil
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from connectome_priors.testing import moto_s3
+from connectome_priors.testing.pauses import pause_env, release, wait_reached
 
 pytest.importorskip("fsspec")
 pytest.importorskip("s3fs")
@@ -37,23 +38,17 @@ import fsspec  # noqa: E402
 
 from connectome_priors import priors_store  # noqa: E402
 from connectome_priors.cli import main  # noqa: E402
-from connectome_priors.etl.pipeline import run_etl  # noqa: E402
-from connectome_priors.etl.sources.synthetic import SyntheticConfig  # noqa: E402
 from connectome_priors.kernel import pause  # noqa: E402
 from connectome_priors.priors_store import remote  # noqa: E402
 from connectome_priors.priors_store.manifest import content_digest, recipe_version  # noqa: E402
 from connectome_priors.priors_store.errors import ArtifactIntegrityError  # noqa: E402
-from connectome_priors.priors_store.pipeline import DeriveParams  # noqa: E402
-from connectome_priors.priors_store.population import Population  # noqa: E402
 from connectome_priors.priors_store.remote_fs import INDEX_LIMIT, MANIFEST_LIMIT, Remote  # noqa: E402
 from connectome_priors.priors_store.remote_index import build_id  # noqa: E402
 
-TINY = SyntheticConfig(seed=5, n_fields=1, fields_per_scan=1, duration_s=60.0,
-                       field_size_range=(20, 24))
 BUCKET = "cxp-hostile"
 #: Objects in this bucket cannot be written: the server answers S3's 403 AccessDenied.
 READ_ONLY = "cxp-read-only"
-FAST = {"config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}
+FAST = moto_s3.FAST
 SECRET = "SECRETxyz123"
 A_CREATED, B_CREATED, V2_CREATED = ("2026-01-01T00:00:00+00:00", "2026-01-02T00:00:00+00:00",
                                     "2026-03-01T00:00:00+00:00")
@@ -62,63 +57,29 @@ _DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</
            b'<Message>Access Denied</Message><RequestId>cxp</RequestId></Error>')
 
 
-class HostileMotoServer(moto_server.ThreadedMotoServer):
-    """moto's threaded server; object writes to :data:`READ_ONLY` get S3's 403 AccessDenied."""
-
-    def __init__(self) -> None:
-        super().__init__(ip_address="127.0.0.1", port=0, verbose=False)
-
-    def _server_entry(self) -> None:
-        from moto.moto_server.werkzeug_app import (DomainDispatcherApplication,
-                                                   MotoRequestHandler, create_backend_app)
-        from werkzeug.serving import make_server
-
-        app = DomainDispatcherApplication(create_backend_app)
-
-        def hostile(environ, start_response):
-            path = environ.get("PATH_INFO", "")
-            if (environ["REQUEST_METHOD"] in ("PUT", "POST", "DELETE")
-                    and path.startswith(f"/{READ_ONLY}/") and len(path) > len(READ_ONLY) + 2):
-                start_response("403 Forbidden", [("Content-Type", "application/xml"),
-                                                 ("Content-Length", str(len(_DENIED)))])
-                return [_DENIED]
-            return app(environ, start_response)
-
-        self._server = make_server(self._ip_address, self._port, hostile, True,
-                                   request_handler=MotoRequestHandler)
-        self._server_ready_event.set()
-        self._server.serve_forever()
+def _hostile(environ, start_response, app):
+    """Object writes to :data:`READ_ONLY` get S3's 403 AccessDenied; the rest goes to moto."""
+    path = environ.get("PATH_INFO", "")
+    if (environ["REQUEST_METHOD"] in ("PUT", "POST", "DELETE")
+            and path.startswith(f"/{READ_ONLY}/") and len(path) > len(READ_ONLY) + 2):
+        start_response("403 Forbidden", [("Content-Type", "application/xml"),
+                                         ("Content-Length", str(len(_DENIED)))])
+        return [_DENIED]
+    return app(environ, start_response)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def aws_env(tmp_path_factory):
     """Dummy credentials and no user AWS configuration (nothing but 127.0.0.1 is contacted)."""
-    home = tmp_path_factory.mktemp("aws")
-    with pytest.MonkeyPatch.context() as mp:
-        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-                    pause.ENV_AT):
-            mp.delenv(var, raising=False)
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.setenv("AWS_CONFIG_FILE", str(home / "config"))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with moto_s3.offline_aws(tmp_path_factory.mktemp("aws"), unset=(pause.ENV_AT,)):
         yield
 
 
 @pytest.fixture(scope="module")
 def s3(aws_env):
     """Storage options of a moto S3 server on 127.0.0.1 with buckets BUCKET and READ_ONLY."""
-    server = HostileMotoServer()
-    server.start()
-    host, port = server.get_host_and_port()
-    options = {"endpoint_url": f"http://{host}:{port}", **FAST}
-    fs, _ = fsspec.core.url_to_fs(f"s3://{BUCKET}", skip_instance_cache=True, **options)
-    fs.mkdir(BUCKET)
-    fs.mkdir(READ_ONLY)
-    yield options
+    server = moto_s3.start_s3(BUCKET, READ_ONLY, hook=_hostile)
+    yield server.options
     server.stop()
 
 
@@ -174,12 +135,10 @@ def _variant(src: Path, root: Path, name: str, *, created: str, params: dict | N
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory) -> Builds:
+def builds(tiny_pooled, tmp_path_factory) -> Builds:
+    _, root, built = tiny_pooled
     base = tmp_path_factory.mktemp("hostile-builds")
-    run_etl("synthetic", store=base / "store", synthetic=TINY)
-    built = priors_store.build("tiny", Population.pooled(), store=base / "store",
-                               root=base / "built", params=DeriveParams(precision=False))
-    src = base / "built" / "tiny" / built["version"]
+    src = root / "tiny" / built["version"]
     a, b, reserved = base / "a", base / "b", base / "reserved"
     v1 = _variant(src, a, "tiny", created=A_CREATED)
     v2 = _variant(src, a, "tiny", created=V2_CREATED, params={"note": "second recipe"})
@@ -286,20 +245,13 @@ def _push_child(ref: str, url: str, root: Path, options: dict, env: dict) -> Non
 
 def _stopped_push(ref: str, url: str, root: Path, options: dict, point: str, folder: Path):
     """A forked ``push`` that stops at ``point`` (returned once it has written its marker)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    env = {pause.ENV_AT: point, pause.ENV_DIR: str(folder), pause.ENV_ACTION: "block",
-           pause.ENV_TIMEOUT: "120"}
-    child = FORK.Process(target=_push_child, args=(ref, url, root, options, env))
+    child = FORK.Process(target=_push_child, args=(ref, url, root, options, pause_env(point, folder)))
     child.start()
-    reached = pause.marker(point, folder)
-    deadline = time.monotonic() + 60
-    while not reached.exists():  # waiting for the event, not guessing a time
-        if not child.is_alive():
-            pytest.fail(f"the pusher ended (status {child.exitcode}) before reaching {point}")
-        if time.monotonic() > deadline:
-            child.kill()
-            pytest.fail(f"the pusher did not reach {point} within 60 s")
-        time.sleep(0.005)
+    try:
+        wait_reached(point, folder, alive=child.is_alive, timeout_s=60)  # the event, not a guess
+    except AssertionError:
+        child.kill()
+        raise
     return child
 
 
@@ -311,6 +263,7 @@ STOPS = [("push:start", "release"), ("push:after-file:1", "kill"), ("push:mid-fi
          ("push:after-index", "kill")]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(("point", "action"), STOPS, ids=[f"{p}-{a}" for p, a in STOPS])
 def test_same_version_pushed_twice_one_pusher_stopped(builds, where, tmp_path, point, action):
     """Items 2: two builds of one version pushed at once, A stopped at ``point`` while B pushes,
@@ -332,7 +285,7 @@ def test_same_version_pushed_twice_one_pusher_stopped(builds, where, tmp_path, p
         if action == "kill":
             pusher.kill()
         else:
-            pause.marker(point, tmp_path / "pause", suffix="go").touch()
+            release(point, tmp_path / "pause")
         pusher.join(60)
     assert pusher.exitcode == (-9 if action == "kill" else 0)
 
@@ -363,15 +316,14 @@ def test_same_version_pushed_twice_one_pusher_stopped(builds, where, tmp_path, p
 def _exit_at(point: str, folder: Path, target, *args) -> int:
     """Run ``target(*args)`` in a forked process that ends itself at ``point`` (as if killed
     there: ``os._exit``, nothing cleaned up); return its exit status."""
-    env = {pause.ENV_AT: point, pause.ENV_DIR: str(folder), pause.ENV_ACTION: "exit"}
-    folder.mkdir(parents=True, exist_ok=True)
-    child = FORK.Process(target=target, args=(*args, env))
+    child = FORK.Process(target=target, args=(*args, pause_env(point, folder, action="exit")))
     child.start()
     child.join(60)
     assert pause.marker(point, folder).exists(), f"never reached {point}"
     return child.exitcode
 
 
+@pytest.mark.processes
 def test_killed_push_resumes_checking_what_it_staged(builds, where, tmp_path):
     """A push killed after staging 3 files, whose staged objects are then damaged (one changed,
     one truncated): pushing again re-checks them by sha256 instead of trusting their names,
@@ -402,6 +354,7 @@ def _pull_child(url: str, cache: str, options: dict, env: dict) -> None:
     os._exit(0)
 
 
+@pytest.mark.processes
 def test_killed_pull_leaves_no_partial_copy(builds, tmp_path):
     """A pull killed after downloading 2 files leaves only a hidden temporary; the next pull
     downloads and verifies the whole version."""
@@ -762,6 +715,7 @@ def _read_only_child(url: str, root: str, conn) -> None:
     os._exit(0)
 
 
+@pytest.mark.processes
 def test_read_only_file_remote_refused_one_line(builds):
     """A read-only file:// remote: one RemoteError line (exit 2 from the CLI), nothing written."""
     top = Path(tempfile.mkdtemp(prefix="cxp-ro-"))

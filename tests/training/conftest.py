@@ -1,5 +1,6 @@
 """Training tests run torch on one thread: on a shared 2-core machine, two OpenMP threads
-contending with other processes made tiny RNN steps ~100x slower."""
+contending with other processes made tiny RNN steps ~100x slower. The priors they train on are
+built once per session (``tiny_prior``, ``structure_only``) and never written to by a test."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from connectome_priors.etl.pipeline import run_etl
+from connectome_priors.etl.sources.synthetic import SyntheticConfig
 from connectome_priors import priors_store
 from connectome_priors.etl.sources.cave.transform import canonical_tables
 from connectome_priors.etl.store import Store
@@ -31,6 +34,22 @@ def w_bio() -> np.ndarray:
     a = (a + a.T) / 2
     np.fill_diagonal(a, 1.0)
     return a
+
+
+#: Two scans' worth of tiny fields (~45 units each), 2 minutes of recording.
+TINY = SyntheticConfig(seed=5, n_fields=2, fields_per_scan=2, duration_s=120.0,
+                       field_size_range=(40, 48))
+
+
+@pytest.fixture(scope="session")
+def tiny_prior(tmp_path_factory):
+    """(store, artifact root, manifest) of a ~45-unit prior 'tiny' of field 6_6_2 of :data:`TINY`,
+    under <store>/artifacts; built once per session. Read-only: tests write into their own folders."""
+    path = tmp_path_factory.mktemp("train-tiny") / "store"
+    run_etl("synthetic", store=path, synthetic=TINY)
+    manifest = priors_store.build("tiny", Population.of_fields("6_6_2"), store=path,
+                                  root=path / "artifacts", params=DeriveParams(precision=False))
+    return path, path / "artifacts", manifest
 
 
 @pytest.fixture(scope="session")

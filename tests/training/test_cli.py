@@ -5,26 +5,17 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from connectome_priors import priors_store
 from connectome_priors.cli import main
-from connectome_priors.etl.pipeline import run_etl
-from connectome_priors.priors_store.pipeline import DeriveParams
-from connectome_priors.priors_store.population import Population
 from connectome_priors.training.cli import parse_variants
 from connectome_priors.training.errors import TrainingError
 from connectome_priors.training.experiment import RUN_COLUMNS
 from connectome_priors.training.variants import VARIANTS
 
-from .test_experiment import TINY
 
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """A store holding a tiny synthetic snapshot and prior 'tiny' under <store>/artifacts."""
-    path = tmp_path_factory.mktemp("train-cli") / "store"
-    run_etl("synthetic", store=path, synthetic=TINY)
-    manifest = priors_store.build("tiny", Population.of_fields("6_6_2"), store=path,
-                                  root=path / "artifacts", params=DeriveParams(precision=False))
+@pytest.fixture
+def store(tiny_prior):
+    """The session's store holding a tiny synthetic snapshot and prior 'tiny' under <store>/artifacts."""
+    path, _, manifest = tiny_prior
     return path, manifest
 
 

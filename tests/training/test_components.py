@@ -7,11 +7,7 @@ import pytest
 import torch
 
 from connectome_priors import priors_store
-from connectome_priors.etl.pipeline import run_etl
-from connectome_priors.etl.sources.synthetic import SyntheticConfig
 from connectome_priors.priors_store.derive import communicability as store_communicability
-from connectome_priors.priors_store.pipeline import DeriveParams
-from connectome_priors.priors_store.population import Population
 from connectome_priors.training.components import (CommunicabilityPenalty, DistancePenalty,
                                                    WiringDistanceCommunicability, bio_init_)
 from connectome_priors.training.errors import TrainingError
@@ -20,19 +16,12 @@ from connectome_priors.training.regularizers import real_distances
 from connectome_priors.training.tasks import TASKS, make_task
 from connectome_priors.training.variants import build_variant
 
-#: Two scans' worth of tiny fields (~45 units each), 2 minutes of recording.
-TINY = SyntheticConfig(seed=5, n_fields=2, fields_per_scan=2, duration_s=120.0,
-                       field_size_range=(40, 48))
 
 
 @pytest.fixture(scope="module")
-def prior(tmp_path_factory):
-    """A ~45-unit prior 'tiny' of field 6_6_2, loaded."""
-    base = tmp_path_factory.mktemp("components-tiny")
-    run_etl("synthetic", store=base / "store", synthetic=TINY)
-    priors_store.build("tiny", Population.of_fields("6_6_2"), store=base / "store",
-                       root=base / "artifacts", params=DeriveParams(precision=False))
-    return priors_store.load("tiny", root=base / "artifacts")
+def prior(tiny_prior):
+    """The session's ~45-unit prior 'tiny' of field 6_6_2, loaded."""
+    return priors_store.load("tiny", root=tiny_prior[1])
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,7 @@ import pytest
 import torch
 
 from connectome_priors import priors_store
-from connectome_priors.etl.pipeline import run_etl
-from connectome_priors.etl.sources.synthetic import SyntheticConfig
 from connectome_priors.kernel.version import code_version
-from connectome_priors.priors_store.pipeline import DeriveParams
-from connectome_priors.priors_store.population import Population
 from connectome_priors.training.config import ExperimentConfig, FitConfig
 from connectome_priors.training.errors import MissingKindError
 from connectome_priors.training.experiment import (RUN_COLUMNS, check_kinds, prior_arrays,
@@ -25,21 +21,14 @@ from connectome_priors.training.report import PUBLISHED_6_6_2, write_report
 from connectome_priors.training.stats import compare, summarize
 from connectome_priors.training.variants import VARIANTS
 
-#: Two scans' worth of tiny fields (~45 units each), 2 minutes of recording.
-TINY = SyntheticConfig(seed=5, n_fields=2, fields_per_scan=2, duration_s=120.0,
-                       field_size_range=(40, 48))
 CFG = ExperimentConfig(tasks=("T2",), variants=("W", "W*D*C"), runs=2, n_null=5, seed=3,
                        fit=FitConfig(epochs=1, n_train=256, n_val=128, n_test=128, batch_size=64))
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """(store, artifact root, manifest) of a ~45-unit prior 'tiny' of field 6_6_2."""
-    base = tmp_path_factory.mktemp("train-tiny")
-    run_etl("synthetic", store=base / "store", synthetic=TINY)
-    manifest = priors_store.build("tiny", Population.of_fields("6_6_2"), store=base / "store",
-                                  root=base / "artifacts", params=DeriveParams(precision=False))
-    return base / "store", base / "artifacts", manifest
+def tiny(tiny_prior):
+    """(store, artifact root, manifest) of the session's ~45-unit prior 'tiny' of field 6_6_2."""
+    return tiny_prior
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """Named pause points: where crash and concurrency tests stop the code under test.
 
-Code that must survive being killed (a push, a pull) calls :func:`pause` at named points, e.g.
-``pause("push:after-file:2")``. Unless the environment variable ``CXP_PAUSE_AT`` names that point
+Code that must survive being killed (a push, a pull, a store load) calls :func:`pause` at named
+points, e.g. ``pause("push:after-file:2")``, ``pause("store:raw-written")``; tests drive them with
+:mod:`connectome_priors.testing.pauses`. Unless the environment variable ``CXP_PAUSE_AT`` names that point
 this is a no-op (one dictionary lookup). When it does, the process
 
 1. writes the marker file ``<CXP_PAUSE_DIR>/<point>.reached`` holding its pid (``CXP_PAUSE_DIR``
