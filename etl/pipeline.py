@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 from tqdm.auto import tqdm
 
 from connectome_priors.schemas import STORE_TABLES
 
 from .errors import EtlError
-from .sources.registry import CaveSource, SourceConfig, extract, source_config
+from .sources.registry import CaveSource, FilesSource, SourceConfig, extract, source_config
 from .store import Store
 from .tables import Source
 
@@ -51,4 +52,8 @@ def run_etl(source: SourceConfig | Source = "synthetic", path: str | os.PathLike
         from .sources.cave.source import clear_checkpoints  # noqa: PLC0415
 
         clear_checkpoints(store.directory, config.config, extracted.materialization_version)
+    if isinstance(config, FilesSource) and not config.synapses:  # stored: the chunks are done with
+        from .sources.files.source import STREAM_DIRNAME  # noqa: PLC0415
+
+        shutil.rmtree(store.directory / STREAM_DIRNAME, ignore_errors=True)
     return {**snapshot, "store": str(store.directory)}
