@@ -52,7 +52,7 @@ def run_etl(source: SourceConfig | Source = "synthetic", path: str | os.PathLike
         from .sources.cave.source import clear_checkpoints  # noqa: PLC0415
 
         clear_checkpoints(store.directory, config.config, extracted.materialization_version)
-    if isinstance(config, FilesSource) and not config.synapses:  # stored: the chunks are done with
+    if isinstance(config, FilesSource) and (config.stream or not config.synapses):  # stored: the chunks are done with
         from .sources.files.source import STREAM_DIRNAME  # noqa: PLC0415
 
         shutil.rmtree(store.directory / STREAM_DIRNAME, ignore_errors=True)

@@ -81,8 +81,10 @@ class FilesSource:
     profile: str | None = None
     """A built-in datastack profile's name or a profile file (default ``minnie65_public``)."""
     synapses: bool = True
-    """Store the synapses among the cells; False: only their ``connections``, streamed from the
-    synapse export in checkpointed chunks (bounded memory, resumable; the whole-volume release)."""
+    """Store the synapses among the cells; False: only their ``connections`` (implies ``stream``)."""
+    stream: bool = False
+    """Stream the synapse export in checkpointed chunks: bounded memory, resumable (the
+    whole-volume release)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ def _read_files(cfg: FilesSource, progress: bool, store_dir) -> SourceTables:
 
     return read_files(Path(cfg.path), profile=cfg.profile, neurons=cfg.neurons, datastack=cfg.datastack,
                       materialization_version=cfg.materialization_version, synapses=cfg.synapses,
+                      stream=cfg.stream,
                       work_dir=StoreConfig.resolve(store_dir).directory / STREAM_DIRNAME, progress=progress)
 
 

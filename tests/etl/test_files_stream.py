@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
 import pytest
 
 from connectome_priors.etl import Store, run_etl
@@ -92,7 +93,7 @@ def test_hand_counted_connections_drop_autapses_fragments_and_ambiguous_roots(tm
     d = _write_tiny(tmp_path / "tiny")
     st = read_files(d, neurons="all", synapses=False, work_dir=tmp_path / "work")
     assert "synapses" not in st.tables
-    assert st.tables["connections"].to_pylist() == [
+    assert pq.read_table(st.tables["connections"].path).to_pylist() == [
         {"pre_nucleus_id": 2, "post_nucleus_id": 3, "n_synapses": 2, "sum_size": 15.0},
         {"pre_nucleus_id": 3, "post_nucleus_id": 2, "n_synapses": 2, "sum_size": None}]
     assert st.report["files"][-1]["rows"] == 7 and st.report["files"][-1]["kept"] == 4
@@ -100,8 +101,8 @@ def test_hand_counted_connections_drop_autapses_fragments_and_ambiguous_roots(tm
 
 def test_streamed_connections_equal_an_independent_duckdb_count_and_both_engines(release, tmp_path):
     cells = _cells()
-    got = stream_connections(_export(release), root_map(cells), tmp_path / "w",
-                             chunk_bytes=300_000).connections
+    got = pq.read_table(stream_connections(_export(release), root_map(cells), tmp_path / "w",
+                                           chunk_bytes=300_000).connections)
     assert got.num_rows > 1000
     names = ", ".join(f"'{c}': '{'BIGINT' if t == 'bigint' else 'INTEGER'}'" for c, t in VIEW_COLUMNS)
     sample = cells.column("nucleus_id").to_numpy()[::15]  # every 15th cell, as pre or as post
@@ -130,7 +131,8 @@ def test_a_stream_over_other_columns_is_refused_naming_them(tmp_path):
     d = _write_tiny(tmp_path / "tiny")
     (d / f"{VIEW_TABLE}_header.csv").write_text("".join(
         f"{c.replace('size', 'cleft')},{t}\n" for c, t in VIEW_COLUMNS))
-    with pytest.raises(SourceError, match=r"no column size; expected pre_pt_root_id"):
+    with pytest.raises(SourceError, match=r"no column size; expected pre_pt_root_id, post_pt_root_id, "
+                                          r"size; found id, .*cleft"):
         stream_connections(_export(d), root_map(_cells()), tmp_path / "w")
 
 
@@ -177,3 +179,33 @@ def test_killed_mid_stream_resumes_without_redoing_chunks_and_equals_an_uninterr
     b = Store(whole).sql("SELECT * EXCLUDE (snapshot_id) FROM connections ORDER BY ALL")
     assert len(a) > 1000 and a.equals(b)
     assert Store(store).snapshots().iloc[0]["content_hash"] == Store(whole).snapshots().iloc[0]["content_hash"]
+
+
+def test_streamed_synapses_and_connections_equal_the_held_load(tmp_path):
+    """``--stream`` keeps the synapses too, through the store's batch-by-batch copy: the same
+    stored rows as the held path, and the tiny hand-made export's rows."""
+    d = _write_tiny(tmp_path / "tiny")
+    run_etl("files", d, store=tmp_path / "held", neurons="all")
+    run_etl("files", d, store=tmp_path / "streamed", neurons="all", stream=True)
+    for table in ("neurons", "synapses", "connections"):
+        query = f"SELECT * EXCLUDE (snapshot_id) FROM {table} ORDER BY ALL"
+        assert Store(tmp_path / "streamed").sql(query).equals(Store(tmp_path / "held").sql(query))
+    syn = Store(tmp_path / "streamed").sql("SELECT synapse_id, size FROM synapses ORDER BY 1")
+    # 6 goes to a fragment; 7 from root 11, which two nuclei carry (no cell has it)
+    assert syn.synapse_id.tolist() == [1, 2, 3, 4, 5]
+    assert syn["size"].isna().tolist() == [False, False, True, False, False]
+    assert not (tmp_path / "streamed" / ".files-stream").exists()
+
+
+def test_a_streamed_table_out_of_key_order_is_refused_naming_the_rows(tmp_path):
+    from connectome_priors.etl.contracts import validate_streamed  # noqa: PLC0415
+    from connectome_priors.etl.errors import ValidationError  # noqa: PLC0415
+    from connectome_priors.etl.tables import ParquetRows  # noqa: PLC0415
+
+    path = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"pre_nucleus_id": [1, 1, 2, 2], "post_nucleus_id": [2, 3, 1, 1],
+                             "n_synapses": [1, 1, 1, 1], "sum_size": [1.0, 1.0, 1.0, 1.0]}), path)
+    neurons = pa.table({"nucleus_id": [1, 2, 3]})
+    with pytest.raises(ValidationError, match=r"sorted strictly.*row 3 has key \(2, 1\) after \(2, 1\)"):
+        validate_streamed(ParquetRows(path), "connections", {"neurons": neurons}, origin="test",
+                          batch_rows=3)  # the repeat straddles two batches

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from ...aggregate.mapping import root_map
 from ...errors import SourceError
 from ...profiles import Profile, load_profile
 from ...profiles.normalize import Resolved, normalize, nucleus_cell_types, resolve
-from ...tables import SourceTables
+from ...tables import ParquetRows, SourceTables
 from ..cave.transform import CELLTYPES_TABLE, NUCLEUS_TABLE, canonical_tables
 from .layout import ExportFile, inventory
 from .read import check_header, columns_of, read_export, stream_export
@@ -88,7 +87,8 @@ def _stream_among(export: ExportFile, res: Resolved, profile: Profile, keep: np.
 def read_files(directory: str | Path, *, profile: str | Path | Profile | None = None,
                neurons: str = "coregistered_excitatory", datastack: str | None = None,
                materialization_version: int | None = None, synapses: bool = True,
-               work_dir: str | Path | None = None, progress: bool = False) -> SourceTables:
+               stream: bool = False, work_dir: str | Path | None = None,
+               progress: bool = False) -> SourceTables:
     """Extract canonical tables from a folder of table exports.
 
     Parameters
@@ -107,10 +107,14 @@ def read_files(directory: str | Path, *, profile: str | Path | Profile | None = 
     materialization_version
         The version the exports were made of (default: from a ``v<N>`` folder name).
     synapses
-        Store the synapses between the selected cells (default). False: store only their
-        ``connections``, streamed from the synapse export in checkpointed chunks with bounded
-        memory (:mod:`.stream`; one ``.csv(.gz)`` file with a ``_header.csv`` sidecar, as the
-        static release publishes it); an interrupted load resumes from its last chunk.
+        Store the synapses between the selected cells (default), not only their ``connections``.
+        False implies ``stream``.
+    stream
+        Read the synapse export (one ``.csv(.gz)`` file with a ``_header.csv`` sidecar, as the
+        static release publishes it) in checkpointed chunks with bounded memory (:mod:`.stream`):
+        no step holds the synapse table, the store copies the results from Parquet
+        (:class:`~etl.tables.ParquetRows`), and an interrupted load resumes from its last chunk.
+        Synapse ids must be unique (the dump's primary key; the held path drops duplicates).
     work_dir
         Where a streamed load keeps its chunks and checkpoint (default: ``.files-stream`` in the
         current folder; ``cxp etl`` uses the store's, removed once the snapshot is stored).
@@ -170,22 +174,25 @@ def read_files(directory: str | Path, *, profile: str | Path | Profile | None = 
     streamed: dict[str, dict] = {}
     cells = (canonical_tables(raw, **kwargs, parameters=dict(parameters)).tables["neurons"]
              if "synapses" in resolved or "connections" in resolved else None)
-    streamed_connections = None
-    if cells is not None and cells.num_rows and not synapses and "synapses" in resolved:
+    streamed_files = None
+    stream = stream or not synapses
+    if cells is not None and cells.num_rows and stream and "synapses" in resolved:
         export, res = resolved["synapses"]
         rmap = root_map(cells)
+        members = cells.column("root_id").drop_null().to_numpy() if synapses else None
         work = Path(work_dir if work_dir is not None else STREAM_DIRNAME)
-        key = work_key(export, rmap, keep_self=False, chunk_bytes=CHUNK_BYTES)
-        run = stream_connections(export, rmap, work / key, chunk_bytes=CHUNK_BYTES,
-                                 progress=progress)
-        streamed_connections = run.connections
+        key = work_key(export, rmap, synapses_of=members, keep_self=False, chunk_bytes=CHUNK_BYTES)
+        run = stream_connections(export, rmap, work / key, synapses_of=members,
+                                 chunk_bytes=CHUNK_BYTES, progress=progress)
+        streamed_files = run
         files.append({"file": export.name(), "role": "synapses", "table": export.table,
                       "rows": run.rows, "kept": run.counted,
                       "not_between_selected_cells": run.rows - run.counted})
         streamed["synapses"] = {"not_between_selected_cells": run.rows - run.counted}
         stream_report = {"chunks": run.chunks, "resumed_chunks": run.resumed,
                          "text_bytes": run.text_bytes, "seconds": run.seconds}
-        parameters["synapses"] = "not stored; connections streamed from the synapse export"
+        if not synapses:
+            parameters["synapses"] = "not stored; connections streamed from the synapse export"
         if "connections" in resolved:
             unused.append((resolved["connections"][0],
                            f"connections are counted from {export.name()}"))
@@ -217,12 +224,15 @@ def read_files(directory: str | Path, *, profile: str | Path | Profile | None = 
                             ("tuning", "functional"), ("synapses", "synapses"),
                             ("connections", "synapses" if "synapses" in resolved else "connections"))
         if role in resolved})
-    if streamed_connections is not None:
-        out.tables["connections"] = streamed_connections
-        out.origins["connections"] = f"files {resolved['synapses'][0].describe()}"
+    if streamed_files is not None:
+        where = f"files {resolved['synapses'][0].describe()}"
+        out.tables["connections"] = ParquetRows(streamed_files.connections)
+        out.origins["connections"] = where
+        if streamed_files.synapses is not None:
+            out.tables["synapses"] = ParquetRows(streamed_files.synapses)
+            out.origins["synapses"] = where
         out.report["files_stream"] = stream_report
-        out.report["synapses_in_connections"] = int(pc.sum(streamed_connections.column(
-            "n_synapses")).as_py() or 0)
+        out.report["synapses_in_connections"] = streamed_files.counted
     out.source = "files"
     out.report["files"] = files
     out.report["files_not_used"] = [{"file": e.name(), "why": why} for e, why in unused]

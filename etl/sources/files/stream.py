@@ -21,8 +21,12 @@ write
     the chunk's partial sums as ``part-<k>.parquet`` in the work folder, then the checkpoint
     ``state.json`` (chunk count, text offset, rows), each written to a temporary name and renamed.
 
-At the end DuckDB sums the parts per key (bounded memory, spilling to the work folder) in key
-order, i.e. sorted by (pre_nucleus_id, post_nucleus_id). A load killed at any point resumes from
+With ``synapses_of``, the chunk's synapses between cells go to ``syn-<k>.parquet`` beside it.
+At the end DuckDB sums the parts per pair into ``connections.parquet`` sorted by
+(pre_nucleus_id, post_nucleus_id), and sorts the synapse parts by id into ``synapses.parquet``
+(bounded memory, spilling to the work folder): files the store copies batch by batch
+(:class:`~etl.tables.ParquetRows`), so a point query for one cell's partners reads the row groups
+whose statistics admit it. A load killed at any point resumes from
 its last checkpoint: finished chunks are not parsed, mapped, aggregated or written again (the text
 before the checkpoint's offset is decompressed and skipped, the cheapest step); the work folder
 names the file (path, size, mtime), the cells and the rules, so a changed input starts over.
@@ -62,14 +66,18 @@ __all__ = ["CHUNK_BYTES", "StreamResult", "stream_connections", "work_key"]
 CHUNK_BYTES = 64 << 20
 _PRE, _POST, _SIZE = "pre_pt_root_id", "post_pt_root_id", "size"
 _STAGES = ("decompress", "parse", "map", "aggregate", "write", "combine")
+_SYNAPSE_EXTRA = ("id", "ctr_pt_position_x", "ctr_pt_position_y", "ctr_pt_position_z")
 
 
 @dataclass
 class StreamResult:
     """The streamed ``connections`` and the facts of the run."""
 
-    connections: pa.Table
-    """``pre_nucleus_id``, ``post_nucleus_id``, ``n_synapses``, ``sum_size``, sorted by (pre, post)."""
+    connections: Path
+    """Parquet: ``pre_nucleus_id``, ``post_nucleus_id``, ``n_synapses``, ``sum_size``, sorted by
+    (pre, post)."""
+    synapses: Path | None
+    """Parquet: the kept synapses in the store's columns, sorted by ``synapse_id`` (or None)."""
     rows: int
     """Synapse rows read."""
     counted: int
@@ -84,7 +92,8 @@ class StreamResult:
     """Decompressed bytes."""
 
 
-def work_key(export: ExportFile, rmap: RootMap, *, keep_self: bool, chunk_bytes: int) -> str:
+def work_key(export: ExportFile, rmap: RootMap, *, synapses_of: np.ndarray | None,
+             keep_self: bool, chunk_bytes: int) -> str:
     """What a work folder is for: the file (path, size, mtime), the cells, the rules (hex)."""
     path = export.paths[0]
     st = path.stat()
@@ -92,6 +101,7 @@ def work_key(export: ExportFile, rmap: RootMap, *, keep_self: bool, chunk_bytes:
                        f"{chunk_bytes}\0{export.header_row}\0".encode())
     h.update(rmap.root_ids.tobytes())
     h.update(rmap.nucleus_ids.tobytes())
+    h.update(b"-" if synapses_of is None else np.unique(np.asarray(synapses_of, np.int64)).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -172,8 +182,10 @@ def _parse(chunk: bytes, names: list[str], columns: list[str], skip: int, where:
                           f"columns of its header ({', '.join(names)})", path=where) from err
 
 
-def _aggregate(table: pa.Table, rmap: RootMap, rank: np.ndarray, pool: ThreadPoolExecutor,
-               keep_self: bool, seconds: dict[str, float]) -> pa.Table:
+def _aggregate(table: pa.Table, rmap: RootMap, by_rank: np.ndarray, rank: np.ndarray,
+               pool: ThreadPoolExecutor, keep_self: bool, seconds: dict[str, float]
+               ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """The chunk's partial sums per (pre, post) cell pair; with the root ids of its rows."""
     t = time.perf_counter()
     pre = table.column(_PRE).fill_null(0).to_numpy()
     post = table.column(_POST).fill_null(0).to_numpy()
@@ -189,39 +201,62 @@ def _aggregate(table: pa.Table, rmap: RootMap, rank: np.ndarray, pool: ThreadPoo
     known = size.is_valid().to_numpy(zero_copy_only=False)[ok]
     sizes = size.fill_null(0).to_numpy()[ok]
     uniq, inv = np.unique(key, return_inverse=True)
-    out = pa.table({"key": uniq, "n": np.bincount(inv, minlength=len(uniq)).astype(np.int64),
+    out = pa.table({"pre_nucleus_id": by_rank[uniq // m], "post_nucleus_id": by_rank[uniq % m],
+                    "n": np.bincount(inv, minlength=len(uniq)).astype(np.int64),
                     "n_known": np.bincount(inv, known, len(uniq)).astype(np.int64),
                     "size": np.bincount(inv, sizes, len(uniq)).astype(np.int64)})
     seconds["aggregate"] += time.perf_counter() - t2
-    return out
+    return out, pre, post
 
 
-def _combine(parts: list[Path], work: Path, rmap: RootMap, memory_limit: str) -> pa.Table:
-    """Sum the parts per key in key order; keys back to (pre, post) nucleus ids."""
-    m = np.int64(max(len(rmap.root_ids), 1))
-    by_rank = np.sort(rmap.nucleus_ids)
-    if not parts:
-        keyed = pa.table({c: pa.array([], pa.int64()) for c in ("key", "n", "n_known", "size")})
-    else:
-        con = duckdb.connect(config={"memory_limit": memory_limit, "threads": 2,
-                                     "temp_directory": str(work / "spill"),
-                                     "preserve_insertion_order": False})
-        try:
-            files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
-            keyed = con.sql(f"SELECT key, sum(n)::BIGINT AS n, sum(n_known)::BIGINT AS n_known, "
-                            f"sum(size)::BIGINT AS size FROM read_parquet([{files}]) GROUP BY key "
-                            "ORDER BY key").to_arrow_table()
-        finally:
-            con.close()
-    key = keyed.column("key").to_numpy()
-    n, n_known = keyed.column("n").to_numpy(), keyed.column("n_known").to_numpy()
-    return pa.table({
-        "pre_nucleus_id": pa.array(by_rank[key // m], pa.int64()),
-        "post_nucleus_id": pa.array(by_rank[key % m], pa.int64()),
-        "n_synapses": pa.array(n, pa.int64()),
-        "sum_size": pa.array(keyed.column("size").to_numpy().astype(np.float64), pa.float64(),
-                             mask=n_known != n),
-    })
+def _synapse_rows(table: pa.Table, pre: np.ndarray, post: np.ndarray, members: np.ndarray) -> pa.Table:
+    """The chunk's synapses whose pre and post roots are both cells (``members``: sorted roots),
+    in the store's columns."""
+    keep = np.isin(pre, members) & np.isin(post, members)
+    rows = table.filter(pa.array(keep))
+
+    def vox(name: str) -> pa.ChunkedArray:
+        return pc.cast(rows.column(name), pa.float64())
+
+    return pa.table({"synapse_id": rows.column("id"), "pre_root_id": rows.column(_PRE),
+                     "post_root_id": rows.column(_POST), "size": vox(_SIZE),
+                     "x_vox": vox("ctr_pt_position_x"), "y_vox": vox("ctr_pt_position_y"),
+                     "z_vox": vox("ctr_pt_position_z")})
+
+
+def _sql_path(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _combine(work: Path, parts: list[Path], synapse_parts: list[Path], memory_limit: str
+             ) -> tuple[Path, Path | None, int]:
+    """Sum the parts per pair into ``connections.parquet`` sorted by (pre, post); the synapse parts
+    into ``synapses.parquet`` sorted by id. DuckDB, bounded by ``memory_limit``, spilling to
+    ``work``. Returns the two files and the synapses counted."""
+    out, syn = work / "connections.parquet", work / "synapses.parquet"
+    con = duckdb.connect(config={"memory_limit": memory_limit, "threads": 2,
+                                 "temp_directory": str(work / "spill"),
+                                 "preserve_insertion_order": False})
+    try:
+        source = (f"read_parquet([{', '.join(map(_sql_path, parts))}])" if parts else
+                  "(SELECT 1::BIGINT AS pre_nucleus_id, 1::BIGINT AS post_nucleus_id, "
+                  "1::BIGINT AS n, 1::BIGINT AS n_known, 1::BIGINT AS size WHERE false)")
+        with atomic_path(out) as tmp:
+            con.execute(f"""COPY (SELECT pre_nucleus_id, post_nucleus_id,
+                                sum(n)::BIGINT AS n_synapses,
+                                CASE WHEN sum(n_known) = sum(n) THEN sum(size)::DOUBLE END AS sum_size
+                              FROM {source} GROUP BY ALL ORDER BY pre_nucleus_id, post_nucleus_id)
+                            TO {_sql_path(tmp)} (FORMAT parquet, COMPRESSION zstd)""")
+        row = con.execute(f"SELECT sum(n_synapses) FROM read_parquet({_sql_path(out)})").fetchone()
+        counted = int(row[0] or 0) if row else 0
+        if not synapse_parts:
+            return out, None, counted
+        with atomic_path(syn) as tmp:
+            con.execute(f"COPY (SELECT * FROM read_parquet([{', '.join(map(_sql_path, synapse_parts))}]) "
+                        f"ORDER BY synapse_id) TO {_sql_path(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+        return out, syn, counted
+    finally:
+        con.close()
 
 
 def _state(work: Path) -> dict:
@@ -230,26 +265,31 @@ def _state(work: Path) -> dict:
 
 
 def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
-                       keep_self: bool = False, chunk_bytes: int = CHUNK_BYTES,
-                       memory_limit: str = "2GB", progress: bool = False) -> StreamResult:
+                       synapses_of: np.ndarray | None = None, keep_self: bool = False,
+                       chunk_bytes: int = CHUNK_BYTES, memory_limit: str = "2GB",
+                       progress: bool = False) -> StreamResult:
     """Aggregate one (header-bound) CSV export of synapses into ``connections``, in chunks.
 
     Parameters
     ----------
     export
         One data file (``.csv.gz`` or ``.csv``) whose header sidecar names ``pre_pt_root_id``,
-        ``post_pt_root_id`` and ``size``.
+        ``post_pt_root_id`` and ``size`` (and, with ``synapses_of``, ``id`` and
+        ``ctr_pt_position_x/y/z``).
     rmap
         Root id -> cell (:func:`~etl.aggregate.root_map` of the ``neurons`` table).
     work
-        The run's folder: chunk parts and the checkpoint (kept for a resume; the caller removes it
-        once the result is stored).
+        The run's folder: chunk parts, the checkpoint and the results (kept for a resume; the
+        caller removes it once the result is stored).
+    synapses_of
+        Also keep the synapses whose pre and post root ids are both among these (the cells' root
+        ids, ambiguous ones included, as the held path does), in the store's ``synapses`` columns.
     keep_self
         Count autapses (default False, as :func:`~etl.aggregate.synapses_to_connections`).
     chunk_bytes
         Text per chunk and checkpoint.
     memory_limit
-        DuckDB's limit for the final sum over the parts (beyond it, it spills to ``work``).
+        DuckDB's limit for the final sums and sort (beyond it, it spills to ``work``).
     progress
         Show a bar of compressed bytes read, with rows and an ETA.
 
@@ -262,10 +302,11 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
         raise SourceError(f"{export.describe()}: streaming reads one CSV(.gz) data file with a "
                           "_header.csv sidecar", path=str(export.paths[0]))
     names = list(export.header.columns)
-    missing = [c for c in (_PRE, _POST, _SIZE) if c not in names]
+    columns = [_PRE, _POST, _SIZE] + (list(_SYNAPSE_EXTRA) if synapses_of is not None else [])
+    missing = [c for c in columns if c not in names]
     if missing:
         raise SourceError(f"{export.header.path}: no column {', '.join(missing)}; expected "
-                          f"{_PRE}, {_POST} and {_SIZE}; found {', '.join(names)}",
+                          f"{', '.join(columns)}; found {', '.join(names)}",
                           path=str(export.header.path))
     path, where = export.paths[0], export.describe()
     work = Path(work)
@@ -273,11 +314,12 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
     state = _state(work)
     resumed, k, rows = state["done"], state["done"], state["rows"]
     seconds = dict.fromkeys(_STAGES, 0.0)
+    by_rank = np.sort(rmap.nucleus_ids)
     rank = np.argsort(np.argsort(rmap.nucleus_ids, kind="stable"), kind="stable").astype(np.int64)
+    members = None if synapses_of is None else np.unique(np.asarray(synapses_of, np.int64))
     text = _Text(path, state["offset"], chunk_bytes)
     offset = state["offset"]
-    total = path.stat().st_size
-    bar = tqdm(total=total, initial=0, desc=path.name, unit="B", unit_scale=True,
+    bar = tqdm(total=path.stat().st_size, desc=path.name, unit="B", unit_scale=True,
                disable=not progress)
     try:
         with ThreadPoolExecutor(2) as pool:
@@ -285,11 +327,15 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
             for chunk in text:
                 seconds["decompress"] += time.perf_counter() - t
                 t = time.perf_counter()
-                table = _parse(chunk, names, [_PRE, _POST, _SIZE],
+                table = _parse(chunk, names, columns,
                                1 if export.header_row and offset == 0 else 0, where)
                 seconds["parse"] += time.perf_counter() - t
-                part = _aggregate(table, rmap, rank, pool, keep_self, seconds)
+                part, pre, post = _aggregate(table, rmap, by_rank, rank, pool, keep_self, seconds)
                 t = time.perf_counter()
+                if members is not None:
+                    with atomic_path(work / f"syn-{k:06d}.parquet") as tmp:
+                        pq.write_table(_synapse_rows(table, pre, post, members), tmp,
+                                       compression="zstd")
                 with atomic_path(work / f"part-{k:06d}.parquet") as tmp:
                     pq.write_table(part, tmp, compression="zstd")
                 pause(f"files-stream:before-checkpoint:{k}")
@@ -307,9 +353,10 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
         text.close()
         bar.close()
     t = time.perf_counter()
-    connections = _combine([work / f"part-{i:06d}.parquet" for i in range(k)], work, rmap,
-                           memory_limit)
+    connections, synapses, counted = _combine(
+        work, [work / f"part-{i:06d}.parquet" for i in range(k)],
+        [work / f"syn-{i:06d}.parquet" for i in range(k)] if members is not None else [],
+        memory_limit)
     seconds["combine"] = time.perf_counter() - t
-    counted = int(pc.sum(connections.column("n_synapses")).as_py() or 0)
-    return StreamResult(connections, rows, counted, k, resumed,
+    return StreamResult(connections, synapses, rows, counted, k, resumed,
                         {s: round(v, 3) for s, v in seconds.items()}, offset)
