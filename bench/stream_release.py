@@ -1,5 +1,6 @@
 """Wall time, peak memory and the split of ``cxp etl --source files --connections-only`` on the
-seeded stand-in of minnie65's static release (one gzip synapse view, issue 22).
+seeded stand-in of minnie65's static release (one gzip synapse view, issue 22); ``--synapses``:
+``--stream``, the synapses among the cells stored too.
 
 For each ``--rows`` size: writes the stand-in (``connectome_priors.testing.release_synth``; reused
 when present), then loads it into a fresh store in a child process (so its peak RSS is its own)
@@ -35,7 +36,8 @@ import json, resource, sys, time
 from connectome_priors.etl.sources.files import read_files
 from connectome_priors.etl import Store
 t0 = time.perf_counter()
-st = read_files(sys.argv[1], neurons="all", synapses=False, work_dir=sys.argv[2] + "-work")
+st = read_files(sys.argv[1], neurons="all", synapses=sys.argv[3] == "1", stream=True,
+                work_dir=sys.argv[2] + "-work")
 t1 = time.perf_counter()
 snap = Store(sys.argv[2]).load(st)
 t2 = time.perf_counter()
@@ -44,7 +46,8 @@ print(json.dumps({"extract_s": round(t1 - t0, 2), "store_load_s": round(t2 - t1,
                   "cpu_s": round(use.ru_utime + use.ru_stime, 2),
                   "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
                   "stream": st.report["files_stream"], "rows": st.report["files"][-1]["rows"],
-                  "connections": st.tables["connections"].num_rows,
+                  "connections": st.streamed["connections"].num_rows,
+                  "synapses": st.streamed["synapses"].num_rows if "synapses" in st.streamed else None,
                   "synapses_in_connections": st.report["synapses_in_connections"],
                   "snapshot": snap["snapshot_id"]}))
 """
@@ -76,6 +79,8 @@ def main() -> None:
     parser.add_argument("--neurons", type=int, default=144_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-only", action="store_true")
+    parser.add_argument("--synapses", action="store_true",
+                        help="also store the synapses among the cells (cxp etl --stream)")
     args = parser.parse_args()
     for rows in args.rows:
         release = args.data / f"rows-{rows}"
@@ -90,7 +95,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(dir=args.data) as tmp:
             store = Path(tmp) / "store"
             t = time.perf_counter()
-            out = subprocess.run([sys.executable, "-c", _CHILD, str(release), str(store)],
+            out = subprocess.run([sys.executable, "-c", _CHILD, str(release), str(store),
+                                  "1" if args.synapses else "0"],
                                  capture_output=True, text=True, check=True)
             wall = time.perf_counter() - t
             result = json.loads(out.stdout.strip().splitlines()[-1])

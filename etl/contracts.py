@@ -190,7 +190,8 @@ def validate_table(table: pa.Table, name: str, *, origin: str) -> pa.Table:
     return out
 
 
-def require_rows(source: str, tables: Mapping[str, pa.Table], *, origins: Mapping[str, str]) -> None:
+def require_rows(source: str, tables: Mapping[str, pa.Table | ParquetRows], *,
+                 origins: Mapping[str, str]) -> None:
     """Check that every table ``source`` must provide (:data:`REQUIRED_TABLES`) is present with
     at least one row.
 

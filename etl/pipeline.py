@@ -41,7 +41,7 @@ def run_etl(source: SourceConfig | Source = "synthetic", path: str | os.PathLike
         raise EtlError("give PATH inside the source config, not beside it")
     store = store if isinstance(store, Store) else Store(store)
     extracted = extract(config, progress=progress, store_dir=store.directory)
-    present = [t for t in STORE_TABLES if t in extracted.tables]
+    present = [t for t in STORE_TABLES if t in extracted.tables or t in extracted.streamed]
     with tqdm(total=len(present), desc="store tables", unit="table", disable=not progress) as bar:
         def step(name: str) -> None:
             bar.set_postfix_str(name)

@@ -430,14 +430,13 @@ class Store:
             held the lock too long, the catalog is missing beside snapshot folders or damaged);
             the store is then unchanged.
         """
-        require_rows(extracted.source, extracted.tables, origins=extracted.origins)
-        streamed = {n: t for n, t in extracted.tables.items() if isinstance(t, ParquetRows)}
-        tables: dict = validate_tables({n: t for n, t in extracted.tables.items() if n not in streamed},
-                                       origins=extracted.origins)
-        for name, rows in streamed.items():  # batch by batch: never held whole
-            validate_streamed(rows, name, tables, origin=extracted.origins.get(name, "?"),
+        require_rows(extracted.source, {**extracted.tables, **extracted.streamed},
+                     origins=extracted.origins)
+        held = validate_tables(extracted.tables, origins=extracted.origins)
+        for name, rows in extracted.streamed.items():  # batch by batch: never held whole
+            validate_streamed(rows, name, held, origin=extracted.origins.get(name, "?"),
                               batch_rows=_IPC_CHUNK)
-        tables.update(streamed)
+        tables: dict[str, pa.Table | ParquetRows] = {**held, **extracted.streamed}
         digest = content_hash(extracted.source, tables)
         snapshot_id = f"{extracted.source}-{_identity(digest, extracted)[:16]}"
         self._check_directory()

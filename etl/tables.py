@@ -53,9 +53,8 @@ class SourceTables:
 
     source: Source
     """Which source produced the tables."""
-    tables: dict[str, pa.Table | ParquetRows]
-    """Store table name -> Arrow table with the contract's columns (no snapshot_id), or, for a
-    table too large to hold, its rows written to Parquet (:class:`ParquetRows`)."""
+    tables: dict[str, pa.Table]
+    """Store table name -> Arrow table with the contract's columns (no snapshot_id)."""
     parameters: dict = field(default_factory=dict)
     """JSON-serializable parameters of the extraction (path, seed, mode, voxel size in nm, ...)."""
     report: dict = field(default_factory=dict)
@@ -68,6 +67,8 @@ class SourceTables:
     """CAVE materialization version, where known."""
     materialization_timestamp: str | None = None
     """ISO-8601 UTC timestamp of the materialization, where known."""
+    streamed: dict[str, ParquetRows] = field(default_factory=dict)
+    """Store table name -> rows too many to hold, written to Parquet (not also in ``tables``)."""
 
     def origin(self, table: str) -> str:
         """Describe where ``table`` came from, for error messages."""

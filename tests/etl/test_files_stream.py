@@ -92,8 +92,8 @@ def _write_tiny(d: Path) -> Path:
 def test_hand_counted_connections_drop_autapses_fragments_and_ambiguous_roots(tmp_path):
     d = _write_tiny(tmp_path / "tiny")
     st = read_files(d, neurons="all", synapses=False, work_dir=tmp_path / "work")
-    assert "synapses" not in st.tables
-    assert pq.read_table(st.tables["connections"].path).to_pylist() == [
+    assert "synapses" not in st.tables and "synapses" not in st.streamed
+    assert pq.read_table(st.streamed["connections"].path).to_pylist() == [
         {"pre_nucleus_id": 2, "post_nucleus_id": 3, "n_synapses": 2, "sum_size": 15.0},
         {"pre_nucleus_id": 3, "post_nucleus_id": 2, "n_synapses": 2, "sum_size": None}]
     assert st.report["files"][-1]["rows"] == 7 and st.report["files"][-1]["kept"] == 4

@@ -226,10 +226,10 @@ def read_files(directory: str | Path, *, profile: str | Path | Profile | None = 
         if role in resolved})
     if streamed_files is not None:
         where = f"files {resolved['synapses'][0].describe()}"
-        out.tables["connections"] = ParquetRows(streamed_files.connections)
+        out.streamed["connections"] = ParquetRows(streamed_files.connections)
         out.origins["connections"] = where
         if streamed_files.synapses is not None:
-            out.tables["synapses"] = ParquetRows(streamed_files.synapses)
+            out.streamed["synapses"] = ParquetRows(streamed_files.synapses)
             out.origins["synapses"] = where
         out.report["files_stream"] = stream_report
         out.report["synapses_in_connections"] = streamed_files.counted
