@@ -21,6 +21,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
+from connectome_priors.cli import main
 from connectome_priors.etl import Store, run_etl
 from connectome_priors.etl.aggregate import root_map, synapses_to_connections
 from connectome_priors.etl.errors import SourceError
@@ -97,6 +98,19 @@ def test_hand_counted_connections_drop_autapses_fragments_and_ambiguous_roots(tm
         {"pre_nucleus_id": 2, "post_nucleus_id": 3, "n_synapses": 2, "sum_size": 15.0},
         {"pre_nucleus_id": 3, "post_nucleus_id": 2, "n_synapses": 2, "sum_size": None}]
     assert st.report["files"][-1]["rows"] == 7 and st.report["files"][-1]["kept"] == 4
+
+
+def test_cli_connections_only_stores_connections_and_no_synapses(tmp_path, capsys):
+    d = _write_tiny(tmp_path / "tiny")
+    store = tmp_path / "s"
+    assert main(["etl", "--source", "files", str(d), "--neurons", "all", "--connections-only",
+                 "--store", str(store), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    counts = out.splitlines()[1]
+    assert counts.startswith("  connections 2, neurons ") and "synapses" not in counts
+    assert Store(store).sql("SELECT count(*) AS n FROM synapses").n[0] == 0
+    assert Store(store).sql("SELECT sum(n_synapses) AS n FROM connections").n[0] == 4
+    assert not (store / ".files-stream").exists()
 
 
 def test_streamed_connections_equal_an_independent_duckdb_count_and_both_engines(release, tmp_path):
