@@ -13,6 +13,7 @@ admit one cell, their bytes, and ``cxp sql``'s time for that cell's partners).
     nice -n 10 .venv/bin/python bench/stream_release.py --rows 1000000 10000000 --data /tmp/release
     nice -n 10 .venv/bin/python bench/stream_release.py --write-only --rows 337312429 --data /big
 
+``--compare-decoders`` times each gzip reader (CPU seconds) on the first size's file and stops.
 ``--write-only`` writes the stand-in(s) and stops (``--rows 337312429`` is the full volume: about
 17 GB of gzip, 50 GB of text).
 """
@@ -72,6 +73,33 @@ def _point_query(store: Path, snapshot: str) -> dict:
             "cxp_sql_out": out.stdout.strip().splitlines()[-1]}
 
 
+def compare_decoders(path: Path) -> None:
+    """CPU seconds (this process, all threads) to decompress ``path`` with each candidate reader;
+    ``rapidgzip`` only where installed (it is not a dependency)."""
+    import gzip  # noqa: PLC0415
+
+    from isal import igzip, igzip_threaded  # noqa: PLC0415
+
+    readers = {"gzip (zlib)": lambda: gzip.open(path, "rb"), "isal.igzip": lambda: igzip.open(path, "rb"),
+               "isal.igzip_threaded": lambda: igzip_threaded.open(path, "rb", threads=1)}
+    try:
+        import rapidgzip  # noqa: PLC0415
+
+        readers["rapidgzip p=1"] = lambda: rapidgzip.open(str(path), parallelization=1)
+        readers["rapidgzip p=2"] = lambda: rapidgzip.open(str(path), parallelization=2)
+    except ImportError:
+        pass
+    for name, opener in readers.items():
+        t, c, n = time.perf_counter(), time.process_time(), 0
+        with opener() as fh:
+            while block := fh.read(16 << 20):
+                n += len(block)
+        cpu = time.process_time() - c
+        print(json.dumps({"reader": name, "text_bytes": n, "cpu_s": round(cpu, 2),
+                          "cpu_mb_per_s": round(n / cpu / 1e6), "wall_s": round(time.perf_counter() - t, 2)}),
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
@@ -79,6 +107,8 @@ def main() -> None:
     parser.add_argument("--neurons", type=int, default=144_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-only", action="store_true")
+    parser.add_argument("--compare-decoders", action="store_true",
+                        help="only time each gzip reader on the first --rows size's file")
     parser.add_argument("--synapses", action="store_true",
                         help="also store the synapses among the cells (cxp etl --stream)")
     args = parser.parse_args()
@@ -90,6 +120,9 @@ def main() -> None:
                           progress=True)
             print(json.dumps({"rows": rows, "written_s": round(time.perf_counter() - t, 1)}),
                   flush=True)
+        if args.compare_decoders:
+            compare_decoders(release / "synapses_pni_2_v1_filtered_view.csv.gz")
+            return
         if args.write_only:
             continue
         with tempfile.TemporaryDirectory(dir=args.data) as tmp:
