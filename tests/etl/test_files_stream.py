@@ -223,3 +223,12 @@ def test_a_streamed_table_out_of_key_order_is_refused_naming_the_rows(tmp_path):
     with pytest.raises(ValidationError, match=r"sorted strictly.*row 3 has key \(2, 1\) after \(2, 1\)"):
         validate_streamed(ParquetRows(path), "connections", {"neurons": neurons}, origin="test",
                           batch_rows=3)  # the repeat straddles two batches
+
+
+def test_a_truncated_gzip_is_one_error_naming_the_file(tmp_path):
+    d = _write_tiny(tmp_path / "tiny")
+    data = d / f"{VIEW_TABLE}.csv.gz"
+    lines = "".join(f"{i},1,1,1,1,1,1,1,1,1,5,0,22,0,33\n" for i in range(1, 20_001))
+    data.write_bytes(gzip.compress(lines.encode())[:-5000])
+    with pytest.raises(SourceError, match=r"cannot read .*\.csv\.gz: .*complete \.csv\.gz"):
+        stream_connections(_export(d), root_map(_cells()), tmp_path / "w")

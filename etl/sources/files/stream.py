@@ -111,6 +111,7 @@ class _Text:
     def __init__(self, path: Path, start: int, chunk_bytes: int) -> None:
         from isal import igzip_threaded  # noqa: PLC0415 (only for this step)
 
+        self.path = path
         self.raw = open(path, "rb")  # noqa: SIM115 (closed in close())
         self.fh = igzip_threaded.open(self.raw, "rb", threads=1) if path.name.endswith(".gz") \
             else self.raw
@@ -133,24 +134,29 @@ class _Text:
                 got = self.fh.read(self.chunk_bytes)
                 buf = carry + got if carry else got
                 if not got:
-                    if buf:
-                        self.queue.put(buf if buf.endswith(b"\n") else buf + b"\n")
+                    if buf:  # a last line without its newline
+                        self.queue.put((buf + b"\n", len(buf)))
                     break
                 cut = buf.rfind(b"\n") + 1
                 if cut == 0:
                     carry = buf
                     continue
                 carry = buf[cut:]
-                self.queue.put(buf[:cut])
+                self.queue.put((buf[:cut], cut))
             self.queue.put(None)
         except BaseException as err:  # noqa: BLE001 (handed to the consumer, which raises it)
             self.queue.put(err)
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[tuple[bytes, int]]:
+        """(text ending with a newline, bytes of the file's text it stands for)."""
         while True:
             item = self.queue.get()
             if item is None:
                 return
+            if isinstance(item, Exception):
+                raise SourceError(f"cannot read {self.path}: {item or type(item).__name__}; "
+                                  "expected a complete .csv.gz export (corrupted or truncated?)",
+                                  path=str(self.path)) from item
             if isinstance(item, BaseException):
                 raise item
             yield item
@@ -324,7 +330,7 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
     try:
         with ThreadPoolExecutor(2) as pool:
             t = time.perf_counter()
-            for chunk in text:
+            for chunk, consumed in text:
                 seconds["decompress"] += time.perf_counter() - t
                 t = time.perf_counter()
                 table = _parse(chunk, names, columns,
@@ -339,7 +345,7 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
                 with atomic_path(work / f"part-{k:06d}.parquet") as tmp:
                     pq.write_table(part, tmp, compression="zstd")
                 pause(f"files-stream:before-checkpoint:{k}")
-                offset += len(chunk)
+                offset += consumed
                 rows += table.num_rows
                 k += 1
                 atomic_write_text(work / "state.json", json.dumps(
