@@ -12,8 +12,8 @@ parse
     Arrow's CSV reader on the chunk (its blocks parsed on both cores), only the pre/post root id
     and size columns converted.
 map
-    root id -> cell by binary search in the sorted root ids (:class:`~etl.aggregate.RootMap`:
-    roots carried by several nuclei are left out), pre and post side on two threads.
+    root id -> cell through :class:`~etl.aggregate.RootMap`'s hash index (roots carried by several
+    nuclei are left out), pre and post side on two threads.
 aggregate
     per chunk: synapses per (pre cell, post cell) key, with the number of sizes known and their
     sum (:mod:`etl.aggregate.partial`'s rules: autapses dropped unless ``keep_self``).
@@ -47,6 +47,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -169,14 +170,6 @@ class _Text:
         self.raw.close()
 
 
-def _lookup(rmap: RootMap, roots: np.ndarray) -> np.ndarray:
-    idx = np.searchsorted(rmap.root_ids, roots)
-    np.minimum(idx, max(len(rmap.root_ids) - 1, 0), out=idx)
-    if len(rmap.root_ids) == 0:
-        return np.full(len(roots), -1, np.int64)
-    return np.where(rmap.root_ids[idx] == roots, idx, -1)
-
-
 def _parse(chunk: bytes, names: list[str], columns: list[str], skip: int, where: str) -> pa.Table:
     read = pcsv.ReadOptions(column_names=names, use_threads=True, skip_rows=skip,
                             block_size=max(1 << 20, len(chunk) // 4))
@@ -195,7 +188,7 @@ def _aggregate(table: pa.Table, rmap: RootMap, by_rank: np.ndarray, rank: np.nda
     t = time.perf_counter()
     pre = table.column(_PRE).fill_null(0).to_numpy()
     post = table.column(_POST).fill_null(0).to_numpy()
-    ip, iq = pool.map(lambda r: _lookup(rmap, r), (pre, post))
+    ip, iq = pool.map(rmap.lookup, (pre, post))
     ok = (ip >= 0) & (iq >= 0)
     if not keep_self:
         ok &= ip != iq
@@ -215,10 +208,10 @@ def _aggregate(table: pa.Table, rmap: RootMap, by_rank: np.ndarray, rank: np.nda
     return out, pre, post
 
 
-def _synapse_rows(table: pa.Table, pre: np.ndarray, post: np.ndarray, members: np.ndarray) -> pa.Table:
-    """The chunk's synapses whose pre and post roots are both cells (``members``: sorted roots),
-    in the store's columns."""
-    keep = np.isin(pre, members) & np.isin(post, members)
+def _synapse_rows(table: pa.Table, pre: np.ndarray, post: np.ndarray, members: pd.Index) -> pa.Table:
+    """The chunk's synapses whose pre and post roots are both cells' (``members``), in the store's
+    columns."""
+    keep = (members.get_indexer(pre) >= 0) & (members.get_indexer(post) >= 0)
     rows = table.filter(pa.array(keep))
 
     def vox(name: str) -> pa.ChunkedArray:
@@ -322,7 +315,8 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
     seconds = dict.fromkeys(_STAGES, 0.0)
     by_rank = np.sort(rmap.nucleus_ids)
     rank = np.argsort(np.argsort(rmap.nucleus_ids, kind="stable"), kind="stable").astype(np.int64)
-    members = None if synapses_of is None else np.unique(np.asarray(synapses_of, np.int64))
+    members = None if synapses_of is None else pd.Index(np.unique(np.asarray(synapses_of, np.int64)))
+    rmap.lookup(np.zeros(1, np.int64))  # its hash index, built once before the threads use it
     text = _Text(path, state["offset"], chunk_bytes)
     offset = state["offset"]
     bar = tqdm(total=path.stat().st_size, desc=path.name, unit="B", unit_scale=True,
