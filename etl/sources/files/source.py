@@ -7,7 +7,9 @@ published names). Every entry of the folder is accounted for (:func:`.layout.inv
 report carries all three and ``cxp etl`` prints them. Small tables are read whole; the synapse
 table (337M rows at minnie65 v1412) and an edge list (``connections``) are streamed, keeping only
 rows between the selected cells, and counting the rest. A table whose rows are all dropped is an
-error. Everything then goes through :func:`etl.sources.cave.transform.canonical_tables`, so
+error. With ``stream`` (``cxp etl --stream`` / ``--connections-only``) the synapse export is read
+by :mod:`.stream` instead: checkpointed chunks, bounded memory, results handed to the store as
+Parquet (``SourceTables.streamed``). Everything then goes through :func:`etl.sources.cave.transform.canonical_tables`, so
 ``files`` and ``cave`` produce the same canonical tables.
 """
 
