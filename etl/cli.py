@@ -51,6 +51,13 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     etl.add_argument("--mode", choices=["strict", "lenient"], default="strict",
                      help="blueprint: abort on a failing field (strict) or skip and report it")
     etl.add_argument("--fields", default=None, help="blueprint: comma-separated fields, e.g. 6_6_2,5_6_8")
+    etl.add_argument("--stream", action="store_true",
+                     help="files: stream the synapse export (one .csv.gz, as the static release "
+                          "publishes it) in checkpointed chunks with bounded memory; an interrupted "
+                          "load resumes from its last chunk")
+    etl.add_argument("--connections-only", action="store_true",
+                     help="files: store connections among the selected cells, not their synapses "
+                          "(implies --stream)")
     etl.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_store(etl)
     add_nwb_arguments(etl)
@@ -159,6 +166,7 @@ def _cmd_etl(args: argparse.Namespace) -> None:
                              "fields": args.fields.split(",") if args.fields is not None else None},
                "cave": {"cave": cave_cli.config_from_args(args) if args.source == "cave" else None},
                "files": {"neurons": args.neurons, "datastack": args.datastack, "profile": args.profile,
+                         "synapses": not args.connections_only, "stream": args.stream,
                          "materialization_version": version if isinstance(version, int) else None},
                "nwb": {"events": events}}
     snap = run_etl(args.source, nwb_paths if args.source == "nwb" else args.path, store=args.store,

@@ -16,8 +16,9 @@ import pyarrow.compute as pc
 from connectome_priors.schemas import STORE_TABLES, store_contract
 
 from .errors import ValidationError
+from .tables import ParquetRows
 
-__all__ = ["REQUIRED_TABLES", "arrow_type", "arrow_schema", "require_rows", "validate_table",
+__all__ = ["REQUIRED_TABLES", "arrow_type", "arrow_schema", "require_rows", "validate_streamed", "validate_table",
            "validate_tables"]
 
 #: Tables each source must provide with at least one row: a snapshot without them holds nothing
@@ -189,7 +190,8 @@ def validate_table(table: pa.Table, name: str, *, origin: str) -> pa.Table:
     return out
 
 
-def require_rows(source: str, tables: Mapping[str, pa.Table], *, origins: Mapping[str, str]) -> None:
+def require_rows(source: str, tables: Mapping[str, pa.Table | ParquetRows], *,
+                 origins: Mapping[str, str]) -> None:
     """Check that every table ``source`` must provide (:data:`REQUIRED_TABLES`) is present with
     at least one row.
 
@@ -239,6 +241,58 @@ def validate_tables(tables: Mapping[str, pa.Table], *, origins: Mapping[str, str
                                       found=f"no {ref['table']} table in this source")
             _check_join(table_fk, fk["columns"], out[ref["table"]], ref, name, origin)
     return out
+
+
+def _increasing(keys: list[np.ndarray]) -> np.ndarray:
+    """Whether each row's key is greater than the previous row's (lexicographically)."""
+    greater = np.zeros(len(keys[0]) - 1, bool)
+    equal = np.ones(len(keys[0]) - 1, bool)
+    for k in keys:
+        greater |= equal & (k[1:] > k[:-1])
+        equal &= k[1:] == k[:-1]
+    return greater
+
+
+def validate_streamed(rows: ParquetRows, name: str, tables: Mapping[str, pa.Table], *, origin: str,
+                      batch_rows: int) -> None:
+    """Check a table given as Parquet (:class:`~etl.tables.ParquetRows`) batch by batch: each batch
+    as :func:`validate_table` does, the whole file sorted strictly by the primary key (so the key is
+    unique), and its foreign keys against ``tables`` (validated, held ones).
+
+    Raises
+    ------
+    ValidationError
+        As :func:`validate_table`, or naming the first key out of order.
+    """
+    contract = store_contract(name)
+    key = contract["primary_key"]
+    last: list[np.ndarray] | None = None
+    seen = 0
+    for batch in rows.batches(batch_rows):
+        out = validate_table(batch, name, origin=origin)
+        keys = [out.column(c).to_numpy(zero_copy_only=False) for c in key]
+        joined = keys if last is None else [np.concatenate([a, b]) for a, b in zip(last, keys)]
+        bad = np.flatnonzero(~_increasing(joined))
+        if bad.size:
+            at = bad[0] + 1
+            raise ValidationError(table=name, column=",".join(key), origin=origin,
+                                  expected=f"rows sorted strictly by ({', '.join(key)}) in "
+                                           f"{rows.path}",
+                                  found=f"row {seen + at - (1 if last is not None else 0):,} "
+                                        f"has key {tuple(int(k[at]) for k in joined)} after "
+                                        f"{tuple(int(k[at - 1]) for k in joined)}")
+        for fk in contract.get("foreign_keys", []):
+            ref = fk["references"]
+            table_fk = _non_null(out, fk["columns"])
+            if table_fk.num_rows == 0:
+                continue
+            if ref["table"] not in tables:
+                raise ValidationError(table=name, column=",".join(fk["columns"]), origin=origin,
+                                      expected=f"table {ref['table']} to join against",
+                                      found=f"no {ref['table']} table in this source")
+            _check_join(table_fk, fk["columns"], tables[ref["table"]], ref, name, origin)
+        last = [k[-1:] for k in keys]
+        seen += out.num_rows
 
 
 def _non_null(table: pa.Table, cols: list[str]) -> pa.Table:

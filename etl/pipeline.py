@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 from tqdm.auto import tqdm
 
 from connectome_priors.schemas import STORE_TABLES
 
 from .errors import EtlError
-from .sources.registry import CaveSource, SourceConfig, extract, source_config
+from .sources.registry import CaveSource, FilesSource, SourceConfig, extract, source_config
 from .store import Store
 from .tables import Source
 
@@ -40,7 +41,7 @@ def run_etl(source: SourceConfig | Source = "synthetic", path: str | os.PathLike
         raise EtlError("give PATH inside the source config, not beside it")
     store = store if isinstance(store, Store) else Store(store)
     extracted = extract(config, progress=progress, store_dir=store.directory)
-    present = [t for t in STORE_TABLES if t in extracted.tables]
+    present = [t for t in STORE_TABLES if t in extracted.tables or t in extracted.streamed]
     with tqdm(total=len(present), desc="store tables", unit="table", disable=not progress) as bar:
         def step(name: str) -> None:
             bar.set_postfix_str(name)
@@ -51,4 +52,8 @@ def run_etl(source: SourceConfig | Source = "synthetic", path: str | os.PathLike
         from .sources.cave.source import clear_checkpoints  # noqa: PLC0415
 
         clear_checkpoints(store.directory, config.config, extracted.materialization_version)
+    if isinstance(config, FilesSource) and (config.stream or not config.synapses):  # stored: the chunks are done with
+        from .sources.files.source import STREAM_DIRNAME  # noqa: PLC0415
+
+        shutil.rmtree(store.directory / STREAM_DIRNAME, ignore_errors=True)
     return {**snapshot, "store": str(store.directory)}

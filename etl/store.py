@@ -101,11 +101,11 @@ from connectome_priors.kernel.version import code_version
 from connectome_priors.schemas import STORE_TABLES, store_contract
 
 from .config import StoreConfig
-from .contracts import arrow_schema, require_rows, validate_tables
+from .contracts import arrow_schema, require_rows, validate_streamed, validate_tables
 from .errors import ReadOnlyError, StoreError
 from .integrity import (MANIFEST, FileProblem, IntegrityError, IntegrityReport, RepairReport,
                         file_record, make_read_only, read_manifest, remove_tree, write_manifest)
-from .tables import SourceTables
+from .tables import ParquetRows, SourceTables
 
 __all__ = ["IntegrityError", "IntegrityReport", "RepairReport", "Store", "content_hash"]
 
@@ -131,7 +131,7 @@ _READER_SETTINGS = (
 )
 
 
-def content_hash(source: str, tables: dict[str, pa.Table]) -> str:
+def content_hash(source: str, tables: dict[str, pa.Table | ParquetRows]) -> str:
     """sha256 of a source name and its canonical tables (Arrow IPC stream of each, contract order)."""
     digest = hashlib.sha256(f"connectome-priors snapshot v1\0{source}\0".encode())
     for name in STORE_TABLES:
@@ -140,12 +140,35 @@ def content_hash(source: str, tables: dict[str, pa.Table]) -> str:
     return digest.hexdigest()
 
 
-def _hash_table(digest, name: str, table: pa.Table) -> None:
+def _hash_table(digest, name: str, table: pa.Table | ParquetRows) -> None:
     digest.update(f"{name}\0".encode())
+    if isinstance(table, ParquetRows):  # the same bytes as the table held whole, batch by batch
+        schema = arrow_schema(name)
+        with pa.ipc.new_stream(pa.PythonFile(_Digest(digest), mode="w"), schema) as writer:
+            for batch in table.batches(_IPC_CHUNK):
+                writer.write_table(batch.cast(schema), max_chunksize=_IPC_CHUNK)
+        return
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table, max_chunksize=_IPC_CHUNK)
     digest.update(sink.getvalue())
+
+
+class _Digest:
+    """A write-only file that feeds a hash (Arrow's IPC writer streams into it)."""
+
+    def __init__(self, digest) -> None:
+        self.digest, self.closed = digest, False
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def _stored_content_hash(source: str, folder: Path, present: list[str]) -> str:
@@ -168,6 +191,22 @@ def _row_group_rows(table: pa.Table) -> int:
     scan skip the rest (the reader goes through Arrow datasets, which prune by row group)."""
     per_row = max(1, table.nbytes // max(1, table.num_rows))
     return int(min(1 << 20, max(1024, _ROW_GROUP_BYTES // per_row)))
+
+
+def _copy_streamed(rows: ParquetRows, name: str, snapshot_id: str, path: Path) -> None:
+    """Write ``rows`` as the snapshot's ``name`` file, batch by batch, tagged and cast like a held
+    table (row groups of about 16 MiB, page checksums)."""
+    meta = pq.read_metadata(rows.path)
+    per_row = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    per_row = max(1, per_row // max(1, meta.num_rows)) + len(snapshot_id)
+    group = int(min(1 << 20, max(1024, _ROW_GROUP_BYTES // per_row)))
+    schema = pa.schema([("snapshot_id", pa.string()), *arrow_schema(name)])
+    with pq.ParquetWriter(path, schema, compression="zstd", write_page_checksum=True) as writer:
+        for batch in rows.batches(group):
+            batch = batch.cast(arrow_schema(name))
+            writer.write_table(batch.add_column(0, "snapshot_id",
+                                                pa.repeat(pa.scalar(snapshot_id), batch.num_rows)),
+                               row_group_size=group)
 
 
 def _identity(digest: str, extracted: SourceTables) -> str:
@@ -397,8 +436,13 @@ class Store:
             held the lock too long, the catalog is missing beside snapshot folders or damaged);
             the store is then unchanged.
         """
-        require_rows(extracted.source, extracted.tables, origins=extracted.origins)
-        tables = validate_tables(extracted.tables, origins=extracted.origins)
+        require_rows(extracted.source, {**extracted.tables, **extracted.streamed},
+                     origins=extracted.origins)
+        held = validate_tables(extracted.tables, origins=extracted.origins)
+        for name, rows in extracted.streamed.items():  # batch by batch: never held whole
+            validate_streamed(rows, name, held, origin=extracted.origins.get(name, "?"),
+                              batch_rows=_IPC_CHUNK)
+        tables: dict[str, pa.Table | ParquetRows] = {**held, **extracted.streamed}
         digest = content_hash(extracted.source, tables)
         snapshot_id = f"{extracted.source}-{_identity(digest, extracted)[:16]}"
         self._check_directory()
@@ -450,11 +494,14 @@ class Store:
                 if on_table is not None:
                     on_table(name)
                 table = tables[name]
-                tagged = table.add_column(0, "snapshot_id",
-                                          pa.array([snapshot_id] * table.num_rows, pa.string()))
                 path = tmp / f"{name}.parquet"
-                pq.write_table(tagged, path, compression="zstd", write_page_checksum=True,
-                               row_group_size=_row_group_rows(tagged))
+                if isinstance(table, ParquetRows):
+                    _copy_streamed(table, name, snapshot_id, path)
+                else:
+                    tagged = table.add_column(0, "snapshot_id",
+                                              pa.array([snapshot_id] * table.num_rows, pa.string()))
+                    pq.write_table(tagged, path, compression="zstd", write_page_checksum=True,
+                                   row_group_size=_row_group_rows(tagged))
                 fsync_path(path)
                 written = pq.read_metadata(path).num_rows
                 if written != table.num_rows:

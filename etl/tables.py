@@ -2,15 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-__all__ = ["Source", "SourceTables"]
+__all__ = ["ParquetRows", "Source", "SourceTables"]
 
 #: The sources the ETL knows.
 Source = Literal["synthetic", "blueprint", "cave", "files", "nwb"]
+
+
+@dataclass(frozen=True)
+class ParquetRows:
+    """A table too large to hold, already written as one Parquet file with the contract's columns
+    (no ``snapshot_id``), **sorted strictly by its primary key**. The store validates, hashes and
+    copies it batch by batch (:meth:`etl.store.Store.load`); the sort makes the key's uniqueness a
+    check of neighbours."""
+
+    path: Path
+    """The Parquet file (the source's; the store copies it into the snapshot)."""
+
+    @property
+    def num_rows(self) -> int:
+        """Rows, from the file's footer."""
+        return pq.read_metadata(self.path).num_rows
+
+    def batches(self, rows: int) -> Iterator[pa.Table]:
+        """The rows in order, ``rows`` at a time (the last may be fewer), each one chunk."""
+        pending: list[pa.RecordBatch] = []
+        have = 0
+        for batch in pq.ParquetFile(self.path).iter_batches(batch_size=rows):
+            pending.append(batch)
+            have += batch.num_rows
+            while have >= rows:
+                table = pa.Table.from_batches(pending).combine_chunks()
+                yield table.slice(0, rows)
+                rest = table.slice(rows)
+                pending, have = rest.to_batches(), rest.num_rows
+        if have:
+            yield pa.Table.from_batches(pending).combine_chunks()
 
 
 @dataclass
@@ -33,6 +67,8 @@ class SourceTables:
     """CAVE materialization version, where known."""
     materialization_timestamp: str | None = None
     """ISO-8601 UTC timestamp of the materialization, where known."""
+    streamed: dict[str, ParquetRows] = field(default_factory=dict)
+    """Store table name -> rows too many to hold, written to Parquet (not also in ``tables``)."""
 
     def origin(self, table: str) -> str:
         """Describe where ``table`` came from, for error messages."""

@@ -80,6 +80,11 @@ class FilesSource:
     """Overrides the folder name's version."""
     profile: str | None = None
     """A built-in datastack profile's name or a profile file (default ``minnie65_public``)."""
+    synapses: bool = True
+    """Store the synapses among the cells; False: only their ``connections`` (implies ``stream``)."""
+    stream: bool = False
+    """Stream the synapse export in checkpointed chunks: bounded memory, resumable (the
+    whole-volume release)."""
 
 
 @dataclass(frozen=True)
@@ -120,8 +125,13 @@ def _read_cave(cfg: CaveSource, progress: bool, store_dir) -> SourceTables:
 def _read_files(cfg: FilesSource, progress: bool, store_dir) -> SourceTables:
     from .files import read_files  # noqa: PLC0415
 
+    from ..config import StoreConfig  # noqa: PLC0415
+    from .files.source import STREAM_DIRNAME  # noqa: PLC0415
+
     return read_files(Path(cfg.path), profile=cfg.profile, neurons=cfg.neurons, datastack=cfg.datastack,
-                      materialization_version=cfg.materialization_version, progress=progress)
+                      materialization_version=cfg.materialization_version, synapses=cfg.synapses,
+                      stream=cfg.stream,
+                      work_dir=StoreConfig.resolve(store_dir).directory / STREAM_DIRNAME, progress=progress)
 
 
 def _read_nwb(cfg: NwbSource, progress: bool, store_dir) -> SourceTables:

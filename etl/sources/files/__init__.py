@@ -1,6 +1,7 @@
 """The ``files`` source: static table exports in one folder (:mod:`.layout`: which file is which
 table; :mod:`.read`: reading one export; :mod:`.source`: the folder -> canonical tables;
-:mod:`.write`: writing exports for tests and demos)."""
+:mod:`.stream`: one large synapse export -> ``connections`` in checkpointed chunks; :mod:`.write`:
+writing exports for tests and demos)."""
 
 from .layout import ExportFile, Inventory, find_table, inventory
 from .read import SAMPLE_ROWS, check_header, columns_of, read_export, stream_export

@@ -7,7 +7,9 @@ published names). Every entry of the folder is accounted for (:func:`.layout.inv
 report carries all three and ``cxp etl`` prints them. Small tables are read whole; the synapse
 table (337M rows at minnie65 v1412) and an edge list (``connections``) are streamed, keeping only
 rows between the selected cells, and counting the rest. A table whose rows are all dropped is an
-error. Everything then goes through :func:`etl.sources.cave.transform.canonical_tables`, so
+error. With ``stream`` (``cxp etl --stream`` / ``--connections-only``) the synapse export is read
+by :mod:`.stream` instead: checkpointed chunks, bounded memory, results handed to the store as
+Parquet (``SourceTables.streamed``). Everything then goes through :func:`etl.sources.cave.transform.canonical_tables`, so
 ``files`` and ``cave`` produce the same canonical tables.
 """
 
@@ -20,15 +22,20 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ...aggregate.mapping import root_map
 from ...errors import SourceError
 from ...profiles import Profile, load_profile
 from ...profiles.normalize import Resolved, normalize, nucleus_cell_types, resolve
-from ...tables import SourceTables
+from ...tables import ParquetRows, SourceTables
 from ..cave.transform import CELLTYPES_TABLE, NUCLEUS_TABLE, canonical_tables
 from .layout import ExportFile, inventory
 from .read import check_header, columns_of, read_export, stream_export
+from .stream import CHUNK_BYTES, stream_connections, work_key
 
-__all__ = ["find_exports", "read_files"]
+__all__ = ["STREAM_DIRNAME", "find_exports", "read_files"]
+
+#: Folder of a store holding in-progress streamed loads (never part of a snapshot).
+STREAM_DIRNAME = ".files-stream"
 
 _SMALL = ("nucleus", "cell_types", "coregistration", "functional")
 _ID_FIELDS = ("id", "root_id", "nucleus_id", "pre_root_id", "post_root_id", "pre_nucleus_id",
@@ -81,7 +88,8 @@ def _stream_among(export: ExportFile, res: Resolved, profile: Profile, keep: np.
 
 def read_files(directory: str | Path, *, profile: str | Path | Profile | None = None,
                neurons: str = "coregistered_excitatory", datastack: str | None = None,
-               materialization_version: int | None = None,
+               materialization_version: int | None = None, synapses: bool = True,
+               stream: bool = False, work_dir: str | Path | None = None,
                progress: bool = False) -> SourceTables:
     """Extract canonical tables from a folder of table exports.
 
@@ -100,6 +108,18 @@ def read_files(directory: str | Path, *, profile: str | Path | Profile | None = 
         folder does not say which datastack it is of, so it is never guessed).
     materialization_version
         The version the exports were made of (default: from a ``v<N>`` folder name).
+    synapses
+        Store the synapses between the selected cells (default), not only their ``connections``.
+        False implies ``stream``.
+    stream
+        Read the synapse export (one ``.csv(.gz)`` file with a ``_header.csv`` sidecar, as the
+        static release publishes it) in checkpointed chunks with bounded memory (:mod:`.stream`):
+        no step holds the synapse table, the store copies the results from Parquet
+        (:class:`~etl.tables.ParquetRows`), and an interrupted load resumes from its last chunk.
+        Synapse ids must be unique (the dump's primary key; the held path drops duplicates).
+    work_dir
+        Where a streamed load keeps its chunks and checkpoint (default: ``.files-stream`` in the
+        current folder; ``cxp etl`` uses the store's, removed once the snapshot is stored).
 
     Returns
     -------
@@ -156,7 +176,35 @@ def read_files(directory: str | Path, *, profile: str | Path | Profile | None = 
     streamed: dict[str, dict] = {}
     cells = (canonical_tables(raw, **kwargs, parameters=dict(parameters)).tables["neurons"]
              if "synapses" in resolved or "connections" in resolved else None)
-    if cells is not None and cells.num_rows:  # none: the store's contract says so, naming the table
+    streamed_files = None
+    stream = stream or not synapses
+    if cells is not None and cells.num_rows and stream and "synapses" in resolved:
+        export, res = resolved["synapses"]
+        rmap = root_map(cells)
+        members = cells.column("root_id").drop_null().to_numpy() if synapses else None
+        work = Path(work_dir if work_dir is not None else STREAM_DIRNAME)
+        key = work_key(export, rmap, synapses_of=members, keep_self=False, chunk_bytes=CHUNK_BYTES)
+        run = stream_connections(export, rmap, work / key, synapses_of=members,
+                                 chunk_bytes=CHUNK_BYTES, progress=progress)
+        streamed_files = run
+        files.append({"file": export.name(), "role": "synapses", "table": export.table,
+                      "rows": run.rows, "kept": run.counted,
+                      "not_between_selected_cells": run.rows - run.counted})
+        streamed["synapses"] = {"not_between_selected_cells": run.rows - run.counted}
+        stream_report = {"chunks": run.chunks, "resumed_chunks": run.resumed,
+                         "text_bytes": run.text_bytes, "seconds": run.seconds}
+        if not synapses:
+            parameters["synapses"] = "not stored; connections streamed from the synapse export"
+        if "connections" in resolved:
+            unused.append((resolved["connections"][0],
+                           f"connections are counted from {export.name()}"))
+        if run.counted == 0:
+            raise SourceError(
+                f"{export.describe()}: none of its {run.rows:,} synapse rows is between two of the "
+                f"{len(rmap.root_ids):,} selected cells (root ids); expected the export of the same "
+                "materialization as the nucleus table and a --neurons selection that includes its "
+                "cells", path=str(export.paths[0]))
+    elif cells is not None and cells.num_rows:  # none: the store's contract says so, naming the table
         role = "synapses" if "synapses" in resolved else "connections"
         export, res = resolved[role]
         by = "root" if role == "synapses" or "pre_root_id" in res.fields else "nucleus"
@@ -178,6 +226,15 @@ def read_files(directory: str | Path, *, profile: str | Path | Profile | None = 
                             ("tuning", "functional"), ("synapses", "synapses"),
                             ("connections", "synapses" if "synapses" in resolved else "connections"))
         if role in resolved})
+    if streamed_files is not None:
+        where = f"files {resolved['synapses'][0].describe()}"
+        out.streamed["connections"] = ParquetRows(streamed_files.connections)
+        out.origins["connections"] = where
+        if streamed_files.synapses is not None:
+            out.streamed["synapses"] = ParquetRows(streamed_files.synapses)
+            out.origins["synapses"] = where
+        out.report["files_stream"] = stream_report
+        out.report["synapses_in_connections"] = streamed_files.counted
     out.source = "files"
     out.report["files"] = files
     out.report["files_not_used"] = [{"file": e.name(), "why": why} for e, why in unused]

@@ -10,10 +10,12 @@ Model
 synapse's presynaptic segment is a cell with probability ``p_pre_cell`` (else a uniformly drawn
 fragment), its postsynaptic segment a cell with probability ``p_post_cell``. A cell-to-cell
 synapse from cell ``i`` goes to cell ``(i + d) mod n_neurons`` with ``d`` rounded from
-N(0, ``partner_sd``): wiring is local in cell order and pairs repeat, as in cortex. About
+N(0, ``partner_sd``): wiring is local in cell order and pairs repeat, as in cortex; a fraction
+``pair_repeat`` of synapses copies the pair of another synapse of its partition (multi-synapse
+connections). About
 ``autapse_fraction`` of cell synapses are autapses (pre = post). Sizes are whole voxel counts,
-``max(1, round(LogNormal(log(size_median), 0.9)))``. Positions are uniform in minnie65-like
-voxel bounds. Partition ``k`` is drawn from ``numpy.random.default_rng([seed, k])`` alone, so
+``max(1, round(LogNormal(log(size_median), 0.9)))``. Positions are uniform within minnie65's
+volume bounds (:data:`VOLUME_BOUNDS`, voxels). Partition ``k`` is drawn from ``numpy.random.default_rng([seed, k])`` alone, so
 files are independent and the same seed gives the same rows.
 
 Layout (``write_synthetic_synapses``), mirroring ``storage.googleapis.com/mat_dbs/public/
@@ -48,7 +50,7 @@ from ..kernel.files import atomic_path
 from ..etl.errors import SourceError
 from ..etl.formats.export_header import write_header
 
-__all__ = ["SynapseSynthConfig", "SYNAPSE_COLUMNS", "NUCLEUS_COLUMNS", "synthetic_cells",
+__all__ = ["SynapseSynthConfig", "SYNAPSE_COLUMNS", "NUCLEUS_COLUMNS", "VOLUME_BOUNDS", "synthetic_cells",
            "synapse_partition", "write_synthetic_synapses"]
 
 #: Columns of the synapse export (assumed order and PostgreSQL types of ``synapses_pni_2``).
@@ -75,7 +77,10 @@ NUCLEUS_COLUMNS: list[tuple[str, str]] = [
 
 _CREATED = "2020-11-04 06:48:46.138049"
 _ROOT_BASE = 864691135_000_000_000
-_BOUNDS = ((26_000, 480_000), (40_000, 330_000), (14_800, 27_900))  # voxels (4, 4, 40 nm)
+#: minnie65's volume bounds in voxels (4, 4, 40 nm), [low, high) per axis: [52708, 64831, 14838] to
+#: [427816, 311022, 27868] (the v1412 synapse table's extent, issue 22).
+VOLUME_BOUNDS = ((52_708, 427_816), (64_831, 311_022), (14_838, 27_868))
+_BOUNDS = VOLUME_BOUNDS
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,10 @@ class SynapseSynthConfig:
     """Fraction of cell-to-cell synapses with pre = post."""
     size_median: float = 300.0
     """Median synapse size (voxels)."""
+    pair_repeat: float = 0.0
+    """Fraction of synapses that copy the segment pair of another synapse of their partition
+    (multi-synapse connections; drawn from their own stream, so 0 leaves every other draw as it
+    was)."""
     seed: int = 0
     """Seed of every draw."""
 
@@ -150,6 +159,11 @@ def synapse_partition(config: SynapseSynthConfig, k: int,
     post_root = np.where(post_cell, roots[post_i],
                          _fragment_roots(rng.integers(0, config.n_fragments, n), config))
     size = np.maximum(1, np.rint(rng.lognormal(np.log(config.size_median), 0.9, n))).astype(np.int64)
+    if config.pair_repeat > 0 and n:
+        rep_rng = np.random.default_rng([config.seed, k, 7])
+        rep = np.flatnonzero(rep_rng.random(n) < config.pair_repeat)
+        src = rep_rng.integers(0, n, len(rep))
+        pre_root[rep], post_root[rep] = pre_root[src], post_root[src]
     cols: dict[str, pa.Array] = {
         "id": pa.array(np.arange(start + 1, start + n + 1, dtype=np.int64)),
         "created": pa.array(np.full(n, np.datetime64(_CREATED.replace(" ", "T"), "us"))),
@@ -159,8 +173,11 @@ def synapse_partition(config: SynapseSynthConfig, k: int,
     ctr = [rng.integers(lo, hi, n) for lo, hi in _BOUNDS]
     jitter = rng.integers(-40, 41, (4, n))  # pre/post sides lie ~100 nm off the cleft in x-y
     for j, axis in enumerate("xyz"):
-        cols[f"pre_pt_position_{axis}"] = pa.array(ctr[j] + (jitter[j] if j < 2 else 0))
-        cols[f"post_pt_position_{axis}"] = pa.array(ctr[j] + (jitter[2 + j] if j < 2 else 0))
+        lo, hi = _BOUNDS[j]
+        cols[f"pre_pt_position_{axis}"] = pa.array(np.clip(ctr[j] + (jitter[j] if j < 2 else 0),
+                                                           lo, hi - 1))
+        cols[f"post_pt_position_{axis}"] = pa.array(np.clip(ctr[j] + (jitter[2 + j] if j < 2 else 0),
+                                                            lo, hi - 1))
     for axis, c in zip("xyz", ctr):
         cols[f"ctr_pt_position_{axis}"] = pa.array(c)
     cols["size"] = pa.array(size)

@@ -1,0 +1,143 @@
+"""Wall time, peak memory and the split of ``cxp etl --source files --connections-only`` on the
+seeded stand-in of minnie65's static release (one gzip synapse view, issue 22); ``--synapses``:
+``--stream``, the synapses among the cells stored too.
+
+For each ``--rows`` size: writes the stand-in (``connectome_priors.testing.release_synth``; reused
+when present), then loads it into a fresh store in a child process (so its peak RSS is its own)
+and prints one JSON line: wall seconds of extraction and of the store's load, CPU seconds (user +
+system, all threads: what the run costs on a machine shared with other work), peak RSS, the
+stream's split (decompress / parse / map / aggregate / write / combine), rows per second, and a
+point query's share of the stored ``connections`` (row groups whose pre_nucleus_id statistics
+admit one cell, their bytes, and ``cxp sql``'s time for that cell's partners).
+
+    nice -n 10 .venv/bin/python bench/stream_release.py --rows 1000000 10000000 --data /tmp/release
+    nice -n 10 .venv/bin/python bench/stream_release.py --write-only --rows 337312429 --data /big
+
+``--compare-decoders`` times each gzip reader (CPU seconds) on the first size's file and stops.
+``--write-only`` writes the stand-in(s) and stops (``--rows 337312429`` is the full volume: about
+17 GB of gzip, 50 GB of text).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from connectome_priors.testing.release_synth import release_config, write_release
+
+_CHILD = """
+import json, resource, sys, time
+from connectome_priors.etl.sources.files import read_files
+from connectome_priors.etl import Store
+t0 = time.perf_counter()
+st = read_files(sys.argv[1], neurons="all", synapses=sys.argv[3] == "1", stream=True,
+                work_dir=sys.argv[2] + "-work")
+t1 = time.perf_counter()
+snap = Store(sys.argv[2]).load(st)
+t2 = time.perf_counter()
+use = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"extract_s": round(t1 - t0, 2), "store_load_s": round(t2 - t1, 2),
+                  "cpu_s": round(use.ru_utime + use.ru_stime, 2),
+                  "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+                  "stream": st.report["files_stream"], "rows": st.report["files"][-1]["rows"],
+                  "connections": st.streamed["connections"].num_rows,
+                  "synapses": st.streamed["synapses"].num_rows if "synapses" in st.streamed else None,
+                  "synapses_in_connections": st.report["synapses_in_connections"],
+                  "snapshot": snap["snapshot_id"]}))
+"""
+
+
+def _point_query(store: Path, snapshot: str) -> dict:
+    """Row groups and bytes a query for one pre cell's partners reads (by row-group statistics)."""
+    path = store / "raw" / snapshot / "connections.parquet"
+    meta = pq.ParquetFile(path).metadata
+    col = meta.schema.to_arrow_schema().get_field_index("pre_nucleus_id")
+    middle = meta.row_group(meta.num_row_groups // 2).column(col).statistics.min
+    hit = [i for i in range(meta.num_row_groups)
+           if meta.row_group(i).column(col).statistics.min <= middle
+           <= meta.row_group(i).column(col).statistics.max]
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "connectome_priors.cli", "sql", "--store", str(store),
+                          f"SELECT count(*) FROM connections WHERE pre_nucleus_id = {middle}"],
+                         capture_output=True, text=True, check=True)
+    return {"row_groups": meta.num_row_groups, "row_groups_read": len(hit),
+            "bytes_read": sum(meta.row_group(i).total_byte_size for i in hit),
+            "file_bytes": path.stat().st_size, "cxp_sql_s": round(time.perf_counter() - t, 2),
+            "cxp_sql_out": out.stdout.strip().splitlines()[-1]}
+
+
+def compare_decoders(path: Path) -> None:
+    """CPU seconds (this process, all threads) to decompress ``path`` with each candidate reader;
+    ``rapidgzip`` only where installed (it is not a dependency)."""
+    import gzip  # noqa: PLC0415
+
+    from isal import igzip, igzip_threaded  # noqa: PLC0415
+
+    readers = {"gzip (zlib)": lambda: gzip.open(path, "rb"), "isal.igzip": lambda: igzip.open(path, "rb"),
+               "isal.igzip_threaded": lambda: igzip_threaded.open(path, "rb", threads=1)}
+    try:
+        import rapidgzip  # noqa: PLC0415
+
+        readers["rapidgzip p=1"] = lambda: rapidgzip.open(str(path), parallelization=1)
+        readers["rapidgzip p=2"] = lambda: rapidgzip.open(str(path), parallelization=2)
+    except ImportError:
+        pass
+    for name, opener in readers.items():
+        t, c, n = time.perf_counter(), time.process_time(), 0
+        with opener() as fh:
+            while block := fh.read(16 << 20):
+                n += len(block)
+        cpu = time.process_time() - c
+        print(json.dumps({"reader": name, "text_bytes": n, "cpu_s": round(cpu, 2),
+                          "cpu_mb_per_s": round(n / cpu / 1e6), "wall_s": round(time.perf_counter() - t, 2)}),
+              flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "cxp-release")
+    parser.add_argument("--neurons", type=int, default=144_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write-only", action="store_true")
+    parser.add_argument("--compare-decoders", action="store_true",
+                        help="only time each gzip reader on the first --rows size's file")
+    parser.add_argument("--synapses", action="store_true",
+                        help="also store the synapses among the cells (cxp etl --stream)")
+    args = parser.parse_args()
+    for rows in args.rows:
+        release = args.data / f"rows-{rows}"
+        if not (release / "synapses_pni_2_v1_filtered_view_header.csv").is_file():
+            t = time.perf_counter()
+            write_release(release, release_config(rows, seed=args.seed, n_neurons=args.neurons),
+                          progress=True)
+            print(json.dumps({"rows": rows, "written_s": round(time.perf_counter() - t, 1)}),
+                  flush=True)
+        if args.compare_decoders:
+            compare_decoders(release / "synapses_pni_2_v1_filtered_view.csv.gz")
+            return
+        if args.write_only:
+            continue
+        with tempfile.TemporaryDirectory(dir=args.data) as tmp:
+            store = Path(tmp) / "store"
+            t = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", _CHILD, str(release), str(store),
+                                  "1" if args.synapses else "0"],
+                                 capture_output=True, text=True, check=True)
+            wall = time.perf_counter() - t
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            result.update({"wall_s": round(wall, 2), "rows_per_s": round(rows / wall),
+                           "gzip_bytes": (release / "synapses_pni_2_v1_filtered_view.csv.gz")
+                           .stat().st_size, "point_query": _point_query(store, result["snapshot"])})
+            print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""A seeded stand-in of minnie65's static release, in the exact published layout (issue 22).
+
+**Synthetic: generated, not measured.** The rows follow :mod:`.synapse_synth`'s model (cells with
+a nucleus, orphan fragments, local wiring in cell order so pairs repeat, log-normal sizes,
+positions within :data:`~.synapse_synth.VOLUME_BOUNDS`); what this module adds is the layout users
+download from ``mat_dbs/public/minnie65_phase3_v1/v<N>/``::
+
+    OUT/synapses_pni_2_v1_filtered_view.csv.gz      ONE gzip member, header-less CSV, 15 columns
+    OUT/synapses_pni_2_v1_filtered_view_header.csv  column,type lines (MaterializationEngine's dump)
+    OUT/nucleus_detection_v0_merged.csv.gz + nucleus_detection_v0_merged_header.csv
+
+The real view at v1412 is 337,312,429 rows (about 20 GB of gzip). The same ``config`` gives the
+same bytes; rows are generated ``config.rows_per_file`` at a time, so memory does not grow with
+``config.rows``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+from tqdm.auto import tqdm
+
+from ..etl.formats.export_header import write_header
+from ..kernel.files import atomic_path
+from .synapse_synth import (NUCLEUS_COLUMNS, SynapseSynthConfig, _csv_gz, _nuclei,
+                            synapse_partition, synthetic_cells)
+
+__all__ = ["VIEW_COLUMNS", "VIEW_TABLE", "release_config", "write_release"]
+
+#: The synapse view of the static dump.
+VIEW_TABLE = "synapses_pni_2_v1_filtered_view"
+#: Its columns as the v1412 dump's ``_header.csv`` lists them (column, PostgreSQL type).
+VIEW_COLUMNS: list[tuple[str, str]] = [
+    ("id", "bigint"), ("pre_pt_position_x", "integer"), ("pre_pt_position_y", "integer"),
+    ("pre_pt_position_z", "integer"), ("ctr_pt_position_x", "integer"),
+    ("ctr_pt_position_y", "integer"), ("ctr_pt_position_z", "integer"),
+    ("post_pt_position_x", "integer"), ("post_pt_position_y", "integer"),
+    ("post_pt_position_z", "integer"), ("size", "integer"),
+    ("pre_pt_supervoxel_id", "bigint"), ("pre_pt_root_id", "bigint"),
+    ("post_pt_supervoxel_id", "bigint"), ("post_pt_root_id", "bigint")]
+
+
+def release_config(rows: int, *, seed: int = 0, n_neurons: int = 144_000,
+                   n_fragments: int = 2_000_000, pair_repeat: float = 0.3) -> SynapseSynthConfig:
+    """The stand-in's parameters for ``rows`` synapses (defaults: minnie65's ~144k nuclei; 30 % of
+    synapses repeat a pair of their million rows, about 1.4 synapses per connected cell pair)."""
+    return SynapseSynthConfig(rows=rows, rows_per_file=min(max(rows, 1), 1_000_000),
+                              n_neurons=n_neurons, n_fragments=n_fragments,
+                              pair_repeat=pair_repeat, seed=seed)
+
+
+def write_release(out: str | os.PathLike, config: SynapseSynthConfig, *, compresslevel: int = 1,
+                  progress: bool = False) -> dict[str, Path]:
+    """Write the release stand-in under ``out`` (see the module docstring); atomically per file.
+
+    Returns
+    -------
+    dict
+        ``synapses`` (the view's ``.csv.gz``), ``synapses_header``, ``nucleus``.
+
+    Examples
+    --------
+    >>> write_release("/tmp/v1412", release_config(10_000_000))  # doctest: +SKIP
+    """
+    import gzip  # noqa: PLC0415 (stdlib; local to say which writer makes the one member)
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cells = synthetic_cells(config)
+    paths = {"synapses": out / f"{VIEW_TABLE}.csv.gz",
+             "synapses_header": out / f"{VIEW_TABLE}_header.csv",
+             "nucleus": out / "nucleus_detection_v0_merged.csv.gz"}
+    write_header(out / "nucleus_detection_v0_merged_header.csv", NUCLEUS_COLUMNS)
+    _csv_gz(_nuclei(config), paths["nucleus"])
+    names = [c for c, _ in VIEW_COLUMNS]
+    options = pcsv.WriteOptions(include_header=False, quoting_style="none")
+    with atomic_path(paths["synapses"]) as tmp, \
+            gzip.open(tmp, "wb", compresslevel=compresslevel) as fh:  # one member, as dumped
+        for k in tqdm(range(config.n_files), desc=f"{VIEW_TABLE}.csv.gz", unit="Mrows",
+                      disable=not progress):
+            part = synapse_partition(config, k, cells).select(names)
+            sink = pa.BufferOutputStream()
+            pcsv.write_csv(part, sink, write_options=options)
+            fh.write(sink.getvalue())
+    write_header(paths["synapses_header"], VIEW_COLUMNS)
+    return paths
