@@ -20,7 +20,6 @@ from connectome_priors.priors_store.population import Population
 from connectome_priors.training.config import ExperimentConfig
 from connectome_priors.training.experiment import run_experiment
 
-from .test_components import TINY
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "docs" / "examples" / "plain_rnn.py"
@@ -51,23 +50,13 @@ def test_readme_shows_the_example_file_verbatim():
         "into README's section 'Using a prior in your own model'")
 
 
-@pytest.fixture(scope="module")
-def tiny_artifacts(tmp_path_factory) -> Path:
-    """Artifact root holding the tests' ~45-unit prior 'tiny' (field 6_6_2 of the TINY ETL)."""
-    base = tmp_path_factory.mktemp("example-tiny")
-    run_etl("synthetic", store=base / "store", synthetic=TINY)
-    priors_store.build("tiny", Population.of_fields("6_6_2"), store=base / "store",
-                       root=base / "artifacts", params=DeriveParams(precision=False))
-    return base / "artifacts"
-
-
-def test_example_learns_go_nogo_on_the_tests_prior(tiny_artifacts, monkeypatch, capsys):
+def test_example_learns_go_nogo_on_the_tests_prior(tiny_prior, monkeypatch, capsys):
     """The file as printed on 45 units, seed 1: chance at first, then Go/NoGo learned.
 
     On this prior learning within 10 epochs is a lottery over initial draws for the example and
     for ``cxp train`` alike (seeds 0-4: the example learns with seeds 1 and 3; ``cxp train``'s
     W*D*C* T2, 5 runs: 1 of 5), so the seed is fixed to one that learns."""
-    epochs, accuracy = run_example(tiny_artifacts, "tiny", 1, monkeypatch, capsys)
+    epochs, accuracy = run_example(tiny_prior[1], "tiny", 1, monkeypatch, capsys)
     assert [e for e, _ in epochs] == list(range(10))
     assert epochs[0][1] > 0.5  # starts near chance (ln 2 = 0.693)
     assert epochs[-1][1] < 0.05
