@@ -45,6 +45,7 @@ def test_jedi_goes_to_each_definition_in_the_tree(tmp_path):
         assert defining in text, (name, module, found[0].line, text)
 
 
+@pytest.mark.processes  # starts mypy
 def test_mypy_reveals_each_signature_from_outside_the_repository(tmp_path):
     path, _ = _outside_file(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
