@@ -62,7 +62,7 @@ def main() -> int:
         if proc.returncode != 0:
             sys.stderr.write(proc.stdout + proc.stderr)
             return proc.returncode
-        import duckdb  # noqa: PLC0415
+        import duckdb
 
         con = duckdb.connect(str(store / "store.duckdb"), read_only=True)
         counts_json, report_json = con.execute("SELECT row_counts, report FROM snapshots").fetchone()

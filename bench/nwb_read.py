@@ -56,7 +56,7 @@ def measured(cmd: list[str]) -> tuple[float, float, str]:
 
 
 def ensure_file(folder: Path, *, fields: int, rois: int, frames: int) -> Path:
-    from connectome_priors.testing.nwb_writer import SynthField, dandi_name, write_scan_file  # noqa: PLC0415
+    from connectome_priors.testing.nwb_writer import SynthField, dandi_name, write_scan_file
 
     path = folder / f"f{fields}_r{rois}_t{frames}" / dandi_name(9, 9, subject="bench")
     if path.is_file():

@@ -58,7 +58,7 @@ def _peak_rss_gib() -> float:
 
 def build_dask(cxp: str, store: str, root: str, *, workers: int, memory_limit: str) -> str:
     """Build on a LocalCluster started here; print time and peak memory per worker."""
-    from distributed import Client, LocalCluster  # noqa: PLC0415
+    from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                       memory_limit=memory_limit, dashboard_address=":0") as cluster, \

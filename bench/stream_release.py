@@ -76,14 +76,14 @@ def _point_query(store: Path, snapshot: str) -> dict:
 def compare_decoders(path: Path) -> None:
     """CPU seconds (this process, all threads) to decompress ``path`` with each candidate reader;
     ``rapidgzip`` only where installed (it is not a dependency)."""
-    import gzip  # noqa: PLC0415
+    import gzip
 
-    from isal import igzip, igzip_threaded  # noqa: PLC0415
+    from isal import igzip, igzip_threaded
 
     readers = {"gzip (zlib)": lambda: gzip.open(path, "rb"), "isal.igzip": lambda: igzip.open(path, "rb"),
                "isal.igzip_threaded": lambda: igzip_threaded.open(path, "rb", threads=1)}
     try:
-        import rapidgzip  # noqa: PLC0415
+        import rapidgzip
 
         readers["rapidgzip p=1"] = lambda: rapidgzip.open(str(path), parallelization=1)
         readers["rapidgzip p=2"] = lambda: rapidgzip.open(str(path), parallelization=2)

@@ -200,7 +200,7 @@ def _cmd_etl(args: argparse.Namespace) -> None:
 
 
 def _cmd_status(args: argparse.Namespace) -> None:
-    from time import perf_counter  # noqa: PLC0415
+    from time import perf_counter
 
     store = Store(args.store)
     t0 = perf_counter()

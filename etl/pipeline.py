@@ -49,11 +49,11 @@ def run_etl(source: SourceConfig | Source = "synthetic", path: str | os.PathLike
 
         snapshot = store.load(extracted, on_table=step)
     if isinstance(config, CaveSource):  # stored: the pull's chunk checkpoints are no longer needed
-        from .sources.cave.source import clear_checkpoints  # noqa: PLC0415
+        from .sources.cave.source import clear_checkpoints
 
         clear_checkpoints(store.directory, config.config, extracted.materialization_version)
     if isinstance(config, FilesSource) and (config.stream or not config.synapses):  # stored: the chunks are done with
-        from .sources.files.source import STREAM_DIRNAME  # noqa: PLC0415
+        from .sources.files.source import STREAM_DIRNAME
 
         shutil.rmtree(store.directory / STREAM_DIRNAME, ignore_errors=True)
     return {**snapshot, "store": str(store.directory)}

@@ -1114,7 +1114,7 @@ class Store:
                 raise StoreError(f"SQL failed: {_one_line(err)}") from err
 
     def sql_to_file(self, query: str, out: str | os.PathLike, *,
-                    format: Literal["parquet", "csv"] = "parquet",  # noqa: A002
+                    format: Literal["parquet", "csv"] = "parquet",
                     snapshot: str | None = None) -> int:
         """Run a read-only query like :meth:`sql` and stream its result to ``out``; return the row count.
 

@@ -148,7 +148,7 @@ def reusable(old: Path, entry: Mapping[str, Any]) -> bool:
         st = os.lstat(old)
     except OSError:
         return False
-    import stat  # noqa: PLC0415
+    import stat
 
     return (stat.S_ISREG(st.st_mode) and st.st_size == entry["bytes"]
             and sha256_file(old) == entry["sha256"])

@@ -121,7 +121,7 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
                              help=f"with --rebuild: artifact root (default: ${ARTIFACTS_ENV}, else "
                                   "<store>/artifacts)")
         refresh.set_defaults(rebuild_hook=_refresh_rebuild)
-    from .cli_remote import register as register_remote  # noqa: PLC0415 (push, pull)
+    from .cli_remote import register as register_remote  # push, pull
     register_remote(psub, common)
 
 
@@ -234,7 +234,7 @@ def _show(args: argparse.Namespace, root: Path) -> None:
     prior = load(*parse_ref(args.ref), root=root)
     _summary(prior)
     if args.plot:
-        from .plots import plot_all  # noqa: PLC0415 (matplotlib only when asked)
+        from .plots import plot_all  # matplotlib only when asked
 
         for path in plot_all(prior, args.plot):
             print(f"  wrote {path}")

@@ -100,7 +100,7 @@ def parse_storage_options(pairs: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> None:
     """Execute ``cxp priors push`` or ``cxp priors pull``."""
-    from . import remote  # noqa: PLC0415 (fsspec only for these commands)
+    from . import remote  # fsspec only for these commands
 
     options = parse_storage_options(args.storage_option)
     if args.priors_command == "push":

@@ -100,7 +100,7 @@ def distance_blocks(client, positions_um: np.ndarray, *, block: int = 1024,
         ``(start, rows, total, hi)``: the first row index, the ``(rows, N)`` float32 block, the
         float64 sum and the maximum of the block's float64 distances. In completion order.
     """
-    from distributed import wait  # noqa: PLC0415 (only with the dask engine)
+    from distributed import wait  # only with the dask engine
 
     n = len(positions_um)
     starts = list(range(0, n, block))
@@ -155,7 +155,7 @@ def write_distance_dask(positions_um: np.ndarray, writer: ArtifactWriter, *, blo
     --------
     >>> write_distance_dask(pos, writer, scheduler="tcp://10.0.0.5:8786")  # doctest: +SKIP
     """
-    from connectome_priors.kernel.dask import dask_client  # noqa: PLC0415 (only with the dask engine)
+    from connectome_priors.kernel.dask import dask_client  # only with the dask engine
 
     with dask_client(scheduler, n_workers=n_workers, memory_limit=memory_limit) as client:
         write_distance(positions_um, writer, block=block,

@@ -62,7 +62,7 @@ def export(prior: Prior, out: str | os.PathLike, *, fmt: ExportFormat = "npz") -
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
         elif fmt == "safetensors":
-            from safetensors.numpy import save_file  # noqa: PLC0415 (only this format needs it)
+            from safetensors.numpy import save_file  # only this format needs it
 
             arrays = {kind: _dense(prior, kind) for kind in prior.kinds} | _order_arrays(prior)
             save_file(arrays, str(tmp), metadata={"name": prior.name, "version": prior.version,

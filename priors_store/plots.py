@@ -14,10 +14,10 @@ __all__ = ["plot_all"]
 
 
 def _pyplot():
-    import matplotlib  # noqa: PLC0415 (plotting is optional work; no backend chosen at import)
+    import matplotlib  # plotting is optional work; no backend chosen at import
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     return plt
 

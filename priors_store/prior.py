@@ -122,7 +122,7 @@ class Prior:
             if as_ == "sparse":
                 return sp.csr_matrix(dense)
         if as_ == "torch":
-            import torch  # noqa: PLC0415 (optional consumer; keeps numpy users free of torch import cost)
+            import torch  # optional consumer; keeps numpy users free of torch import cost
 
             return torch.from_numpy(dense)
         return dense

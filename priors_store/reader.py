@@ -30,7 +30,7 @@ def load(name: str, version: str = LATEST, *, root: str | os.PathLike | None = N
     (312, 312)
     """
     if "://" in name:  # a remote artifact: fetched into the cache and verified (remote.py)
-        from .remote import load_url  # noqa: PLC0415 (fsspec only for remote artifacts)
+        from .remote import load_url  # fsspec only for remote artifacts
 
         return load_url(name, version, storage_options=storage_options)
     return Prior.open(resolve_version(name, version, root=root))

@@ -202,7 +202,7 @@ def _one(recipe: Recipe, store: Store, root: Path, sid: str, *, push: bool,
             out.error = (f"built {recipe.name}@{out.version}, but its change report against "
                          f"{previous} failed: {_message(err)}")
     if push and recipe.push:
-        from .remote import push as push_version  # noqa: PLC0415 (fsspec only when pushing)
+        from .remote import push as push_version  # fsspec only when pushing
 
         try:
             res = push_version(f"{recipe.name}@{out.version}", recipe.push, root=root,

@@ -142,7 +142,7 @@ def _filesystem(base: str, storage_options: Mapping[str, Any] | None):
     """(fsspec filesystem, base path) of ``base``; no remote call is made here."""
     public = public_url(base)
     try:
-        import fsspec  # noqa: PLC0415 (only for remote artifacts)
+        import fsspec  # only for remote artifacts
     except ImportError as err:
         raise RemoteError("remote artifacts need fsspec: pip install fsspec (and s3fs for s3://: "
                           "pip install 'connectome-priors[s3]')", url=public) from err
@@ -185,7 +185,7 @@ class Remote:
         self.fs, self.root = _filesystem(base, storage_options)
         protocol = self.fs.protocol
         self.protocol = protocol if isinstance(protocol, str) else protocol[0]
-        from fsspec.implementations.local import LocalFileSystem  # noqa: PLC0415
+        from fsspec.implementations.local import LocalFileSystem
 
         self.local = isinstance(self.fs, LocalFileSystem)
         self._manifests: dict[tuple[str, int], bytes] = {}
@@ -243,7 +243,7 @@ class Remote:
             raise self.error(what, err) from err
         except (OSError, ValueError, TypeError, RuntimeError) as err:
             raise self.error(what, err) from err
-        except Exception as err:  # noqa: BLE001 (botocore / aiohttp errors have their own roots)
+        except Exception as err:  # botocore / aiohttp errors have their own roots
             if type(err).__module__.split(".")[0] in ("botocore", "aiobotocore", "aiohttp", "s3fs",
                                                       "fsspec", "urllib3", "requests"):
                 raise self.error(what, err) from err

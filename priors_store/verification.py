@@ -104,11 +104,11 @@ def verify_rebuild(directory: str | os.PathLike, *, store=None, rtol: float = FL
         The store lacks the snapshot, or this code cannot build the recipe (another derivation
         version).
     """
-    import tempfile  # noqa: PLC0415
+    import tempfile
 
-    from connectome_priors.etl.store import Store  # noqa: PLC0415 (only for rebuilds)
+    from connectome_priors.etl.store import Store  # only for rebuilds
 
-    from .pipeline import rebuild  # noqa: PLC0415 (the build machinery, only for rebuilds)
+    from .pipeline import rebuild  # the build machinery, only for rebuilds
 
     directory = Path(directory)
     manifest = manifest or read_manifest(directory)
@@ -183,14 +183,14 @@ def read_manifest(directory: str | os.PathLike) -> dict:
 
 
 def _check_npy_header(path: Path, entry: dict) -> None:
-    import numpy.lib.format as npy_format  # noqa: PLC0415
+    import numpy.lib.format as npy_format
 
     try:
         with open(path, "rb") as fh:
             major, _ = npy_format.read_magic(fh)
             read = npy_format.read_array_header_1_0 if major == 1 else npy_format.read_array_header_2_0
             shape, _, dtype = read(fh)
-    except Exception as err:  # noqa: BLE001 - NumPy's header parser raises many kinds on bad input
+    except Exception as err:  # NumPy's header parser raises many kinds on bad input
         raise ArtifactIntegrityError(f"{path}: not a readable .npy ({err})", path=str(path),
                                      expected="a .npy file", found=str(err)) from err
     found = {"shape": list(shape), "dtype": str(dtype)}

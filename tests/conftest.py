@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from connectome_priors.etl.sources.cave.client import TOKEN_ENV
 from connectome_priors.etl.tables import SourceTables
 
 REPO = Path(__file__).resolve().parent.parent
@@ -112,3 +113,13 @@ def write_field(root: Path, name: str, *, n: int = 30, seed: int = 0, file_order
     if drop:
         (d / drop.format(name=name)).unlink()
     return d
+
+
+@pytest.fixture
+def isolated_home(tmp_path, monkeypatch) -> Path:
+    """HOME (and so caveclient's token file and caches) in a temp dir; no token in the env."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    return home

@@ -51,12 +51,12 @@ def _neurons(args: argparse.Namespace) -> pa.Table:
         if path.suffix == ".parquet":
             table = pq.read_table(path)
         else:
-            import pyarrow.csv as pcsv  # noqa: PLC0415
+            import pyarrow.csv as pcsv
 
             table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
                 column_types={"nucleus_id": pa.int64(), "root_id": pa.int64()}))
         return table
-    from ..store import Store  # noqa: PLC0415
+    from ..store import Store
 
     df = Store(args.store).sql("SELECT nucleus_id, coalesce(root_id, 0) AS root_id FROM neurons",
                                snapshot=args.snapshot)
@@ -65,7 +65,7 @@ def _neurons(args: argparse.Namespace) -> pa.Table:
 
 def run_aggregate(args: argparse.Namespace) -> None:
     """Handler of ``cxp aggregate``."""
-    from . import synapses_to_connections  # noqa: PLC0415
+    from . import synapses_to_connections
 
     report: dict = {}
     table = synapses_to_connections(args.synapses, _neurons(args), engine=args.engine,

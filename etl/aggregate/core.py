@@ -76,12 +76,12 @@ def synapses_to_connections(synapses: SynapseInput, neurons: pa.Table | pd.DataF
         synapses = pa.Table.from_pandas(synapses, preserve_index=False)
     src = synapses if isinstance(synapses, pa.Table) else resolve_files(synapses)
     if engine == "duckdb":
-        from .engine_duckdb import aggregate_duckdb  # noqa: PLC0415
+        from .engine_duckdb import aggregate_duckdb
 
         cols = aggregate_duckdb(src, rmap, keep_self=keep_self,
                                 memory_limit=memory_limit or "4GB", threads=threads)
     elif engine == "dask":
-        from .engine_dask import aggregate_dask  # noqa: PLC0415
+        from .engine_dask import aggregate_dask
 
         cols = aggregate_dask(src, rmap, keep_self=keep_self, scheduler=scheduler,
                               n_workers=n_workers, memory_limit=memory_limit or "2GiB",

@@ -128,7 +128,7 @@ def aggregate_dask(src: pa.Table | SynapseFiles, rmap: RootMap, *, keep_self: bo
     ``n_buckets`` (default: one per 4 partitions, at most 64) sets how many independent combine
     trees share the pair sums.
     """
-    from distributed import as_completed  # noqa: PLC0415
+    from distributed import as_completed
 
     if isinstance(src, pa.Table):
         cols = pick_columns(src.column_names, "the in-memory synapse table")

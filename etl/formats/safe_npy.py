@@ -111,7 +111,7 @@ class _Guarded(np.ndarray):
 
 
 def _guarded_reconstruct(subtype, shape, dtype):
-    from numpy._core.multiarray import _reconstruct  # noqa: PLC0415 (allow-listed)
+    from numpy._core.multiarray import _reconstruct  # allow-listed
 
     if subtype is not _Guarded or not isinstance(dtype, bytes) or shape != (0,):
         raise _BadState("_reconstruct called with other arguments than NumPy's array pickles use")
@@ -205,7 +205,7 @@ def _read_header(fh, path: Path) -> tuple[tuple[int, ...], np.dtype, bool]:
             shape, fortran, dtype = npy_format.read_array_header_2_0(fh)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except Exception as err:  # noqa: BLE001 - NumPy's header parser raises many kinds on bad input
+    except Exception as err:  # NumPy's header parser raises many kinds on bad input
         raise SourceError(f"{path}: not a .npy file: {err}", path=str(path)) from err
     if not all(type(n) is int and n >= 0 for n in shape):
         raise SourceError(f"{path}: not a .npy file: header shape {shape!r} is not a tuple of "

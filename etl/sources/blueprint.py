@@ -186,7 +186,7 @@ def read_field(directory: str | Path) -> FieldArrays:
     paths = {kind: directory / f"{kind}_{name}.npy"
              for kind in ("root_ids", "unit_ids", "target_ids", "positions")}
     paths["connectome"] = directory / f"connectome_{name}.csv"
-    for kind, path in paths.items():
+    for path in paths.values():
         if not path.is_file():
             raise _fail(name, "files", f"missing {path.name} in {directory}", path)
     ids = {}

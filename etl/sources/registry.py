@@ -101,13 +101,13 @@ SourceConfig = Union[SyntheticSource, BlueprintSource, CaveSource, FilesSource, 
 
 
 def _read_synthetic(cfg: SyntheticSource, progress: bool, store_dir) -> SourceTables:
-    from .synthetic import SyntheticConfig, generate  # noqa: PLC0415
+    from .synthetic import SyntheticConfig, generate
 
     return generate(cfg.config or SyntheticConfig(seed=cfg.seed), progress=progress)
 
 
 def _read_blueprint(cfg: BlueprintSource, progress: bool, store_dir) -> SourceTables:
-    from .blueprint import read_blueprint  # noqa: PLC0415
+    from .blueprint import read_blueprint
 
     return read_blueprint(Path(cfg.path), mode=cfg.mode,
                           fields=list(cfg.fields) if cfg.fields is not None else None,
@@ -115,18 +115,18 @@ def _read_blueprint(cfg: BlueprintSource, progress: bool, store_dir) -> SourceTa
 
 
 def _read_cave(cfg: CaveSource, progress: bool, store_dir) -> SourceTables:
-    from .cave.client import CaveConfig  # noqa: PLC0415 (caveclient only for CAVE)
-    from .cave.source import read_cave  # noqa: PLC0415
+    from .cave.client import CaveConfig  # caveclient only for CAVE
+    from .cave.source import read_cave
 
     return read_cave(cfg.config or CaveConfig(), store_dir=store_dir, connection=cfg.connection,
                      progress=progress)
 
 
 def _read_files(cfg: FilesSource, progress: bool, store_dir) -> SourceTables:
-    from .files import read_files  # noqa: PLC0415
+    from .files import read_files
 
-    from ..config import StoreConfig  # noqa: PLC0415
-    from .files.source import STREAM_DIRNAME  # noqa: PLC0415
+    from ..config import StoreConfig
+    from .files.source import STREAM_DIRNAME
 
     return read_files(Path(cfg.path), profile=cfg.profile, neurons=cfg.neurons, datastack=cfg.datastack,
                       materialization_version=cfg.materialization_version, synapses=cfg.synapses,
@@ -135,7 +135,7 @@ def _read_files(cfg: FilesSource, progress: bool, store_dir) -> SourceTables:
 
 
 def _read_nwb(cfg: NwbSource, progress: bool, store_dir) -> SourceTables:
-    from .nwb import read_nwb  # noqa: PLC0415 (pynwb only when reading NWB)
+    from .nwb import read_nwb  # pynwb only when reading NWB
 
     return read_nwb(list(cfg.paths), rule=cfg.events, progress=progress, store_dir=store_dir)
 

@@ -454,7 +454,7 @@ def _scan_drive(cfg: SyntheticConfig, n_bins: int, rng: np.random.Generator):
     latents = np.empty_like(noise)  # (latents, bins), unit variance
     latents[:, 0] = noise[:, 0]
     if n_bins > 1:
-        from scipy.signal import lfilter  # noqa: PLC0415 (scipy.signal costs ~1.4 s to import)
+        from scipy.signal import lfilter  # scipy.signal costs ~1.4 s to import
 
         latents[:, 1:], _ = lfilter([math.sqrt(1 - a * a)], [1.0, -a], noise[:, 1:], axis=1,
                                     zi=a * noise[:, :1])

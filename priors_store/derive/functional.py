@@ -510,9 +510,9 @@ def precision(spikes: Sequence[np.ndarray], *, bin_s: float = 0.2, t_end: float 
     >>> precision(trains).shape
     (4, 4)
     """
-    from sklearn.covariance import GraphicalLassoCV  # noqa: PLC0415 (heavy import, used here only)
-    from sklearn.model_selection import KFold  # noqa: PLC0415
-    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+    from sklearn.covariance import GraphicalLassoCV  # heavy import, used here only
+    from sklearn.model_selection import KFold
+    from threadpoolctl import threadpool_limits
 
     counts = binned_counts(spikes, bin_s=bin_s, t_end=t_end).astype(np.float64)
     _need_two_bins(counts, "precision")

@@ -66,7 +66,7 @@ def modules(weights: np.ndarray | sp.spmatrix, *, resolution: float = 1.0, seed:
     >>> labels, round(q, 4)
     (array([0, 0, 0, 1, 1, 1]), 0.3571)
     """
-    import igraph as ig  # noqa: PLC0415 (heavy import, used here only)
+    import igraph as ig  # heavy import, used here only
 
     resolution = float(resolution)
     if not np.isfinite(resolution) or resolution <= 0:
@@ -87,7 +87,7 @@ def modules(weights: np.ndarray | sp.spmatrix, *, resolution: float = 1.0, seed:
         finally:
             ig.set_random_number_generator(random)
     else:
-        import leidenalg  # noqa: PLC0415
+        import leidenalg
 
         membership = leidenalg.find_partition(
             graph, leidenalg.RBConfigurationVertexPartition, weights="weight",

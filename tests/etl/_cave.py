@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
-import pytest
 
-from connectome_priors.etl.sources.cave.client import TOKEN_ENV, CaveConfig
+from connectome_priors.etl.sources.cave.client import CaveConfig
 from connectome_priors.testing.cave_standin import minnie_fixture
 
 #: One small fixture for the whole session (generation is seeded: same data every time).
@@ -26,13 +24,3 @@ def fast_config(url: str, **changes) -> CaveConfig:
     base = CaveConfig(server=url, datastack="minnie65_public", version=1, timeout_s=2.0,
                       retries=3, backoff_s=0.01, backoff_max_s=0.05, chunk_size=40)
     return replace(base, **changes)
-
-
-@pytest.fixture
-def isolated_home(tmp_path, monkeypatch) -> Path:
-    """HOME (and so caveclient's token file and caches) in a temp dir; no token in the env."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv(TOKEN_ENV, raising=False)
-    return home

@@ -13,7 +13,6 @@ import pytest
 from connectome_priors.cli import main
 from connectome_priors.etl import Store
 from connectome_priors.testing.cave_standin import StandinCave, minnie_fixture
-from tests.etl._cave import isolated_home  # noqa: F401 (fixture)
 
 CLASSES = {"excitatory_neuron": "excitatory", "inhibitory_neuron": "inhibitory"}
 

@@ -11,8 +11,8 @@ from connectome_priors.testing.pauses import pause_env, release, wait_reached
 from connectome_priors.etl import Store, run_etl
 from connectome_priors.cli import main
 from connectome_priors.etl.refresh import RefreshLockedError, refresh, refresh_lock, stored_versions
-from connectome_priors.testing.cave_standin import Fault, StandinCave
-from tests.etl._cave import fast_config, fixture_versions, isolated_home  # noqa: F401 (fixture)
+from connectome_priors.testing.cave_standin import StandinCave
+from tests.etl._cave import fast_config, fixture_versions  # fixture
 
 
 @pytest.fixture

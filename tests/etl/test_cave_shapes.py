@@ -21,7 +21,7 @@ from connectome_priors.testing.cave_standin import (StandinCave, merge_reference
 from connectome_priors.etl.sources.cave.transform import (CELLTYPES_TABLE, COREG_TABLES, NUCLEUS_TABLE,
                                         SYNAPSE_TABLE, canonical_tables, infer_shape)
 from connectome_priors.etl.sources.files import read_files, write_export
-from tests.etl._cave import fast_config, isolated_home  # noqa: F401 (fixture)
+from tests.etl._cave import fast_config  # fixture
 
 COREG = COREG_TABLES[0]
 KW = dict(datastack="minnie65_public", materialization_version=1, materialization_timestamp=None)

@@ -22,7 +22,7 @@ from connectome_priors.etl.sources.cave.source import CACHE_DIRNAME, read_cave
 from connectome_priors.testing.cave_standin import Fault, StandinCave
 from connectome_priors.etl.sources.cave.transform import canonical_tables
 from connectome_priors.etl.store import content_hash
-from tests.etl._cave import fast_config, fixture_versions, isolated_home  # noqa: F401 (fixture)
+from tests.etl._cave import fast_config, fixture_versions  # fixture
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -212,9 +212,9 @@ def test_streamed_synapses_and_connections_equal_the_held_load(tmp_path):
 
 
 def test_a_streamed_table_out_of_key_order_is_refused_naming_the_rows(tmp_path):
-    from connectome_priors.etl.contracts import validate_streamed  # noqa: PLC0415
-    from connectome_priors.etl.errors import ValidationError  # noqa: PLC0415
-    from connectome_priors.etl.tables import ParquetRows  # noqa: PLC0415
+    from connectome_priors.etl.contracts import validate_streamed
+    from connectome_priors.etl.errors import ValidationError
+    from connectome_priors.etl.tables import ParquetRows
 
     path = tmp_path / "c.parquet"
     pq.write_table(pa.table({"pre_nucleus_id": [1, 1, 2, 2], "post_nucleus_id": [2, 3, 1, 1],

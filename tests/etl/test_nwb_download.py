@@ -48,7 +48,7 @@ def make_handler(state: FakeDandi):
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self):  # http.server's name
             url = urlparse(self.path)
             query = parse_qs(url.query)
             state.requests.append((url.path, self.headers.get("Range")))

@@ -67,7 +67,7 @@ def rewrite_catalog_without_hashes(store: Store) -> None:
     no manifests."""
     db = store.config.database
     with duckdb.connect(str(db), read_only=True) as con:
-        snaps = con.sql("SELECT * FROM snapshots").to_arrow_table()
+        snaps = con.sql("SELECT * FROM snapshots").to_arrow_table()  # noqa: F841 (read by name below)
     os.chmod(db, 0o644)
     db.unlink()
     with duckdb.connect(str(db)) as con:

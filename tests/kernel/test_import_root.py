@@ -36,7 +36,7 @@ def test_stages_import_from_the_root_and_load_lazily(tmp_path):
         "assert not [m for m in sys.modules if m.startswith('connectome_priors.etl')], 'etl loaded'\n"
         "import connectome_priors.training.tasks\n"
         "assert not [m for m in sys.modules if m.startswith('connectome_priors.etl.sources')]\n"
-        "import duckdb\n"  # noqa: the derivations above never needed it
+        "import duckdb\n"  # only now: the derivations above never needed it
         "from connectome_priors import run_etl, Store, build, load, Population, run_experiment, "
         "ExperimentConfig\n"
         "from connectome_priors.priors_store.reader import load as load2\n"

@@ -61,7 +61,7 @@ def test_the_real_packages_export_their_functions():
     modules were imported."""
     import connectome_priors.priors_store as ps
     import connectome_priors.priors_store.derive as derive
-    import connectome_priors.priors_store.derive.communication  # noqa: F401
+    import connectome_priors.priors_store.derive.communication
     import connectome_priors.priors_store.reader  # noqa: F401
 
     assert callable(ps.load) and ps.load.__module__ == "connectome_priors.priors_store.reader"

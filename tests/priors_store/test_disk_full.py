@@ -23,17 +23,17 @@ import pytest
 
 pytest.importorskip("fsspec")
 
-from connectome_priors import priors_store  # noqa: E402
-from connectome_priors.cli import main  # noqa: E402
-from connectome_priors.priors_store import remote, remote_fs  # noqa: E402
-from connectome_priors.priors_store.cache import CacheError  # noqa: E402
-from connectome_priors.priors_store.distance_writer import write_distance  # noqa: E402
-from connectome_priors.priors_store.errors import ArtifactNotFoundError, PriorsError  # noqa: E402
-from connectome_priors.priors_store.pipeline import DeriveParams  # noqa: E402
-from connectome_priors.priors_store.population import Population  # noqa: E402
-from connectome_priors.priors_store.remote_index import build_id  # noqa: E402
-from connectome_priors.priors_store.verification import verify  # noqa: E402
-from connectome_priors.priors_store.writer import ArtifactWriter  # noqa: E402
+from connectome_priors import priors_store
+from connectome_priors.cli import main
+from connectome_priors.priors_store import remote, remote_fs
+from connectome_priors.priors_store.cache import CacheError
+from connectome_priors.priors_store.distance_writer import write_distance
+from connectome_priors.priors_store.errors import ArtifactNotFoundError, PriorsError
+from connectome_priors.priors_store.pipeline import DeriveParams
+from connectome_priors.priors_store.population import Population
+from connectome_priors.priors_store.remote_index import build_id
+from connectome_priors.priors_store.verification import verify
+from connectome_priors.priors_store.writer import ArtifactWriter
 
 FAST = DeriveParams(precision=False)
 ENOSPC = os.strerror(errno.ENOSPC)

@@ -171,7 +171,7 @@ print(json.dumps({"version": m["version"], "files": {f["path"]: f["sha256"] for 
 
 def _cpu_dispatch_found() -> list[str]:
     """NumPy's SIMD dispatch targets this CPU has (AVX2 / AVX512 groups: X86_V3, X86_V4, ...)."""
-    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__  # noqa: PLC0415
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
 
     return [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]
 

@@ -28,7 +28,7 @@ from connectome_priors.priors_store.compare import diff, render_html, summary
 from connectome_priors.priors_store.rebuild import RebuildLockedError, rebuild_lock, rebuild_recipes
 from connectome_priors.priors_store.recipes import RecipeError, load_recipes, parse_recipes, recipes_path
 from connectome_priors.testing.cave_standin import StandinCave, minnie_fixture
-from tests.etl._cave import fast_config, fixture_versions, isolated_home  # noqa: F401 (fixture)
+from tests.etl._cave import fast_config, fixture_versions  # fixture
 
 #: Three recipes, one of each population kind, every one without the slow precision fit.
 RECIPES = """\

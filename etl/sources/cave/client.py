@@ -123,13 +123,13 @@ class _TimeoutAdapter(HTTPAdapter):
         super().__init__(max_retries=0, pool_maxsize=4)
         self.timeout = timeout
 
-    def send(self, request, timeout=None, **kwargs):  # noqa: D102 (HTTPAdapter API)
+    def send(self, request, timeout=None, **kwargs):  # HTTPAdapter API
         return super().send(request, timeout=self.timeout if timeout is None else timeout, **kwargs)
 
 
 def _classify(err: BaseException, server: str, what: str) -> CaveError | None:
     """Map an exception raised by caveclient/requests to a CaveError (None: not ours)."""
-    from caveclient.base import AuthException  # noqa: PLC0415 (heavy import, only when used)
+    from caveclient.base import AuthException  # heavy import, only when used
 
     where = f"{what} at {public_url(server)}"
     if isinstance(err, CaveError):
@@ -287,7 +287,7 @@ def connect(config: CaveConfig) -> CaveConnection:
     ``4 * timeout_s``.
     """
     def build():
-        from caveclient import CAVEclient  # noqa: PLC0415 (heavy import, only when used)
+        from caveclient import CAVEclient  # heavy import, only when used
 
         box: dict = {}
 

@@ -110,10 +110,10 @@ class _Text:
     """Chunks of decompressed text cut at line ends, read ahead by one thread."""
 
     def __init__(self, path: Path, start: int, chunk_bytes: int) -> None:
-        from isal import igzip_threaded  # noqa: PLC0415 (only for this step)
+        from isal import igzip_threaded  # only for this step
 
         self.path = path
-        self.raw = open(path, "rb")  # noqa: SIM115 (closed in close())
+        self.raw = open(path, "rb")  # closed in close()
         self.fh = igzip_threaded.open(self.raw, "rb", threads=1) if path.name.endswith(".gz") \
             else self.raw
         self.chunk_bytes = chunk_bytes

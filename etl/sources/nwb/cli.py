@@ -63,7 +63,7 @@ def resolve_arguments(args: argparse.Namespace, *, progress: bool) -> tuple[list
 def describe(snap: dict) -> str:
     """Lines for ``cxp etl`` after an ``nwb`` snapshot: dropped root ids and per-field agreement of
     the derived unit ids with the store's co-registration (empty when there is nothing to say)."""
-    import json  # noqa: PLC0415
+    import json
 
     report = json.loads(snap["report"]) if isinstance(snap.get("report"), str) else snap.get("report", {})
     lines = []

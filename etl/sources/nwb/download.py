@@ -97,7 +97,7 @@ def parse_scan(spec: str) -> tuple[int, int] | str:
 
 
 def _get(session, url: str, config: DandiConfig, **kwargs):
-    import requests  # noqa: PLC0415
+    import requests
 
     try:
         resp = session.get(url, timeout=config.timeout_s, **kwargs)
@@ -164,7 +164,7 @@ def _fetch(session, url: str, part: Path, size: int, config: DandiConfig, bar) -
                                 f"{resp.headers.get('Content-Range')!r}", url=url)
         if not append:
             bar.update(-have)
-        import requests  # noqa: PLC0415
+        import requests
 
         try:
             with open(part, "ab" if append else "wb") as fh:
@@ -229,7 +229,7 @@ def download_scans(scans: Sequence[str | tuple[int, int]], *, config: DandiConfi
     >>> paths = download_scans(["4-7"])                     # doctest: +SKIP
     >>> read_nwb(paths)                                       # doctest: +SKIP
     """
-    import requests  # noqa: PLC0415
+    import requests
 
     config = (config or DandiConfig()).resolved()
     wanted = [parse_scan(s) if isinstance(s, str) else (int(s[0]), int(s[1])) for s in scans]

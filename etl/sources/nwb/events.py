@@ -87,7 +87,7 @@ class EventRule:
 
 
 def _oasis_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("oasis-deconv")
@@ -178,7 +178,7 @@ def deconvolve_oasis(traces: np.ndarray, *, frame_rate_hz: float, tau_s: float,
     >>> np.flatnonzero(s[:, 0] > 0.01).tolist()
     [10]
     """
-    from oasis.functions import deconvolve  # noqa: PLC0415 (only where fluorescence is deconvolved)
+    from oasis.functions import deconvolve  # only where fluorescence is deconvolved
 
     dff = delta_f(traces, baseline_percentile=baseline_percentile)
     out = np.zeros_like(dff)

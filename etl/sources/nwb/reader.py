@@ -100,8 +100,8 @@ def scan_of(session_id: str | None, path: Path) -> tuple[int, int]:
 
 
 def _open(path: Path):
-    import h5py  # noqa: PLC0415 (heavy imports only when reading)
-    from pynwb import NWBHDF5IO  # noqa: PLC0415
+    import h5py  # heavy imports only when reading
+    from pynwb import NWBHDF5IO
 
     if not h5py.is_hdf5(path):
         raise NwbLayoutError(f"{path}: not an NWB file (expected HDF5 with an nwb_version attribute; "
@@ -336,7 +336,7 @@ def coregistration_report(units: pa.Table, store_dir: str | os.PathLike | None) 
         :func:`~etl.unit_ids.field_agreement`) with its line of text, and the names of the
         implausible fields (a population join refuses those).
     """
-    from ...store import Store  # noqa: PLC0415
+    from ...store import Store
 
     store = Store(store_dir) if store_dir is not None else None
     if store is None or not store.exists():

@@ -28,10 +28,10 @@ def add_store(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``cxp`` argument parser, with every stage's subcommands."""
-    from ..etl import cli as etl_cli  # noqa: PLC0415 (stages load only when the CLI is built)
-    from ..priors_store import cli as priors_cli  # noqa: PLC0415
-    from ..testing import cli as testing_cli  # noqa: PLC0415
-    from ..training import cli as training_cli  # noqa: PLC0415
+    from ..etl import cli as etl_cli  # stages load only when the CLI is built
+    from ..priors_store import cli as priors_cli
+    from ..testing import cli as testing_cli
+    from ..training import cli as training_cli
 
     parser = argparse.ArgumentParser(prog="cxp", description="Connectome priors: MICrONS structure "
                                      "and activity -> versioned prior artifacts.")

@@ -62,7 +62,7 @@ def dask_client(scheduler: Any = LOCAL, *, n_workers: int = 2, memory_limit: str
     DaskError
         ``scheduler`` is not an address, or does not answer within :data:`CONNECT_TIMEOUT`.
     """
-    from distributed import Client, LocalCluster  # noqa: PLC0415 (dask only when asked for)
+    from distributed import Client, LocalCluster  # dask only when asked for
 
     scheduler = resolve_scheduler(scheduler) or LOCAL
     if isinstance(scheduler, Client):
@@ -92,7 +92,7 @@ def _without_malloc_trim():
     """Dask config and process environment without :data:`MALLOC_TRIM_ENV`, restored on exit
     (a nanny exports its pre-spawn variables into this process, where spawned workers inherit
     them; glibc reads the variable only at start-up, so this process itself is unaffected)."""
-    import dask  # noqa: PLC0415
+    import dask
 
     saved = os.environ.pop(MALLOC_TRIM_ENV, None)
     try:

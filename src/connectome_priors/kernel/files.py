@@ -92,7 +92,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
-        import shutil  # noqa: PLC0415
+        import shutil
 
         shutil.rmtree(path, ignore_errors=True)
     else:

@@ -55,7 +55,7 @@ def retry(fn: Callable[[], T], *, backoff: Backoff, what: str,
     for attempt in range(backoff.retries + 1):
         try:
             return fn()
-        except Exception as err:  # noqa: BLE001 (classified below; others re-raised)
+        except Exception as err:  # classified below; others re-raised
             mapped = classify(err)
             if mapped is None:
                 raise

@@ -11,7 +11,7 @@ from ..kernel.errors import CxpError
 __all__ = ["register", "run_synth"]
 
 
-def register(sub: argparse._SubParsersAction, add_store) -> None:  # noqa: ARG001 (no store)
+def register(sub: argparse._SubParsersAction, add_store) -> None:  # no store
     """Add the ``synth-synapses`` subcommand."""
     syn = sub.add_parser("synth-synapses", help="write a seeded SYNTHETIC full-volume synapse "
                          "table (partitioned Parquet and/or CSV.gz like the static export)")
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:  # noqa: ARG00
 
 def run_synth(args: argparse.Namespace) -> None:
     """Handler of ``cxp synth-synapses``."""
-    from .synapse_synth import SynapseSynthConfig, write_synthetic_synapses  # noqa: PLC0415
+    from .synapse_synth import SynapseSynthConfig, write_synthetic_synapses
 
     if args.rows < 1:
         raise CxpError(f"--rows must be >= 1; found {args.rows}")

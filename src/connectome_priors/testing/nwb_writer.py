@@ -170,16 +170,16 @@ def write_scan_file(path: str | os.PathLike, fields: Sequence[SynthField], *, se
     >>> f = SynthField(1, [np.array([3, 9])], pt_root_id=np.array([864691135000000001]))
     >>> write_scan_file("/tmp/x/" + dandi_name(4, 7), [f], session=4, scan_idx=7)  # doctest: +SKIP
     """
-    import h5py  # noqa: PLC0415 (heavy imports only when writing)
-    from hdmf.backends.hdf5.h5_utils import H5DataIO  # noqa: PLC0415
-    from pynwb import NWBHDF5IO, NWBFile  # noqa: PLC0415
-    from pynwb.base import Images  # noqa: PLC0415
-    from pynwb.epoch import TimeIntervals  # noqa: PLC0415
-    from pynwb.file import Subject  # noqa: PLC0415
-    from pynwb.image import GrayscaleImage  # noqa: PLC0415
-    from hdmf.common import VectorData  # noqa: PLC0415
-    from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel, PlaneSegmentation  # noqa: PLC0415
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    import h5py  # heavy imports only when writing
+    from hdmf.backends.hdf5.h5_utils import H5DataIO
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.base import Images
+    from pynwb.epoch import TimeIntervals
+    from pynwb.file import Subject
+    from pynwb.image import GrayscaleImage
+    from hdmf.common import VectorData
+    from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel, PlaneSegmentation
+    from tqdm.auto import tqdm
 
     path = Path(path)
     rng = np.random.default_rng(seed)

@@ -65,7 +65,7 @@ def write_release(out: str | os.PathLike, config: SynapseSynthConfig, *, compres
     --------
     >>> write_release("/tmp/v1412", release_config(10_000_000))  # doctest: +SKIP
     """
-    import gzip  # noqa: PLC0415 (stdlib; local to say which writer makes the one member)
+    import gzip  # stdlib; local to say which writer makes the one member
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body go out as separate writes
     state: ServerState
 
-    def log_message(self, format, *args) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format, *args) -> None:  # stdlib signature
         pass  # quiet: tests read state.log instead
 
     # -- plumbing --
@@ -83,10 +83,10 @@ class Handler(BaseHTTPRequestHandler):
                    401)
         return False
 
-    def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+    def do_GET(self) -> None:  # stdlib name
         self._handle()
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._handle()
 
     def _handle(self) -> None:

@@ -31,11 +31,11 @@ CREATED = pd.Timestamp("2020-09-28 12:00:00")
 
 def _schema(schema_type: str):
     """The marshmallow schema class of ``schema_type`` (from ``emannotationschemas``)."""
-    from emannotationschemas import get_schema  # noqa: PLC0415 (only the stand-in needs it)
+    from emannotationschemas import get_schema  # only the stand-in needs it
 
     if schema_type == BOUND_COREG_SCHEMA:
-        import marshmallow as mm  # noqa: PLC0415
-        from emannotationschemas.schemas.base import AnnotationSchema, BoundSpatialPoint  # noqa: PLC0415
+        import marshmallow as mm
+        from emannotationschemas.schemas.base import AnnotationSchema, BoundSpatialPoint
 
         ext = get_schema("func_unit_ext_coreg")
         fields = {k: f for k, f in ext._declared_fields.items() if k not in ("target_id", "valid")}
@@ -58,10 +58,10 @@ def table_columns(schema_type: str, *, layout: str = "split") -> list[tuple[str,
     ``kind`` is one of ``id``, ``timestamp``, ``bool``, ``int``, ``float``, ``str``,
     ``position``, ``segment``, ``target``.
     """
-    from emannotationschemas.flatten import create_flattened_schema  # noqa: PLC0415
-    from emannotationschemas.schemas.base import (  # noqa: PLC0415
+    from emannotationschemas.flatten import create_flattened_schema
+    from emannotationschemas.schemas.base import (
         PostGISField, ReferenceTableField, SegmentationField)
-    import marshmallow as mm  # noqa: PLC0415
+    import marshmallow as mm
 
     ann: list[tuple[str, str, bool]] = []
     seg: list[tuple[str, str, bool]] = []
