@@ -28,10 +28,11 @@ run: setup
 	$(BIN)/cxp train --prior synthetic_6_6_2 --store $(STORE) --tasks T2 --variants W,W*D*C \
 		--runs 2 --epochs 2 --n-train 1024 --n-val 256 --n-test 512 --out $(CURDIR)/.cxp/train
 
-# ruff ([tool.ruff] in pyproject.toml: the rules and why). The import-linter contracts (pyproject.toml) read the installed package as it is (one physical
-# tree: src/connectome_priors with links to the stage folders); .ci/check_wheel.py fails when a
-# module of the tree would not ship in the wheel; .ci/mypy_baseline.py runs `mypy -p
-# connectome_priors` (every module) and fails where a module has more errors than its baseline.
+# ruff ([tool.ruff] in pyproject.toml: the rules and why). The import-linter contracts
+# (pyproject.toml) read the installed package as it is (one physical tree: src/connectome_priors
+# with links to the stage folders); .ci/check_wheel.py fails when a module of the tree would not
+# ship in the wheel; .ci/mypy_baseline.py runs `mypy -p connectome_priors` (every module) and
+# fails where a module has more errors than its baseline.
 lint: setup
 	$(BIN)/ruff check --no-cache etl priors_store training src tests bench docs
 	cd $(CURDIR)/src && $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml
