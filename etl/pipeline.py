@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -12,7 +13,7 @@ from connectome_priors.schemas import STORE_TABLES
 from .errors import EtlError
 from .sources.registry import CaveSource, FilesSource, SourceConfig, extract, source_config
 from .store import Store
-from .tables import Source
+from .tables import Source, SourceTables
 
 __all__ = ["extract", "run_etl"]
 
@@ -52,8 +53,22 @@ def run_etl(source: SourceConfig | Source = "synthetic", path: str | os.PathLike
         from .sources.cave.source import clear_checkpoints
 
         clear_checkpoints(store.directory, config.config, extracted.materialization_version)
-    if isinstance(config, FilesSource) and (config.stream or not config.synapses):  # stored: the chunks are done with
+    if isinstance(config, FilesSource) and extracted.streamed:  # stored: its chunks are done with
         from .sources.files.source import STREAM_DIRNAME
 
-        shutil.rmtree(store.directory / STREAM_DIRNAME, ignore_errors=True)
+        _remove_stream_work(store.directory / STREAM_DIRNAME, extracted)
     return {**snapshot, "store": str(store.directory)}
+
+
+def _remove_stream_work(root: Path, extracted: SourceTables) -> None:
+    """Remove the work folder (``root/<key>``) of this load's streamed tables, and ``root`` once
+    empty; another load streaming into the same store at the same time keeps its checkpoints."""
+    base = root.resolve()
+    for rows in extracted.streamed.values():
+        path = Path(rows.path).resolve()
+        if path.is_relative_to(base) and path != base:
+            shutil.rmtree(base / path.relative_to(base).parts[0], ignore_errors=True)
+    try:
+        root.rmdir()
+    except OSError:  # absent, or another load's work is still there
+        pass

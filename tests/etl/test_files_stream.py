@@ -232,3 +232,16 @@ def test_a_truncated_gzip_is_one_error_naming_the_file(tmp_path):
     data.write_bytes(gzip.compress(lines.encode())[:-5000])
     with pytest.raises(SourceError, match=r"cannot read .*\.csv\.gz: .*complete \.csv\.gz"):
         stream_connections(_export(d), root_map(_cells()), tmp_path / "w")
+
+
+def test_a_stored_load_removes_only_its_own_work_folder(tmp_path):
+    """Another streamed load into the same store (its checkpoints under another key) keeps its
+    work; the finished load's own folder goes."""
+    d = _write_tiny(tmp_path / "tiny")
+    store = tmp_path / "s"
+    other = store / ".files-stream" / "another-load-in-progress"
+    other.mkdir(parents=True)
+    (other / "state.json").write_text("{}")
+    run_etl("files", d, store=store, neurons="all", stream=True)
+    assert [p.name for p in (store / ".files-stream").iterdir()] == ["another-load-in-progress"]
+    assert (other / "state.json").read_text() == "{}"
