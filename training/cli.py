@@ -11,8 +11,9 @@ from connectome_priors.etl.store import Store
 
 from .config import ExperimentConfig, FitConfig
 from .errors import TrainingError
+from .grammar import default_variants
 
-#: Defaults come from the dataclasses (ExperimentConfig() itself would import torch to validate).
+#: Defaults come from the dataclasses.
 _E = {f.name: f.default for f in fields(ExperimentConfig)}
 _F = FitConfig()
 
@@ -76,8 +77,6 @@ def _is_all(text: str) -> bool:
 def parse_variants(text: str, protocol: str = "corrected") -> tuple[str, ...]:
     """``"all"`` or a comma-separated list of variant names (validated later)."""
     if _is_all(text):
-        from .variants import default_variants  # noqa: PLC0415 (imports torch: only when training)
-
         return default_variants(protocol)
     names = tuple(v.strip() for v in text.split(",") if v.strip())
     if not names:
