@@ -81,7 +81,7 @@ __all__ = ["DERIVATION_VERSION", "FLOAT_ATOL", "FLOAT_RTOL", "MANIFEST", "MANIFE
 #: its float rounding: a build would otherwise publish other numbers under an existing version,
 #: which the re-publish check refuses. Not the git commit: a commit changes without changing
 #: results, and a version must be rebuildable from a release of the code.
-DERIVATION_VERSION = "1"
+DERIVATION_VERSION = "2"  # "2": the signed-connectome kinds (issue 24)
 
 #: Tolerances of :func:`compare_builds` for float kinds: ``|a - b| <= FLOAT_ATOL + FLOAT_RTOL * |b|``
 #: elementwise (NaN only where the other has NaN). Integer kinds, labels and the neuron table must
