@@ -25,7 +25,7 @@ from .metrics import organization
 from .model import BatchedRNN, ModelConfig
 from .tasks import TaskName
 from .train import Splits, fit, make_splits
-from .variants import build_variant
+from .variants import build_constraint, build_variant
 
 __all__ = ["RUN_COLUMNS", "fit_config", "run_seed", "runs_per_batch", "train_cell"]
 
@@ -34,7 +34,7 @@ RUN_COLUMNS: tuple[str, ...] = (
     "task", "variant", "run", "seed", "protocol", "test_accuracy", "train_accuracy",
     "val_accuracy", "task_loss", "epochs_to_criterion", "diverged", "modularity_q",
     "small_world_sigma", "assortativity", "entropy", "init_seed", "data_seed", "n_units",
-    "fit_seconds")
+    "fit_seconds", "dale_violations")
 
 
 def run_seed(seed: int, run: int) -> int:
@@ -88,17 +88,24 @@ def train_cell(task: str, variant: str, arrays: dict[str, np.ndarray],
                             distance_um=arrays.get("distance_um"),
                             communicability_empirical=arrays.get("communicability_empirical"),
                             positions_vox=arrays.get("positions_vox"), runs=config.runs,
-                            seed=init_seed, protocol=config.protocol, n_units=n)
+                            seed=init_seed, protocol=config.protocol, n_units=n,
+                            connectome_signed=arrays.get("connectome_signed"),
+                            cell_sign=arrays.get("cell_sign"))
+    constraint = build_constraint(variant, connectome_signed=arrays.get("connectome_signed"),
+                                  cell_sign=arrays.get("cell_sign"), runs=config.runs,
+                                  seed=init_seed)
     step = runs_per_batch(config, n)
     rows, curves, states = [], [], []
     for lo in range(0, config.runs, step):
         hi = min(config.runs, lo + step)
         t0 = time.perf_counter()
+        part = constraint.runs(lo, hi) if constraint is not None else None
         res = fit(name, w0[lo:hi], seeds=seeds[lo:hi], regularizer=reg, config=fcfg,
-                  splits=splits)
+                  splits=splits, constraint=part)
         per_run = (time.perf_counter() - t0) / (hi - lo)
         last = res.records[res.records["epoch"] == config.fit.epochs].set_index("run")
         w_eff = res.model.effective_recurrent().detach()  # (R, N, N) [run, pre, post]
+        broken = part.violations(w_eff).tolist() if part is not None else [np.nan] * (hi - lo)
         for i in range(hi - lo):
             r = lo + i
             diverged = bool(res.diverged[i])
@@ -110,13 +117,14 @@ def train_cell(task: str, variant: str, arrays: dict[str, np.ndarray],
                 "val_accuracy": float(last.loc[i, "val_accuracy"]),
                 "task_loss": float(res.test_loss[i]), "epochs_to_criterion": res.epochs_to_criterion[i],
                 "diverged": diverged, **metrics, "init_seed": init_seed,
-                "data_seed": fcfg.data_seed, "n_units": n, "fit_seconds": per_run})
+                "data_seed": fcfg.data_seed, "n_units": n, "fit_seconds": per_run,
+                "dale_violations": broken[i]})
         rec = res.records.assign(run=res.records["run"] + lo)
         curves.append(rec.assign(task=task, variant=variant, protocol=config.protocol,
                                  seed=[seeds[r] for r in rec["run"]]))
         states.append(res.model.state_dict())
     merged = BatchedRNN(ModelConfig(**{**asdict(res.model.config), "runs": config.runs}),
-                        w0, seeds=seeds)
+                        w0, seeds=seeds, constraint=constraint)
     merged.load_state_dict({k: torch.cat([s[k] for s in states]) for k in states[0]})
     runs = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
     runs["epochs_to_criterion"] = runs["epochs_to_criterion"].astype("Int64")

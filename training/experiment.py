@@ -134,7 +134,8 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
                 bar.update()
     rows = [pd.read_parquet(files(t, v)[0]) for t, v in grid]
     curves = [pd.read_parquet(files(t, v)[1]) for t, v in grid]
-    runs = pd.concat(rows, ignore_index=True)[list(RUN_COLUMNS)]
+    # reindex: cells written before a column existed (dale_violations) read it as missing
+    runs = pd.concat(rows, ignore_index=True).reindex(columns=list(RUN_COLUMNS))
     runs["epochs_to_criterion"] = runs["epochs_to_criterion"].astype("Int64")
     runs["diverged"] = runs["diverged"].astype(bool)
     curve_df = pd.concat(curves, ignore_index=True)
@@ -256,10 +257,16 @@ def prior_arrays(prior, variants, *, protocol: str = "corrected") -> dict[str, n
     ``prior.neurons`` (which also give N). Kinds no variant reads are not loaded."""
     need = set().union(*(required_kinds(v, protocol=protocol) for v in variants))
     names = {"w_bio_modulation": "w_bio_modulation", "distance_um": "distance_um",
-             "communicability": "communicability_empirical"}
-    arrays = {names[k]: np.asarray(prior[k], dtype=np.float64) for k in sorted(need)}
+             "communicability": "communicability_empirical",
+             "connectome_signed": "connectome_signed", "cell_sign": "cell_sign"}
+    arrays = {names[k]: _dense(prior[k]) for k in sorted(need)}
     arrays["positions_vox"] = prior.neurons[["x_vox", "y_vox", "z_vox"]].to_numpy(np.float64)
     return arrays
+
+
+def _dense(value) -> np.ndarray:
+    """A kind as a float64 array (sparse kinds, e.g. ``connectome_signed``, made dense)."""
+    return np.asarray(value.toarray() if hasattr(value, "toarray") else value, dtype=np.float64)
 
 
 def fingerprint(config: ExperimentConfig, prior_ref: str) -> str:

@@ -11,6 +11,12 @@ diagonal) change only the initialization of the headline variant ``W*D*C``: ``Wd
 the diagonal of each ``W*`` draw, ``Woff`` only its off-diagonal part, ``Wrand`` scatters its
 non-zero values at random positions (:mod:`training.initializers`).
 
+The connectome-constrained variants (issue 24) initialize from the EM wiring itself and keep
+Dale's law throughout training (:mod:`training.connectome`): ``Wc`` (the signed synapse count or
+size, scaled), combined with the penalty suffixes (``WcD*``, ``WcD*C``), and the control ``Wc!``
+(each cell's connections moved to random targets). They read only wiring kinds, so they run on a
+structure-only prior.
+
 Each part of a name reads its own kinds of the prior artifact (:func:`required_kinds`): a
 structure-only prior (built without spike trains, so without ``w_bio_modulation``) trains every
 variant with the orthogonal init ``W``, and none of the biological ones. The arrays and penalties
@@ -26,7 +32,7 @@ from typing import Literal
 
 from .errors import UnknownVariantError
 
-__all__ = ["CONTROLS", "DistanceKind", "FUNCTIONAL_KINDS", "InitKind", "Protocol",
+__all__ = ["CONNECTOME_VARIANTS", "CONNECTOME_KINDS", "CONTROLS", "DistanceKind", "FUNCTIONAL_KINDS", "InitKind", "Protocol",
            "RegularizerKind", "TASK_NAMES", "VARIANTS", "Variant", "default_variants",
            "missing_kinds", "parse_variant", "required_kinds"]
 
@@ -43,19 +49,30 @@ VARIANTS: tuple[str, ...] = ("W*D*C", "WD*C", "WDC", "WD*", "WD", "W", "W*D*C*",
 #: The corrected protocol's initialization controls of ``W*D*C``.
 CONTROLS: tuple[str, ...] = ("WdiagD*C", "WoffD*C", "WrandD*C")
 
+#: The connectome-constrained variants: Wc init (and Dale's law during training), with penalties,
+#: and the control Wc!.
+CONNECTOME_VARIANTS: tuple[str, ...] = ("Wc", "WcD*", "WcD*C", "Wc!")
+
+#: Kinds the connectome-constrained inits read (wiring kinds: every prior has them).
+CONNECTOME_KINDS: tuple[str, ...] = ("cell_sign", "connectome_signed")
+
 #: Kinds a prior holds only when every neuron has a spike train from one scan
 #: (:mod:`priors_store.pipeline`); a structure-only prior has none of them.
 FUNCTIONAL_KINDS: tuple[str, ...] = ("correlation", "sttc", "precision", "w_bio_modulation",
                                      "modules_functional")
 
-InitKind = Literal["orthogonal", "bio", "permuted", "diagonal", "off_diagonal", "random_positive"]
+InitKind = Literal["orthogonal", "bio", "permuted", "diagonal", "off_diagonal", "random_positive",
+                   "connectome", "connectome_permuted"]
 RegularizerKind = Literal["L1", "WD", "WDC", "C*"]
 #: ``"grid"`` (the study's ``D``) or ``"real"`` (soma distances, ``D*``).
 DistanceKind = Literal["grid", "real"]
 
-_GRAMMAR = re.compile(r"^W(?P<init>[*!]?|diag|off|rand)(?:D(?P<dist>\*?)(?P<comm>C\*?)?)?$")
+_GRAMMAR = re.compile(r"^W(?P<init>[*!]?|diag|off|rand|c!?)(?:D(?P<dist>\*?)(?P<comm>C\*?)?)?$")
 _INITS: dict[str, InitKind] = {"": "orthogonal", "*": "bio", "!": "permuted", "diag": "diagonal",
-                               "off": "off_diagonal", "rand": "random_positive"}
+                               "off": "off_diagonal", "rand": "random_positive",
+                               "c": "connectome", "c!": "connectome_permuted"}
+#: Every canonical name.
+_CANONICAL = VARIANTS + CONTROLS + CONNECTOME_VARIANTS
 _REGULARIZERS: dict[str | None, RegularizerKind] = {None: "WD", "C": "WDC", "C*": "C*"}
 
 
@@ -86,8 +103,8 @@ def parse_variant(name: str, *, canonical_only: bool = True) -> Variant:
     name
         A name such as ``"W*D*C"``.
     canonical_only
-        Refuse well-formed names that are not among the study's eleven or the controls
-        (e.g. ``"W*D"``).
+        Refuse well-formed names that are not among the study's eleven, the controls or the
+        connectome variants (e.g. ``"W*D"``).
 
     Returns
     -------
@@ -104,11 +121,11 @@ def parse_variant(name: str, *, canonical_only: bool = True) -> Variant:
     Variant(name='W!D*C*', init='permuted', distance='real', regularizer='C*')
     """
     match = _GRAMMAR.match(name) if isinstance(name, str) else None
-    if match is None or (canonical_only and name not in VARIANTS + CONTROLS):
+    if match is None or (canonical_only and name not in _CANONICAL):
         raise UnknownVariantError(
-            f"unknown variant {name!r}; expected one of {', '.join(VARIANTS + CONTROLS)} "
-            "(W/W*/W!/Wdiag/Woff/Wrand init, optional D/D* distance, optional C/C* "
-            "communicability term)", name=str(name), known=VARIANTS + CONTROLS)
+            f"unknown variant {name!r}; expected one of {', '.join(_CANONICAL)} "
+            "(W/W*/W!/Wdiag/Woff/Wrand/Wc/Wc! init, optional D/D* distance, optional C/C* "
+            "communicability term)", name=str(name), known=_CANONICAL)
     init = _INITS[match["init"]]
     if match["dist"] is None:
         return Variant(name, init, None, "L1")
@@ -121,6 +138,7 @@ def required_kinds(variant: str, *, protocol: Protocol = "corrected") -> set[str
 
     ``W*``, ``W!``, ``Wdiag``, ``Woff`` and ``Wrand`` initialize from ``w_bio_modulation`` (a
     functional kind: only priors whose neurons all have spike trains from one scan hold it);
+    ``Wc`` and ``Wc!`` read ``connectome_signed`` and ``cell_sign`` (wiring kinds);
     ``D*`` reads ``distance_um`` (under the ``paper`` protocol it reads the voxel positions of
     ``neurons.parquet`` instead, flaw 4); ``C*`` compares with ``communicability``. ``W``
     (orthogonal), ``D`` (grid distances) and ``C`` (communicability of W itself) need only N.
@@ -155,7 +173,9 @@ def required_kinds(variant: str, *, protocol: Protocol = "corrected") -> set[str
         raise ValueError(f"unknown protocol {protocol!r}; expected 'corrected' or 'paper'")
     v = parse_variant(variant, canonical_only=False)
     kinds: set[str] = set()
-    if v.init != "orthogonal":
+    if v.init in ("connectome", "connectome_permuted"):
+        kinds.update(CONNECTOME_KINDS)
+    elif v.init != "orthogonal":
         kinds.add("w_bio_modulation")
     if v.distance == "real" and protocol == "corrected":
         kinds.add("distance_um")

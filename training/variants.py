@@ -11,13 +11,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .grammar import (CONTROLS, FUNCTIONAL_KINDS, VARIANTS, DistanceKind, InitKind, Protocol,
-                      Variant, default_variants, missing_kinds, parse_variant, required_kinds)
+from .connectome import SEED_OFFSET, ConnectomeInit, DaleMask, connectome_family
+from .grammar import (CONNECTOME_VARIANTS, CONTROLS, FUNCTIONAL_KINDS, VARIANTS, DistanceKind,
+                      InitKind, Protocol, Variant, default_variants, missing_kinds, parse_variant,
+                      required_kinds)
 from .initializers import BioInit, bio_family, orthogonal
 from .regularizers import Regularizer, penalty_distances
 
 __all__ = ["InitKind", "DistanceKind", "Protocol", "Variant", "VARIANTS", "CONTROLS",
-           "parse_variant", "build_variant", "default_variants", "required_kinds",
+           "CONNECTOME_VARIANTS", "parse_variant", "build_variant", "build_constraint", "default_variants", "required_kinds",
            "missing_kinds", "FUNCTIONAL_KINDS"]
 
 _BIO_INITS: dict[str, BioInit] = {"bio": "bio", "permuted": "permuted",
@@ -25,12 +27,41 @@ _BIO_INITS: dict[str, BioInit] = {"bio": "bio", "permuted": "permuted",
                                   "random_positive": "random_positive_matched"}
 
 
+def _connectome(v: Variant, connectome_signed, cell_sign, *, runs: int, seed: int):
+    if connectome_signed is None or cell_sign is None:
+        raise ValueError(f"variant {v.name!r} reads the prior's 'cell_sign', 'connectome_signed'; "
+                         "pass connectome_signed, cell_sign (found None)")
+    init: ConnectomeInit = "connectome" if v.init == "connectome" else "connectome_permuted"
+    return connectome_family(connectome_signed, cell_sign, init, runs=runs,
+                             seed=seed + SEED_OFFSET)
+
+
+def build_constraint(name: str, *, connectome_signed: np.ndarray | None = None,
+                     cell_sign: np.ndarray | None = None, runs: int,
+                     seed: int) -> DaleMask | None:
+    """The weight constraint a variant trains under: the connectome's support and Dale signs
+    for ``Wc`` variants (the same draws as :func:`build_variant` with the same ``seed``), ``None``
+    for the others.
+
+    Examples
+    --------
+    >>> build_constraint("W*D*C", runs=2, seed=0) is None
+    True
+    """
+    v = parse_variant(name)
+    if v.init not in ("connectome", "connectome_permuted"):
+        return None
+    _, support, sign = _connectome(v, connectome_signed, cell_sign, runs=runs, seed=seed)
+    return DaleMask(support, sign)
+
+
 def build_variant(name: str, *, w_bio_modulation: np.ndarray | None = None,
                   distance_um: np.ndarray | None = None,
                   communicability_empirical: np.ndarray | None = None, runs: int, seed: int,
                   protocol: Protocol = "corrected", strength: float = 0.3,
                   emd_strength: float = 0.1, positions_vox: np.ndarray | None = None,
-                  n_units: int | None = None) -> tuple[torch.Tensor, Regularizer]:
+                  n_units: int | None = None, connectome_signed: np.ndarray | None = None,
+                  cell_sign: np.ndarray | None = None) -> tuple[torch.Tensor, Regularizer]:
     """Initial recurrent matrices and the penalty of a variant, from a prior's arrays.
 
     Only the arrays the variant reads (:func:`required_kinds`) are required; the others may be
@@ -59,6 +90,9 @@ def build_variant(name: str, *, w_bio_modulation: np.ndarray | None = None,
         protocol's ``D*`` (flaw 4).
     n_units
         N, where no array given sets it (e.g. ``W`` with every array ``None``).
+    connectome_signed, cell_sign
+        The prior's ``(N, N)`` signed wiring and ``(N,)`` Dale signs, read by the ``Wc`` variants
+        (:func:`training.connectome.connectome_family`; ``Wc!`` permutes with ``seed + 4``).
 
     Returns
     -------
@@ -84,26 +118,33 @@ def build_variant(name: str, *, w_bio_modulation: np.ndarray | None = None,
         raise ValueError(f"unknown protocol {protocol!r}; expected 'corrected' or 'paper'")
     v = parse_variant(name)
     given = {"w_bio_modulation": w_bio_modulation, "distance_um": distance_um,
-             "communicability": communicability_empirical}
+             "communicability": communicability_empirical,
+             "connectome_signed": connectome_signed, "cell_sign": cell_sign}
     absent = sorted(k for k in required_kinds(name, protocol=protocol) if given[k] is None)
     if absent:
         args = ", ".join("communicability_empirical" if k == "communicability" else k
                          for k in absent)
         raise ValueError(f"variant {name!r} reads the prior's {', '.join(map(repr, absent))}; "
                          f"pass {args} (found None)")
-    shapes = {np.shape(a) for a in given.values() if a is not None}
+    shapes = {np.shape(a) for k, a in given.items() if a is not None and k != "cell_sign"}
     if n_units is not None:
         shapes.add((int(n_units), int(n_units)))
     if positions_vox is not None and np.ndim(positions_vox) == 2:
         shapes.add((len(positions_vox),) * 2)
     n = next(iter(shapes))[0] if len(shapes) == 1 and len(next(iter(shapes))) == 2 else 0
     if shapes != {(n, n)} or n == 0:
-        raise ValueError(f"w_bio_modulation, distance_um and communicability_empirical must all "
+        raise ValueError(f"w_bio_modulation, distance_um, communicability_empirical and "
+                         f"connectome_signed must all "
                          f"be the same square (N, N), N matching n_units and the rows of "
                          f"positions_vox where given; found shapes {sorted(shapes)}"
                          + ("" if shapes else " (nothing sets N: pass n_units)"))
+    if cell_sign is not None and np.shape(cell_sign) != (n,):
+        raise ValueError(f"cell_sign must hold one sign per unit ({n}); found shape "
+                         f"{np.shape(cell_sign)}")
     if v.init == "orthogonal":
         w = orthogonal(n, runs=runs, seed=seed)
+    elif v.init in ("connectome", "connectome_permuted"):
+        w = _connectome(v, connectome_signed, cell_sign, runs=runs, seed=seed)[0]
     else:
         w = bio_family(w_bio_modulation, _BIO_INITS[v.init], runs=runs, seed=seed)
     if v.distance == "real" and protocol == "paper" and positions_vox is None:

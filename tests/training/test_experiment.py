@@ -299,6 +299,7 @@ class _Spy:
     (("W", "WD*"), "corrected", ["distance_um"]),
     (("WD*",), "paper", []),
     (("W*D*C", "WD*C*"), "corrected", ["communicability", "distance_um", "w_bio_modulation"]),
+    (("Wc", "Wc!"), "corrected", ["cell_sign", "connectome_signed"]),
 ])
 def test_prior_arrays_load_only_the_kinds_the_variants_read(tiny, variants, protocol, kinds):
     _, root, _ = tiny
