@@ -29,7 +29,9 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     t.add_argument("--variants", default="all",
                    help="'all' (the eleven in canonical order, plus the controls WdiagD*C, "
                         "WoffD*C, WrandD*C under --protocol corrected) or a comma-separated "
-                        "list, e.g. 'W*D*C,W'. On a prior without a kind some variants read "
+                        "list, e.g. 'W*D*C,W'; the connectome-constrained Wc, WcD*, WcD*C and "
+                        "their control Wc! (init from the signed wiring, Dale's law kept) are "
+                        "named explicitly. On a prior without a kind some variants read "
                         "(a structure-only prior has no w_bio_modulation, which the W*, W!, "
                         "Wdiag, Woff and Wrand inits need), 'all' trains the variants it "
                         "supports and prints a note naming those left out; a list naming one "
