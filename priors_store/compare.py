@@ -113,7 +113,7 @@ def diff(a: Prior, b: Prior) -> dict:
     pos_a, pos_b = _positions(ids_a, common), _positions(ids_b, common)
     out["modules"] = {}
     for kind in sorted(set(a.kinds) & set(b.kinds)):
-        if a.manifest["kinds"][kind].get("format") == "labels":
+        if kind.startswith("modules_") and a.manifest["kinds"][kind].get("format") == "labels":
             out["modules"][kind] = _ari(np.asarray(a[kind])[pos_a], np.asarray(b[kind])[pos_b])
     out["functional"] = {}
     for kind in FUNCTIONAL_KINDS:

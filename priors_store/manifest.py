@@ -44,7 +44,7 @@ __all__ = ["DERIVATION_VERSION", "KIND_SUFFIX", "MANIFEST", "MANIFEST_VERSION", 
 #: its float rounding: a build would otherwise publish other numbers under an existing version,
 #: which the re-publish check refuses. Not the git commit: a commit changes without changing
 #: results, and a version must be rebuildable from a release of the code.
-DERIVATION_VERSION = "1"
+DERIVATION_VERSION = "2"  # "2": the signed-connectome kinds (issue 24)
 
 #: The manifest format this code writes (1: version = hash of the files; 2: version = the recipe).
 MANIFEST_VERSION = 2

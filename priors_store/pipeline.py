@@ -2,7 +2,8 @@
 
 Kinds (see ``docs/priors.md``): ``distance_um`` and ``distance_minmax`` (always), ``connectome``
 (sparse synapse counts, [pre, post]) and ``connectome_size`` (summed synapse size, where the source
-has sizes), ``communicability`` (empirical, up to ``max_dense_n`` neurons), ``modules_wiring``;
+has sizes), ``cell_sign``, ``connectome_signed`` and ``connectome_type_pair`` (Dale signs from the
+cell classes, the signed wiring, the cell-type pair of every connection), ``communicability`` (empirical, up to ``max_dense_n`` neurons), ``modules_wiring``;
 and where every neuron has a spike train from one scan: ``correlation``, ``sttc``, ``precision``,
 ``w_bio_modulation``, ``modules_functional``.
 """
@@ -25,6 +26,7 @@ from connectome_priors.etl.store import Store
 
 from . import derive
 from .config import artifact_root
+from .derive.signed import cell_signs, signed_weight, type_pairs
 from .distance_writer import write_distance
 from .distributed import BuildEngine, check_engine, write_distance_dask
 from .errors import PriorsError
@@ -56,6 +58,9 @@ class DeriveParams:
     """Largest population for dense-only kinds (communicability: an N x N matrix exponential)."""
     distance_block: int = 1024
     """Rows per block when writing the distance matrices (bounds memory for pooled populations)."""
+    signed_measure: str = "synapses"
+    """Magnitude of ``connectome_signed``: ``"synapses"`` (synapse count) or ``"size"`` (summed
+    synapse size; where the source has no sizes the kind is skipped)."""
 
 
 def build(name: str, population: Population, *, store: Store | str | os.PathLike | None = None,
@@ -106,7 +111,7 @@ def build(name: str, population: Population, *, store: Store | str | os.PathLike
             write_distance(resolved.positions_um, writer, block=params.distance_block)
         bar.update()
         step("connectome")
-        counts = _wiring(resolved, writer)
+        counts = _wiring(resolved, writer, params)
         bar.update()
         step("modules_wiring")
         labels, q = derive.modules_wiring(counts, resolution=params.module_resolution,
@@ -155,7 +160,13 @@ def plan(population: Population, store: Store, *, params: DeriveParams = DeriveP
     functional_source = ("derived from spike trains" if resolved.spikes is not None else
                          "released by the source (store table study_functional), not derived here"
                          if functional else None)
+    if params.signed_measure not in _MEASURES:
+        raise PriorsError(f"DeriveParams.signed_measure must be one of {', '.join(_MEASURES)}; "
+                          f"found {params.signed_measure!r}")
     skipped = {}
+    if params.signed_measure == "size" and not _has_sizes(resolved.connections):
+        skipped["connectome_signed"] = ("signed_measure 'size': the source reports no synapse "
+                                        "sizes for these connections")
     if n > params.max_dense_n:
         skipped["communicability"] = f"{n} neurons > max_dense_n {params.max_dense_n}"
     if not functional:
@@ -258,7 +269,16 @@ def _one_blas_thread() -> None:
     threadpool_limits(1)
 
 
-def _wiring(resolved: ResolvedPopulation, writer: ArtifactWriter) -> sp.csr_matrix:
+#: Magnitudes ``connectome_signed`` can take (``DeriveParams.signed_measure``).
+_MEASURES = ("synapses", "size")
+
+
+def _has_sizes(connections: pd.DataFrame) -> bool:
+    return bool(len(connections)) and not connections.sum_size.isna().any()
+
+
+def _wiring(resolved: ResolvedPopulation, writer: ArtifactWriter,
+            params: DeriveParams) -> sp.csr_matrix:
     n = len(resolved.neurons)
     c = resolved.connections
     counts = derive.connectome(c.pre_index.to_numpy(), c.post_index.to_numpy(),
@@ -267,12 +287,44 @@ def _wiring(resolved: ResolvedPopulation, writer: ArtifactWriter) -> sp.csr_matr
                   description="synapse counts, rows presynaptic",
                   stats={"n_connections": int(counts.nnz), "n_synapses": int(counts.sum()),
                          "density": counts.nnz / max(n * (n - 1), 1)})
-    if len(c) and not c.sum_size.isna().any():
+    sizes = None
+    if _has_sizes(c):
         sizes = derive.synapse_size(c.pre_index.to_numpy(), c.post_index.to_numpy(),
                                     c.sum_size.to_numpy(dtype=np.float64), n=n)
         writer.sparse("connectome_size", sizes, orientation="[pre, post]", unit="voxel count",
                       description="summed synapse size, rows presynaptic")
+    _signed(resolved.neurons, counts, sizes, writer, params)
     return counts
+
+
+def _signed(neurons: pd.DataFrame, counts: sp.csr_matrix, sizes: sp.csr_matrix | None,
+            writer: ArtifactWriter, params: DeriveParams) -> None:
+    """``cell_sign``, ``connectome_signed`` (unless its measure is absent) and
+    ``connectome_type_pair``: the connectome-constrained init's inputs (issue 24)."""
+    signs, unrecognized = cell_signs(neurons.cell_class.to_numpy(dtype=object))
+    unknown = signs == 0
+    writer.labels("cell_sign", signs,
+                  description="Dale sign of each neuron from its cell class: +1 excitatory, "
+                              "-1 inhibitory, 0 unknown (no class, or another one)",
+                  stats={"n_excitatory": int((signs == 1).sum()),
+                         "n_inhibitory": int((signs == -1).sum()), "n_unknown": int(unknown.sum()),
+                         "unrecognized_classes": list(unrecognized),
+                         "n_connections_from_unknown": int(counts[unknown].nnz)})
+    measure = counts if params.signed_measure == "synapses" else sizes
+    if measure is not None:
+        signed = signed_weight(measure, signs)
+        writer.sparse("connectome_signed", signed, orientation="[pre, post]",
+                      unit="synapses" if params.signed_measure == "synapses" else "voxel count",
+                      description=f"{params.signed_measure} signed by the presynaptic cell "
+                                  "(cell_sign; unsigned where the class is unknown)",
+                      stats={"measure": params.signed_measure,
+                             "n_negative": int((signed.data < 0).sum()),
+                             "n_positive": int((signed.data > 0).sum())})
+    pairs, types = type_pairs(counts, neurons.cell_type.to_numpy(dtype=object))
+    writer.sparse("connectome_type_pair", pairs, orientation="[pre, post]",
+                  description="1 + t_pre * T + t_post per connection; t indexes stats.cell_types "
+                              "(T of them; null: no type)",
+                  stats={"cell_types": list(types), "n_types": len(types)})
 
 
 def _functional(resolved: ResolvedPopulation, writer: ArtifactWriter, params: DeriveParams,

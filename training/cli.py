@@ -11,8 +11,9 @@ from connectome_priors.etl.store import Store
 
 from .config import ExperimentConfig, FitConfig
 from .errors import TrainingError
+from .grammar import default_variants
 
-#: Defaults come from the dataclasses (ExperimentConfig() itself would import torch to validate).
+#: Defaults come from the dataclasses.
 _E = {f.name: f.default for f in fields(ExperimentConfig)}
 _F = FitConfig()
 
@@ -28,7 +29,9 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
     t.add_argument("--variants", default="all",
                    help="'all' (the eleven in canonical order, plus the controls WdiagD*C, "
                         "WoffD*C, WrandD*C under --protocol corrected) or a comma-separated "
-                        "list, e.g. 'W*D*C,W'. On a prior without a kind some variants read "
+                        "list, e.g. 'W*D*C,W'; the connectome-constrained Wc, WcD*, WcD*C and "
+                        "their control Wc! (init from the signed wiring, Dale's law kept) are "
+                        "named explicitly. On a prior without a kind some variants read "
                         "(a structure-only prior has no w_bio_modulation, which the W*, W!, "
                         "Wdiag, Woff and Wrand inits need), 'all' trains the variants it "
                         "supports and prints a note naming those left out; a list naming one "
@@ -76,8 +79,6 @@ def _is_all(text: str) -> bool:
 def parse_variants(text: str, protocol: str = "corrected") -> tuple[str, ...]:
     """``"all"`` or a comma-separated list of variant names (validated later)."""
     if _is_all(text):
-        from .variants import default_variants  # noqa: PLC0415 (imports torch: only when training)
-
         return default_variants(protocol)
     names = tuple(v.strip() for v in text.split(",") if v.strip())
     if not names:

@@ -12,6 +12,12 @@ module (``torch.nn.RNN``'s ``weight_hh_l0``, an ``nn.Linear`` used as recurrence
   :class:`CommunicabilityPenalty` (``C*``, ``lambda * sum |W| * D + lambda_EMD *
   mean |sort(C(|W|)) - sort(C_empirical)|``, matching the prior's empirical communicability)
   are ``nn.Module`` subclasses whose ``forward(weight)`` returns a scalar to add to the loss.
+- :func:`connectome_init_` (also ``bio_init_(..., init="connectome")``) fills a weight from the
+  EM wiring: the prior's synapse count (or summed size) signed by the presynaptic cell's class,
+  scaled to a spectral radius; ``"connectome_permuted"`` is its control (``Wc!``).
+  :class:`ConnectomeConstraint` keeps a weight on the connectome's support and Dale signs during
+  training (``torch.nn.utils.parametrize``), optionally with a learned scale per cell-type pair
+  (flyvis-style): :mod:`training.connectome`, exactly what the ``Wc`` variants train under.
 
 One implementation: the initializations are :func:`training.initializers.bio_family` and the
 penalties the functions of :mod:`training.regularizers`, exactly what our training uses (a
@@ -32,13 +38,14 @@ weight of another size, or ids the prior lacks, raise :class:`~training.errors.T
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from .config import Protocol
+from .connectome import SEED_OFFSET, ConnectomeInit, DaleMask, connectome_family
 from .errors import TrainingError
 from .initializers import BioInit, bio_family
 from .regularizers import (DistanceKind, communicability, communicability_match_penalty,
@@ -49,8 +56,8 @@ from .regularizers import (DistanceKind, communicability, communicability_match_
 if TYPE_CHECKING:
     from connectome_priors.priors_store.prior import Prior
 
-__all__ = ["Orientation", "bio_init_", "DistancePenalty", "WiringDistanceCommunicability",
-           "CommunicabilityPenalty"]
+__all__ = ["Orientation", "bio_init_", "connectome_init_", "ConnectomeConstraint",
+           "DistancePenalty", "WiringDistanceCommunicability", "CommunicabilityPenalty"]
 
 #: ``"torch"``: [post, pre] (``nn.RNN.weight_hh_l0``, ``nn.Linear.weight``); ``"pre_post"``:
 #: [pre, post] like the prior's matrices.
@@ -102,7 +109,7 @@ def _check_weight(weight: torch.Tensor, n: int, ref: str, user: str, *,
                             "order, or pass units= (the nucleus ids of the model's units)")
 
 
-def bio_init_(weight: torch.Tensor, prior: Prior, init: BioInit = "bio", *,
+def bio_init_(weight: torch.Tensor, prior: Prior, init: BioInit | ConnectomeInit = "bio", *,
               seed: int | None = None, generator: torch.Generator | None = None,
               mean: float = 0.1, floor: float = 0.01, radius: float | None = 0.95,
               orientation: Orientation = "torch",
@@ -123,7 +130,9 @@ def bio_init_(weight: torch.Tensor, prior: Prior, init: BioInit = "bio", *,
     init
         ``"bio"`` (W*), ``"permuted"`` (W!: rows and columns permuted together),
         ``"diagonal_only"``, ``"off_diagonal_only"`` (rescaled to ``radius``) or
-        ``"random_positive_matched"`` (W*'s values at random places, W*'s radius).
+        ``"random_positive_matched"`` (W*'s values at random places, W*'s radius);
+        ``"connectome"`` or ``"connectome_permuted"``: :func:`connectome_init_` (``mean`` and
+        ``floor`` do not apply).
     seed
         Seed of the draw; with the same seed, ``weight`` equals run 0 of
         ``build_variant(..., seed=seed)`` (transposed for ``orientation="torch"``).
@@ -155,6 +164,9 @@ def bio_init_(weight: torch.Tensor, prior: Prior, init: BioInit = "bio", *,
     >>> rnn = torch.nn.RNN(3, len(prior), nonlinearity="relu")    # doctest: +SKIP
     >>> bio_init_(rnn.weight_hh_l0, prior, seed=0)                 # doctest: +SKIP
     """
+    if init in ("connectome", "connectome_permuted"):
+        return connectome_init_(weight, prior, init, seed=seed, generator=generator,
+                                radius=radius, orientation=orientation, units=units)
     _check_orientation(orientation)
     if (seed is None) == (generator is None):
         raise TrainingError("bio_init_ needs exactly one source of randomness: seed=<int> or "
@@ -168,7 +180,7 @@ def bio_init_(weight: torch.Tensor, prior: Prior, init: BioInit = "bio", *,
     wb = _kind(prior, "w_bio_modulation", "bio_init_")
     dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
     try:
-        w = bio_family(wb, init, runs=1, seed=int(seed), mean=mean, floor=floor, radius=radius,
+        w = bio_family(wb, cast(BioInit, init), runs=1, seed=int(seed), mean=mean, floor=floor, radius=radius,
                        dtype=dtype)[0]  # (N, N) [pre, post]
     except ValueError as err:
         raise TrainingError(f"bio_init_ from prior {ref}: {err}") from err
@@ -177,6 +189,166 @@ def bio_init_(weight: torch.Tensor, prior: Prior, init: BioInit = "bio", *,
     with torch.no_grad():
         weight.copy_(w)
     return weight
+
+
+def _connectome_kinds(prior: Prior, user: str) -> tuple[np.ndarray, np.ndarray]:
+    """The prior's ``(N, N)`` signed wiring and ``(N,)`` Dale signs."""
+    if "connectome_signed" not in prior:
+        _kind(prior, "connectome_signed", user)  # raises, naming the kinds the prior has
+    signed = prior["connectome_signed"]
+    dense = signed.toarray() if hasattr(signed, "toarray") else np.asarray(signed)
+    return np.asarray(dense, dtype=np.float64), _kind(prior, "cell_sign", user)
+
+
+def connectome_init_(weight: torch.Tensor, prior: Prior,
+                     init: ConnectomeInit = "connectome", *, seed: int | None = None,
+                     generator: torch.Generator | None = None, radius: float | None = 0.95,
+                     orientation: Orientation = "torch",
+                     units: Sequence[int] | None = None) -> torch.Tensor:
+    """Fill a recurrent weight in place from the EM wiring, signed by Dale's law.
+
+    ``W[pre, post] = c * sign(pre) * measure[pre, post]``: the measure is the prior's synapse
+    count or summed synapse size (``connectome_signed``, chosen when the prior was built), the
+    sign +1 for an excitatory presynaptic cell and -1 for an inhibitory one (``cell_sign``; cells
+    of unknown class keep +), zero where there is no connection, ``c`` setting the spectral
+    radius to ``radius`` (:func:`training.connectome.connectome_family`). ``"connectome_permuted"``
+    (the ``Wc!`` control) moves every cell's connections to random targets. Keep the weight on
+    the wiring while training with :class:`ConnectomeConstraint`.
+
+    Parameters
+    ----------
+    weight
+        ``(N, N)`` recurrent weight, e.g. ``rnn.weight_hh_l0``.
+    prior
+        A loaded prior with ``connectome_signed`` and ``cell_sign`` (every prior built since
+        derivation version 2; no activity kind is needed).
+    init
+        ``"connectome"`` (``Wc``) or ``"connectome_permuted"`` (``Wc!``).
+    seed, generator
+        Exactly one: the seed of the permutation (``"connectome"`` draws nothing but takes one
+        too, like :func:`bio_init_`); with ``seed``, ``weight`` equals run 0 of
+        ``build_variant("Wc...", ..., seed=seed)`` (transposed for ``"torch"``).
+    radius
+        Target spectral radius; ``None`` keeps the raw measure.
+    orientation, units
+        As in :func:`bio_init_`.
+
+    Returns
+    -------
+    torch.Tensor
+        ``weight``, filled (no autograd history).
+
+    Raises
+    ------
+    TrainingError
+        If the weight's size does not match the prior's units, ``units`` are not in the prior,
+        the prior lacks the kinds, or neither / both of ``seed`` and ``generator``.
+
+    Examples
+    --------
+    >>> rnn = torch.nn.RNN(3, len(prior), nonlinearity="relu")    # doctest: +SKIP
+    >>> connectome_init_(rnn.weight_hh_l0, prior, seed=0)          # doctest: +SKIP
+    """
+    _check_orientation(orientation)
+    if (seed is None) == (generator is None):
+        raise TrainingError("connectome_init_ needs exactly one source of randomness: "
+                            "seed=<int> or generator=<torch.Generator>; found "
+                            f"{'both' if seed is not None else 'neither'}")
+    if seed is None:  # then a generator was given
+        seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+    prior = _select(prior, units)
+    ref = f"{prior.name}@{prior.version}"
+    _check_weight(weight, len(prior), ref, "connectome_init_", batched=False)
+    signed, signs = _connectome_kinds(prior, "connectome_init_")
+    dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
+    try:
+        w = connectome_family(signed, signs.astype(np.int64), init, runs=1,
+                              seed=int(seed) + SEED_OFFSET,
+                              radius=radius, dtype=dtype)[0][0]  # (N, N) [pre, post]
+    except ValueError as err:
+        raise TrainingError(f"connectome_init_ from prior {ref}: {err}") from err
+    if orientation == "torch":
+        w = w.T
+    with torch.no_grad():
+        weight.copy_(w)
+    return weight
+
+
+class ConnectomeConstraint(DaleMask):
+    """Keep a recurrent weight on the connectome: zero without a connection, the presynaptic
+    cell's sign (Dale's law) on every connection, optionally a learned scale per cell-type pair.
+
+    ``forward(W) = support * sign(pre) * |W|`` (cells of unknown class: ``support * W``), times
+    ``scale[type(pre), type(post)]`` with ``learn_scale=True`` (initialized to 1, one parameter
+    per pair of the prior's ``connectome_type_pair``). Register it as a parametrization, so the
+    model trains the raw weight and always uses the constrained one::
+
+        torch.nn.utils.parametrize.register_parametrization(rnn, "weight_hh_l0",
+                                                           ConnectomeConstraint(prior))
+
+    For flyvis' model exactly (only the signs, the measure and the pair scales), initialize with
+    :func:`connectome_init_` first and freeze the raw weight
+    (``rnn.parametrizations.weight_hh_l0.original.requires_grad_(False)``).
+
+    Parameters
+    ----------
+    prior
+        A loaded prior with ``connectome_signed`` and ``cell_sign`` (and
+        ``connectome_type_pair`` with ``learn_scale``).
+    learn_scale
+        Learn one scale per cell-type pair.
+    orientation, units
+        As in :func:`bio_init_`.
+
+    Examples
+    --------
+    >>> from torch.nn.utils import parametrize                      # doctest: +SKIP
+    >>> connectome_init_(rnn.weight_hh_l0, prior, seed=0)           # doctest: +SKIP
+    >>> parametrize.register_parametrization(rnn, "weight_hh_l0",
+    ...                                      ConnectomeConstraint(prior))  # doctest: +SKIP
+    """
+
+    def __init__(self, prior: Prior, *, learn_scale: bool = False,
+                 orientation: Orientation = "torch",
+                 units: Sequence[int] | None = None) -> None:
+        _check_orientation(orientation)
+        prior = _select(prior, units)
+        signed, signs = _connectome_kinds(prior, "ConnectomeConstraint")
+        pair = n_pairs = None
+        if learn_scale:
+            if "connectome_type_pair" not in prior:
+                _kind(prior, "connectome_type_pair", "ConnectomeConstraint(learn_scale=True)")
+            pairs = prior["connectome_type_pair"]
+            pair = torch.from_numpy(np.asarray(pairs.toarray(), dtype=np.int64))
+            n_pairs = int(prior.stats("connectome_type_pair")["n_types"]) ** 2
+        super().__init__(torch.from_numpy(signed != 0), torch.from_numpy(signs),
+                         type_pair=pair, n_pairs=n_pairs)
+        self.prior_ref = f"{prior.name}@{prior.version}"
+        """``name@version`` of the prior."""
+        self.n_units = len(prior)
+        self.orientation = orientation
+
+    def _pre_post(self, weight: torch.Tensor) -> torch.Tensor:
+        _check_weight(weight, self.n_units, self.prior_ref, "ConnectomeConstraint", batched=True)
+        return weight.transpose(-2, -1) if self.orientation == "torch" else weight
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        """The constrained weight, in ``weight``'s orientation."""
+        out = super().forward(self._pre_post(weight))
+        return out.transpose(-2, -1) if self.orientation == "torch" else out
+
+    def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
+        """What a parametrization stores when a weight is assigned: the weight itself (a weight
+        on the support with the cells' signs is its own constrained value)."""
+        return weight
+
+    def violations(self, weight: torch.Tensor) -> torch.Tensor:
+        """Entries of ``weight`` (in its orientation) off the support or of the wrong sign."""
+        return super().violations(self._pre_post(weight))
+
+    def extra_repr(self) -> str:
+        return (f"prior={self.prior_ref}, n_units={self.n_units}, "
+                f"orientation={self.orientation!r}, " + super().extra_repr())
 
 
 class _PriorPenalty(nn.Module):

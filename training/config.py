@@ -1,7 +1,7 @@
 """What to train: :class:`FitConfig` (one fit) inside :class:`ExperimentConfig` (a grid).
 
-Plain dataclasses without torch, so the command line takes its defaults from them without
-importing the training code. Every field of an experiment's config except the cell choice
+Plain dataclasses without torch (names are checked by the torch-free :mod:`training.grammar`),
+so the command line takes its defaults from them without importing the training code. Every field of an experiment's config except the cell choice
 (``tasks``, ``variants``) and ``runs_per_batch`` (speed only) keys its finished cells
 (:func:`connectome_priors.training.experiment.fingerprint`).
 """
@@ -9,19 +9,11 @@ importing the training code. Every field of an experiment's config except the ce
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+
+from .errors import UnknownTaskError
+from .grammar import CONTROLS, TASK_NAMES, VARIANTS, Protocol, parse_variant
 
 __all__ = ["CONTROLS", "ExperimentConfig", "FitConfig", "Protocol", "VARIANTS"]
-
-#: ``"corrected"`` (held-out test accuracy, real distances) or ``"paper"`` (the study's protocol).
-Protocol = Literal["corrected", "paper"]
-
-#: The eleven variants in the study's canonical order.
-VARIANTS: tuple[str, ...] = ("W*D*C", "WD*C", "WDC", "WD*", "WD", "W", "W*D*C*", "WD*C*",
-                             "W*DC*", "W!D*C", "W!D*C*")
-
-#: The corrected protocol's initialization controls of ``W*D*C``.
-CONTROLS: tuple[str, ...] = ("WdiagD*C", "WoffD*C", "WrandD*C")
 
 
 @dataclass(frozen=True)
@@ -76,15 +68,10 @@ class ExperimentConfig:
     """Training settings of every fit (epochs, learning rate, trials, noise, criterion, ...)."""
 
     def __post_init__(self) -> None:
-        from .tasks import TASKS  # noqa: PLC0415 (torch: only when a config is made)
-        from .variants import parse_variant  # noqa: PLC0415
-
         for t in self.tasks:
-            if t not in TASKS:
-                from .errors import UnknownTaskError  # noqa: PLC0415
-
-                raise UnknownTaskError(f"unknown task {t!r}; expected one of {', '.join(TASKS)}",
-                                       name=str(t), known=tuple(TASKS))
+            if t not in TASK_NAMES:
+                raise UnknownTaskError(f"unknown task {t!r}; expected one of "
+                                       f"{', '.join(TASK_NAMES)}", name=str(t), known=TASK_NAMES)
         for v in self.variants:
             parse_variant(v)
         if self.protocol not in ("corrected", "paper"):

@@ -1,6 +1,6 @@
 """Spread the cells of an experiment (task x variant) over a Dask cluster.
 
-Each cell is one task: :func:`training.experiment.train_cell` on a worker, with the prior's
+Each cell is one task x variant: :func:`training.cell.train_cell` on a worker, with the prior's
 arrays scattered to every worker once. Workers train with one torch thread each (run one worker
 per core): on a shared CPU, several OpenMP threads per process contend and slow each other down.
 The caller writes results as cells complete (:func:`map_cells` yields them in completion order),
@@ -48,7 +48,7 @@ def client_for(scheduler):
 def _cell(task: str, variant: str, arrays: dict[str, np.ndarray], config):
     import torch  # noqa: PLC0415
 
-    from .experiment import train_cell  # noqa: PLC0415
+    from .cell import train_cell  # noqa: PLC0415
 
     torch.set_num_threads(1)
     return train_cell(task, variant, arrays, config)

@@ -3,11 +3,10 @@
 For each task and variant the initial weights and the penalty come from the prior
 (:func:`~training.variants.build_variant`); the runs of a variant train together as batched
 models (:func:`~training.train.fit`, :func:`runs_per_batch` runs at a time); organization
-metrics are computed per run on the *effective* recurrent matrix. Seeds are explicit and
-recorded: trials use ``data_seed`` (the same trials for every variant of a task), run ``r`` uses
-``run_seed(seed, r)`` for its input/readout init, trial order and noise (shared across variants
-and tasks: common random numbers), and the initial recurrent matrices use ``init_seed`` (shared
-across variants, so ``W!`` permutes the same draws as ``W*``).
+metrics are computed per run on the *effective* recurrent matrix. One task x variant is a cell
+(:mod:`training.cell`, which also says how its seeds derive from the master seed); this module
+runs the cells in-process or on a cluster (:mod:`training.distributed`), writes them as they
+finish and resumes a grid from the cells already written.
 
 Only the kinds the requested variants read are loaded (:func:`~training.variants.required_kinds`),
 and a prior that lacks one is refused before anything is trained or written
@@ -20,13 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from connectome_priors.kernel.dask import resolve_scheduler
@@ -34,36 +31,17 @@ from connectome_priors.kernel.version import code_version
 
 from connectome_priors.kernel.files import atomic_path
 
+from .cell import RUN_COLUMNS, fit_config, run_seed, runs_per_batch, train_cell
 from .checkpoint import checkpoint_name, save_checkpoint
-from .metrics import organization
-from .model import BatchedRNN, ModelConfig
 from .config import ExperimentConfig, FitConfig
-from .train import Splits, fit, make_splits
 from .errors import MissingKindError
-from .variants import (FUNCTIONAL_KINDS, build_variant, default_variants, missing_kinds,
-                       required_kinds)
+from .grammar import FUNCTIONAL_KINDS, default_variants, missing_kinds, required_kinds
+from .train import Splits, make_splits
 
 __all__ = ["ExperimentConfig", "run_experiment", "run_seed", "RUN_COLUMNS", "write_parquet",
            "config_dict", "fingerprint", "legacy_fingerprint", "runs_per_batch", "train_cell",
            "check_kinds", "describe_missing", "prior_arrays", "supported_variants",
            "why_absent"]
-
-#: Columns of ``runs.parquet``, in order.
-RUN_COLUMNS: tuple[str, ...] = (
-    "task", "variant", "run", "seed", "protocol", "test_accuracy", "train_accuracy",
-    "val_accuracy", "task_loss", "epochs_to_criterion", "diverged", "modularity_q",
-    "small_world_sigma", "assortativity", "entropy", "init_seed", "data_seed", "n_units",
-    "fit_seconds")
-
-
-def run_seed(seed: int, run: int) -> int:
-    """Seed of run ``run`` under master ``seed`` (independent streams via SeedSequence)."""
-    return int(np.random.SeedSequence([int(seed), 1, int(run)]).generate_state(1)[0])
-
-
-def _derived(seed: int, tag: int) -> int:
-    return int(np.random.SeedSequence([int(seed), int(tag)]).generate_state(1)[0])
-
 
 def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLike,
                    progress: bool = False, scheduler=None) -> pd.DataFrame:
@@ -143,7 +121,7 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
             for task, variant in todo:
                 bar.set_postfix_str(f"{task} {variant}")
                 if task not in splits:
-                    splits = {task: make_splits(task, _fit_config(config))}
+                    splits = {task: make_splits(task, fit_config(config))}
                 store(task, variant, train_cell(task, variant, arrays, config,
                                                 splits=splits[task]))
                 bar.update()
@@ -156,7 +134,8 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
                 bar.update()
     rows = [pd.read_parquet(files(t, v)[0]) for t, v in grid]
     curves = [pd.read_parquet(files(t, v)[1]) for t, v in grid]
-    runs = pd.concat(rows, ignore_index=True)[list(RUN_COLUMNS)]
+    # reindex: cells written before a column existed (dale_violations) read it as missing
+    runs = pd.concat(rows, ignore_index=True).reindex(columns=list(RUN_COLUMNS))
     runs["epochs_to_criterion"] = runs["epochs_to_criterion"].astype("Int64")
     runs["diverged"] = runs["diverged"].astype(bool)
     curve_df = pd.concat(curves, ignore_index=True)
@@ -278,16 +257,16 @@ def prior_arrays(prior, variants, *, protocol: str = "corrected") -> dict[str, n
     ``prior.neurons`` (which also give N). Kinds no variant reads are not loaded."""
     need = set().union(*(required_kinds(v, protocol=protocol) for v in variants))
     names = {"w_bio_modulation": "w_bio_modulation", "distance_um": "distance_um",
-             "communicability": "communicability_empirical"}
-    arrays = {names[k]: np.asarray(prior[k], dtype=np.float64) for k in sorted(need)}
+             "communicability": "communicability_empirical",
+             "connectome_signed": "connectome_signed", "cell_sign": "cell_sign"}
+    arrays = {names[k]: _dense(prior[k]) for k in sorted(need)}
     arrays["positions_vox"] = prior.neurons[["x_vox", "y_vox", "z_vox"]].to_numpy(np.float64)
     return arrays
 
 
-def _n_units(arrays: dict[str, np.ndarray]) -> int:
-    if arrays.get("positions_vox") is not None:
-        return len(arrays["positions_vox"])
-    return next(np.shape(a)[0] for a in arrays.values() if a is not None)
+def _dense(value) -> np.ndarray:
+    """A kind as a float64 array (sparse kinds, e.g. ``connectome_signed``, made dense)."""
+    return np.asarray(value.toarray() if hasattr(value, "toarray") else value, dtype=np.float64)
 
 
 def fingerprint(config: ExperimentConfig, prior_ref: str) -> str:
@@ -330,92 +309,6 @@ def _cells_dir(out: Path, config: ExperimentConfig, prior_ref: str) -> Path:
     if old is not None and old.is_dir() and not cells.exists():
         os.replace(old, cells)
     return cells
-
-
-def runs_per_batch(config: ExperimentConfig, n_units: int) -> int:
-    """Runs trained together: ``config.runs_per_batch``, else as many as keep the batch's
-    recurrent weights within 2 MiB (5 at N = 312, all 20 at N <= 160; see bench/train_grid.py)."""
-    if config.runs_per_batch:
-        return max(1, min(config.runs, config.runs_per_batch))
-    return max(1, min(config.runs, (2 << 20) // (4 * n_units * n_units)))
-
-
-def _fit_config(config: ExperimentConfig) -> FitConfig:
-    return replace(config.fit, data_seed=_derived(config.seed, 2))
-
-
-def train_cell(task: str, variant: str, arrays: dict[str, np.ndarray],
-               config: ExperimentConfig, *, splits: Splits | None = None) -> tuple[pd.DataFrame, pd.DataFrame, BatchedRNN]:
-    """Train the runs of one task x variant, :func:`runs_per_batch` at a time.
-
-    ``arrays``: :func:`prior_arrays` (keyword arguments of
-    :func:`~training.variants.build_variant`; ``positions_vox`` or any array sets N).
-    Returns the runs rows (:data:`RUN_COLUMNS`), the per-epoch curves and one batched model
-    holding every run's trained weights. Pure computation (no files): the unit of work that
-    :func:`run_experiment` runs in-process or on a Dask cluster.
-    """
-    fcfg = _fit_config(config)
-    splits = splits if splits is not None else make_splits(task, fcfg)
-    n = _n_units(arrays)
-    init_seed = _derived(config.seed, 3)
-    seeds = [run_seed(config.seed, r) for r in range(config.runs)]
-    w0, reg = build_variant(variant, **arrays, runs=config.runs, seed=init_seed,
-                            protocol=config.protocol, n_units=n)
-    step = runs_per_batch(config, n)
-    rows, curves, states = [], [], []
-    for lo in range(0, config.runs, step):
-        hi = min(config.runs, lo + step)
-        t0 = time.perf_counter()
-        res = fit(task, w0[lo:hi], seeds=seeds[lo:hi], regularizer=reg, config=fcfg,
-                  splits=splits)
-        per_run = (time.perf_counter() - t0) / (hi - lo)
-        last = res.records[res.records["epoch"] == config.fit.epochs].set_index("run")
-        w_eff = res.model.effective_recurrent().detach()  # (R, N, N) [run, pre, post]
-        for i in range(hi - lo):
-            r = lo + i
-            diverged = bool(res.diverged[i])
-            metrics = _metrics(w_eff[i], diverged=diverged, n_null=config.n_null, seed=seeds[r])
-            rows.append({
-                "task": task, "variant": variant, "run": r, "seed": seeds[r],
-                "protocol": config.protocol, "test_accuracy": float(res.test_accuracy[i]),
-                "train_accuracy": float(last.loc[i, "train_accuracy"]),
-                "val_accuracy": float(last.loc[i, "val_accuracy"]),
-                "task_loss": float(res.test_loss[i]), "epochs_to_criterion": res.epochs_to_criterion[i],
-                "diverged": diverged, **metrics, "init_seed": init_seed,
-                "data_seed": fcfg.data_seed, "n_units": n, "fit_seconds": per_run})
-        rec = res.records.assign(run=res.records["run"] + lo)
-        curves.append(rec.assign(task=task, variant=variant, protocol=config.protocol,
-                                 seed=[seeds[r] for r in rec["run"]]))
-        states.append(res.model.state_dict())
-    merged = BatchedRNN(ModelConfig(**{**asdict(res.model.config), "runs": config.runs}),
-                        w0, seeds=seeds)
-    merged.load_state_dict({k: torch.cat([s[k] for s in states]) for k in states[0]})
-    runs = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
-    runs["epochs_to_criterion"] = runs["epochs_to_criterion"].astype("Int64")
-    curve_df = pd.concat(curves, ignore_index=True)[
-        ["task", "variant", "run", "seed", "protocol", "epoch", "train_accuracy",
-         "val_accuracy", "val_loss", "penalty", "diverged"]]
-    return runs, curve_df, merged
-
-
-def _metrics(w: torch.Tensor, *, diverged: bool, n_null: int, seed: int) -> dict[str, float]:
-    """Organization metrics of one run (NaN for a diverged run or an undefined metric)."""
-    nan = {"modularity_q": np.nan, "small_world_sigma": np.nan, "assortativity": np.nan,
-           "entropy": np.nan}
-    w = torch.as_tensor(w)
-    if diverged or not torch.isfinite(w).all():
-        return nan
-    try:
-        m = organization(w, n_null=n_null, seed=seed % (2**32))
-    except ValueError:
-        # e.g. sigma undefined on a too-sparse graph: keep what is defined
-        from .metrics import assortativity, binarize, modularity, weight_entropy  # noqa: PLC0415
-
-        adj = binarize(w)
-        return {**nan, "modularity_q": modularity(adj), "assortativity": assortativity(adj),
-                "entropy": weight_entropy(w)}
-    return {"modularity_q": m["modularity"], "small_world_sigma": m["small_world_sigma"],
-            "assortativity": m["assortativity"], "entropy": m["entropy"]}
 
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> Path:

@@ -40,6 +40,10 @@ class BatchedRNN(nn.Module):
     ----------
     config
         Shapes and the positive-only flag.
+    constraint
+        Optional module applied to the recurrent parameter in the forward pass (e.g. the
+        connectome's support and Dale signs, :class:`~training.connectome.DaleMask`), batched
+        over runs like ``recurrent``.
     recurrent
         ``(R, N, N)`` initial recurrent weights indexed [run, pre, post].
     seeds
@@ -54,7 +58,8 @@ class BatchedRNN(nn.Module):
     (2, 5, 2)
     """
 
-    def __init__(self, config: ModelConfig, recurrent: torch.Tensor, *, seeds) -> None:
+    def __init__(self, config: ModelConfig, recurrent: torch.Tensor, *, seeds,
+                 constraint: nn.Module | None = None) -> None:
         super().__init__()
         r, n = config.runs, config.n_units
         if tuple(recurrent.shape) != (r, n, n):
@@ -74,14 +79,16 @@ class BatchedRNN(nn.Module):
         self.b = nn.Parameter(torch.zeros(r, n))  # (R, N)
         self.W_out = nn.Parameter(torch.stack(w_out))  # (R, N, n_classes)
         self.b_out = nn.Parameter(torch.zeros(r, config.n_classes))  # (R, n_classes)
+        self.constraint = constraint
 
     def effective_recurrent(self) -> torch.Tensor:
         """The recurrent matrix the forward pass uses, ``(R, N, N)`` [run, pre, post].
 
-        Equal to the raw parameter, or its non-negative part in the positive-only arm. Compute every
-        metric on this, never on the raw parameter.
+        Equal to the raw parameter, or its non-negative part in the positive-only arm, or the
+        constraint applied to it. Compute every metric on this, never on the raw parameter.
         """
-        return self.W.clamp(min=0.0) if self.config.positive_only else self.W
+        w = self.W.clamp(min=0.0) if self.config.positive_only else self.W
+        return w if self.constraint is None else self.constraint(w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits at the final step.

@@ -28,25 +28,20 @@ One implementation: the penalty forms are the functions :func:`l1_penalty`,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 
 from connectome_priors.priors_store.derive.distance import minmax_normalized
 
-from .config import Protocol
 from .expm import expm
+from .grammar import DistanceKind, Protocol, RegularizerKind
 
 __all__ = ["RegularizerKind", "DistanceKind", "Regularizer", "communicability", "grid_shape",
            "grid_distances", "grid_distances_paper", "real_distances",
            "scrambled_distances_paper", "penalty_distances", "sorted_communicability",
            "distance_terms", "wiring_communicability_terms", "l1_penalty", "distance_penalty",
            "wiring_communicability_penalty", "communicability_match_penalty"]
-
-RegularizerKind = Literal["L1", "WD", "WDC", "C*"]
-#: ``"grid"`` (the study's ``D``) or ``"real"`` (soma distances, ``D*``).
-DistanceKind = Literal["grid", "real"]
 
 
 def communicability(w: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from connectome_priors.kernel.version import code_version
 
 from connectome_priors.kernel.files import atomic_path
 
-from .variants import FUNCTIONAL_KINDS, VARIANTS, default_variants, required_kinds
+from .grammar import FUNCTIONAL_KINDS, VARIANTS, default_variants, required_kinds
 
 __all__ = ["PUBLISHED_6_6_2", "write_report"]
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import FitConfig
+from .connectome import DaleMask
 from .model import BatchedRNN, ModelConfig
 from .regularizers import Regularizer
 from .tasks import TASKS, TaskName, make_task
@@ -65,7 +66,7 @@ def make_splits(task: TaskName, config: FitConfig) -> Splits:
 
 def fit(task: TaskName, recurrent: torch.Tensor, *, seeds: Sequence[int],
         regularizer: Regularizer | None = None, config: FitConfig = FitConfig(),
-        splits: Splits | None = None) -> FitResult:
+        splits: Splits | None = None, constraint: DaleMask | None = None) -> FitResult:
     """Train R independent RNNs together (Adam, cross-entropy on the final state + penalty).
 
     Parameters
@@ -83,6 +84,10 @@ def fit(task: TaskName, recurrent: torch.Tensor, *, seeds: Sequence[int],
         Training settings.
     splits
         Pre-generated trials; default ``make_splits(task, config)``.
+    constraint
+        The connectome's support and Dale signs (``(R, N, N)``/``(R, N)``), kept throughout:
+        applied in the forward pass and projected onto the parameter after every update, so the
+        raw weights keep it too (like the positive-only clip).
 
     Returns
     -------
@@ -104,7 +109,9 @@ def fit(task: TaskName, recurrent: torch.Tensor, *, seeds: Sequence[int],
                        n_classes=spec.n_classes if spec else int(splits.train[1].max()) + 1,
                        runs=r, positive_only=config.positive_only)
     start = recurrent.clamp(min=0.0) if config.positive_only else recurrent
-    model = BatchedRNN(mcfg, start, seeds=seeds)
+    if constraint is not None:
+        start = constraint.project(start)
+    model = BatchedRNN(mcfg, start, seeds=seeds, constraint=constraint)
     gens = [torch.Generator().manual_seed(int(np.random.SeedSequence([s, 1]).generate_state(1)[0]))
             for s in seeds]
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -137,6 +144,8 @@ def fit(task: TaskName, recurrent: torch.Tensor, *, seeds: Sequence[int],
             with torch.no_grad():
                 if config.positive_only:
                     model.W.clamp_(min=0.0)
+                if constraint is not None:
+                    model.W.copy_(constraint.project(model.W))
                 ok = finite.clone()
                 for p in params:
                     ok &= torch.isfinite(p).flatten(1).all(dim=1)

@@ -24,7 +24,7 @@ from connectome_priors.priors_store.population import Population, UnitMappingErr
 N_FRAMES = 400
 RATE = 6.3009
 ALL_KINDS = {"distance_um", "distance_minmax", "connectome", "connectome_size", "communicability",
-             "modules_wiring", "correlation", "sttc", "precision", "w_bio_modulation",
+             "cell_sign", "connectome_signed", "connectome_type_pair", "modules_wiring", "correlation", "sttc", "precision", "w_bio_modulation",
              "modules_functional"}
 
 

@@ -258,11 +258,11 @@ def _nothing_left(folder: Path) -> None:
 def test_disk_full_writing_a_kind_names_the_file_and_publishes_nothing(small_store, tmp_path,
                                                                         monkeypatch):
     monkeypatch.setattr(np, "save", _full_disk())
-    with pytest.raises(PriorsError, match=r"cannot write .*/\.tmp-[^/]+/modules_wiring\.npy: No "
+    with pytest.raises(PriorsError, match=r"cannot write .*/\.tmp-[^/]+/cell_sign\.npy: No "
                                           r"space left on device \(errno 28\) while building "
                                           r"artifact full.*Free space") as info:
         build("full", Population.of_fields("6_6_2"), store=small_store, root=tmp_path, params=FAST)
-    assert info.value.errno == errno.ENOSPC and info.value.path.endswith("modules_wiring.npy")
+    assert info.value.errno == errno.ENOSPC and info.value.path.endswith("cell_sign.npy")
     assert "\n" not in str(info.value)
     _nothing_left(tmp_path / "full")
 

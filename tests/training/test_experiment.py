@@ -96,7 +96,8 @@ def test_experiment_config_holds_the_fit_config_and_fingerprints_all_of_it():
     fingerprint (a changed default never reuses stale cells)."""
     from dataclasses import fields, replace
 
-    from connectome_priors.training.experiment import _fit_config, fingerprint
+    from connectome_priors.training.cell import fit_config as _fit_config
+    from connectome_priors.training.experiment import fingerprint
 
     changed = ExperimentConfig(fit=FitConfig(epochs=3, lr=0.01, batch_size=16, n_train=64,
                                              n_val=32, n_test=48, positive_only=True,
@@ -151,7 +152,7 @@ def test_config_rejects_unknown_names():
 
 
 def test_metrics_skipped_for_diverged_runs():
-    from connectome_priors.training.experiment import _metrics
+    from connectome_priors.training.cell import _metrics
 
     w = np.random.default_rng(0).normal(size=(30, 30))
     assert all(np.isnan(v) for v in _metrics(w, diverged=True, n_null=2, seed=0).values())
@@ -211,7 +212,7 @@ def test_checkpoint_reproduces_the_reported_test_accuracy(experiment):
     assert meta["prior"] == f"tiny@{prior.version}" and meta["config"]["runs"] == 2
     mine = runs[runs["variant"] == "W*D*C"]
     assert meta["seeds"] == mine["seed"].tolist() and ck.model.config.runs == 2
-    from connectome_priors.training.experiment import _derived
+    from connectome_priors.training.cell import _derived
 
     fcfg = FitConfig(n_train=CFG.fit.n_train, n_val=CFG.fit.n_val, n_test=CFG.fit.n_test,
                      data_seed=_derived(CFG.seed, 2))
@@ -287,6 +288,7 @@ class _Spy:
     (("W", "WD*"), "corrected", ["distance_um"]),
     (("WD*",), "paper", []),
     (("W*D*C", "WD*C*"), "corrected", ["communicability", "distance_um", "w_bio_modulation"]),
+    (("Wc", "Wc!"), "corrected", ["cell_sign", "connectome_signed"]),
 ])
 def test_prior_arrays_load_only_the_kinds_the_variants_read(tiny, variants, protocol, kinds):
     _, root, _ = tiny

@@ -10,8 +10,9 @@ from connectome_priors.priors_store.derive import communicability as store_commu
 from connectome_priors.training.errors import UnknownVariantError
 from connectome_priors.training.initializers import spectral_radius
 from connectome_priors.training.regularizers import grid_distances, grid_distances_paper
-from connectome_priors.training.variants import (CONTROLS, VARIANTS, Variant, build_variant, default_variants,
-                               missing_kinds, parse_variant, required_kinds)
+from connectome_priors.training.variants import (CONNECTOME_VARIANTS, CONTROLS, VARIANTS, Variant,
+                                                 build_variant, default_variants, missing_kinds,
+                                                 parse_variant, required_kinds)
 
 
 def test_eleven_canonical_variants_parse_as_in_method():
@@ -34,7 +35,16 @@ def test_eleven_canonical_variants_parse_as_in_method():
 def test_unknown_names_raise(bad):
     with pytest.raises(UnknownVariantError, match="unknown variant") as err:
         parse_variant(bad)
-    assert err.value.known == VARIANTS + CONTROLS
+    assert err.value.known == VARIANTS + CONTROLS + CONNECTOME_VARIANTS
+
+
+def test_connectome_variants_parse_and_read_only_wiring_kinds():
+    assert parse_variant("Wc") == Variant("Wc", "connectome", None, "L1")
+    assert parse_variant("WcD*C") == Variant("WcD*C", "connectome", "real", "WDC")
+    assert parse_variant("Wc!") == Variant("Wc!", "connectome_permuted", None, "L1")
+    assert required_kinds("WcD*") == {"cell_sign", "connectome_signed", "distance_um"}
+    assert required_kinds("Wc!") == {"cell_sign", "connectome_signed"}
+    assert "Wc" not in default_variants("corrected")  # opt-in: --variants all is the study's
 
 
 def test_non_canonical_but_well_formed():
