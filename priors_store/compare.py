@@ -162,7 +162,7 @@ def _edges(a: Prior, b: Prior) -> dict:
 
 
 def _ari(la: np.ndarray, lb: np.ndarray) -> dict:
-    from sklearn.metrics import adjusted_rand_score  # noqa: PLC0415 (only when modules are compared)
+    from sklearn.metrics import adjusted_rand_score  # only when modules are compared
 
     n = len(la)
     return {"adjusted_rand_index": float(adjusted_rand_score(la, lb)) if n >= 2 else None,
@@ -295,7 +295,7 @@ def _plot(d: dict, path: Path) -> bool:
     c = d.get("connectome")
     if not c or not c["synapse_change_counts"]:
         return False
-    from .plots import _pyplot  # noqa: PLC0415 (matplotlib only when a report is written)
+    from .plots import _pyplot  # matplotlib only when a report is written
 
     plt = _pyplot()
     dist = c["synapse_change_counts"]

@@ -264,7 +264,7 @@ def build_per_field(prefix: str, fields: list[str] | None = None, *,
 
 def _one_blas_thread() -> None:
     """Worker initializer: one BLAS thread per worker process, so workers do not oversubscribe."""
-    from threadpoolctl import threadpool_limits  # noqa: PLC0415 (only in worker processes)
+    from threadpoolctl import threadpool_limits  # only in worker processes
 
     threadpool_limits(1)
 

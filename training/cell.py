@@ -145,7 +145,7 @@ def _metrics(w: torch.Tensor, *, diverged: bool, n_null: int, seed: int) -> dict
         m = organization(w, n_null=n_null, seed=seed % (2**32))
     except ValueError:
         # e.g. sigma undefined on a too-sparse graph: keep what is defined
-        from .metrics import assortativity, binarize, modularity, weight_entropy  # noqa: PLC0415
+        from .metrics import assortativity, binarize, modularity, weight_entropy
 
         adj = binarize(w)
         return {**nan, "modularity_q": modularity(adj), "assortativity": assortativity(adj),

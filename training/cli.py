@@ -88,15 +88,15 @@ def parse_variants(text: str, protocol: str = "corrected") -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> None:
     """Execute a parsed ``cxp train`` command."""
-    import torch  # noqa: PLC0415 (heavy imports only when training)
+    import torch  # heavy imports only when training
 
-    from connectome_priors.priors_store.config import artifact_root  # noqa: PLC0415
-    from connectome_priors.priors_store.names import parse_ref  # noqa: PLC0415
-    from connectome_priors.priors_store.reader import load  # noqa: PLC0415
+    from connectome_priors.priors_store.config import artifact_root
+    from connectome_priors.priors_store.names import parse_ref
+    from connectome_priors.priors_store.reader import load
 
-    from .experiment import check_kinds, run_experiment, supported_variants  # noqa: PLC0415
-    from .report import write_report  # noqa: PLC0415
-    from .stats import compare, summarize  # noqa: PLC0415
+    from .experiment import check_kinds, run_experiment, supported_variants
+    from .report import write_report
+    from .stats import compare, summarize
 
     if args.threads:
         torch.set_num_threads(args.threads)

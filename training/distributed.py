@@ -30,9 +30,9 @@ def client_for(scheduler):
     """A ``distributed.Client`` for ``scheduler`` (see the module docstring); closed on exit
     unless it was passed in. The clients come from :func:`connectome_priors.kernel.dask.dask_client`,
     the one place that starts or reaches clusters."""
-    from connectome_priors.kernel.dask import DaskError, dask_client  # noqa: PLC0415
+    from connectome_priors.kernel.dask import DaskError, dask_client
 
-    from .errors import TrainingError  # noqa: PLC0415
+    from .errors import TrainingError
 
     # trim_memory=False: Dask's malloc trimming makes every step's tensors fresh page-faulting
     # mmaps; training runs ~1.6x faster without it
@@ -46,9 +46,9 @@ def client_for(scheduler):
 
 
 def _cell(task: str, variant: str, arrays: dict[str, np.ndarray], config):
-    import torch  # noqa: PLC0415
+    import torch
 
-    from .cell import train_cell  # noqa: PLC0415
+    from .cell import train_cell
 
     torch.set_num_threads(1)
     return train_cell(task, variant, arrays, config)
@@ -60,7 +60,7 @@ def map_cells(scheduler, cells: list[tuple[str, str]], arrays: dict[str, np.ndar
     finishes. A failing cell raises its error here (the finished ones were already yielded)."""
     if not cells:
         return
-    from distributed import as_completed  # noqa: PLC0415
+    from distributed import as_completed
 
     with client_for(scheduler) as client:
         shared = client.scatter(arrays, broadcast=True)

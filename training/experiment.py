@@ -33,7 +33,7 @@ from connectome_priors.kernel.files import atomic_path
 
 from .cell import RUN_COLUMNS, fit_config, run_seed, runs_per_batch, train_cell
 from .checkpoint import checkpoint_name, save_checkpoint
-from .config import ExperimentConfig, FitConfig
+from .config import ExperimentConfig
 from .errors import MissingKindError
 from .grammar import FUNCTIONAL_KINDS, default_variants, missing_kinds, required_kinds
 from .train import Splits, make_splits
@@ -126,7 +126,7 @@ def run_experiment(prior, config: ExperimentConfig, *, out_dir: str | os.PathLik
                                                 splits=splits[task]))
                 bar.update()
         else:
-            from .distributed import map_cells  # noqa: PLC0415 (dask only when asked for)
+            from .distributed import map_cells  # dask only when asked for
 
             for (task, variant), result in map_cells(scheduler, todo, arrays, config):
                 store(task, variant, result)

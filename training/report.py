@@ -94,7 +94,7 @@ def write_report(out_dir: str | os.PathLike, runs: pd.DataFrame, summary: pd.Dat
 
 
 def _config_dict(config) -> dict:
-    from .experiment import config_dict  # noqa: PLC0415
+    from .experiment import config_dict
 
     return config_dict(config)
 
@@ -183,7 +183,7 @@ def _blocks(runs, summary, stats, manifest, cfg, images) -> list[tuple]:
 def _kinds_blocks(manifest: dict, cfg: dict) -> list[tuple]:
     """The prior's kinds and, when it lacks kinds that variants read (a structure-only prior:
     no functional kind, so no ``w_bio_modulation``), which variants could not be trained."""
-    from .experiment import why_absent  # noqa: PLC0415
+    from .experiment import why_absent
 
     if "kinds" not in manifest:
         return []
@@ -267,10 +267,10 @@ def _html(blocks) -> str:
 # --- plots ----------------------------------------------------------------------------------
 
 def _pyplot():
-    import matplotlib  # noqa: PLC0415 (only when a report is written)
+    import matplotlib  # only when a report is written
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     return plt
 

@@ -11,7 +11,7 @@ from torch.nn.utils import parametrize
 from connectome_priors import priors_store
 from connectome_priors.training.components import ConnectomeConstraint, bio_init_, connectome_init_
 from connectome_priors.training.config import ExperimentConfig, FitConfig
-from connectome_priors.training.connectome import connectome_family, dale, dale_violations
+from connectome_priors.training.connectome import connectome_family, dale
 from connectome_priors.training.errors import TrainingError
 from connectome_priors.training.experiment import run_experiment
 from connectome_priors.training.initializers import spectral_radius
