@@ -13,7 +13,7 @@ For each, ``sttc`` is timed on all pairs (best of ``--repeats``). The reference
 ``sttc_pairwise_loop`` takes minutes to hours on all pairs, so it is timed on a seeded random
 subset of pairs and extrapolated to all pairs (the output says so); the same subset is checked
 against ``sttc``. For context, a faster per-pair baseline (one ``searchsorted`` per pair, the
-kind of loop METHOD.md section 6 times at ~5 s for 193 units) is timed the same way.
+kind of loop docs/method.md#sttc-speed times at ~5 s for 193 units) is timed the same way.
 
     .venv/bin/python bench/sttc_speed.py [--loop-pairs 100] [--repeats 3] [--seed 0]
                                          [--data ../shared/data/cortical-blueprint]

@@ -113,7 +113,7 @@ def grid(prior, out: Path, report_only: bool, scheduler: str | None) -> None:
         print(pattern_check(runs, metric).to_string(index=False))
 
 
-#: The study's claim (METHOD.md section 3): these variants clearly above those, on every task.
+#: The study's claim (docs/method.md#published-results): these variants clearly above those, on every task.
 ABOVE = ("W*D*C", "W*D*C*", "W*DC*", "W!D*C", "W!D*C*")
 BELOW = ("W", "WD", "WDC")
 

@@ -1,6 +1,6 @@
 """Derive every prior kind for a population and publish them as one artifact.
 
-Kinds (see ``docs/priors.md``): ``distance_um`` and ``distance_minmax`` (always), ``connectome``
+Kinds (see ``docs/method.md#priors``): ``distance_um`` and ``distance_minmax`` (always), ``connectome``
 (sparse synapse counts, [pre, post]) and ``connectome_size`` (summed synapse size, where the source
 has sizes), ``cell_sign``, ``connectome_signed`` and ``connectome_type_pair`` (Dale signs from the
 cell classes, the signed wiring, the cell-type pair of every connection), ``communicability`` (empirical, up to ``max_dense_n`` neurons), ``modules_wiring``;

@@ -117,7 +117,7 @@ def bio_init_(weight: torch.Tensor, prior: Prior, init: BioInit | ConnectomeInit
     """Fill a recurrent weight in place with the prior's biological initialization (W* family).
 
     ``W* = lognormal(-0.5, 0.5) * w_bio_modulation``, scaled to mean ``mean``, non-zero entries
-    floored at ``floor``, scaled to spectral radius ``radius`` (METHOD.md section 3); ``init``
+    floored at ``floor``, scaled to spectral radius ``radius`` (docs/method.md#initializations); ``init``
     picks W* itself or a transform of it, exactly as our variants build them
     (:func:`training.initializers.bio_family`).
 

@@ -56,7 +56,7 @@ class ExperimentConfig:
     runs: int = 20
     """Runs per variant (trained together as one batched model)."""
     protocol: Protocol = "corrected"
-    """``"corrected"`` (default) or ``"paper"`` (the study's distances and L1, METHOD.md 4)."""
+    """``"corrected"`` (default) or ``"paper"`` (the study's distances and L1, docs/method.md#flaws)."""
     seed: int = 0
     """Master seed; every other seed (trials, runs, initial weights) derives from it."""
     n_null: int = 20

@@ -1,7 +1,7 @@
 """A matrix exponential whose gradient costs about twice its forward pass.
 
 ``torch.linalg.matrix_exp`` differentiates through the exponential of a ``2N x 2N`` block matrix,
-so one forward + backward of a 312 x 312 matrix costs ~12 forward passes (METHOD.md section 6:
+so one forward + backward of a 312 x 312 matrix costs ~12 forward passes (docs/method.md#speed:
 the study's expm gradient takes ~9x the arithmetic it needs). The communicability penalties
 (``WDC``, ``C*``) evaluate it at every update, which made them ~2.7x slower than plain training.
 

@@ -1,12 +1,12 @@
 """Variant and task names without torch: the grammar that :class:`training.config.ExperimentConfig`
-validates with, and what each variant reads from a prior (METHOD.md section 3).
+validates with, and what each variant reads from a prior (docs/method.md#protocol).
 
 A variant name is ``<init>[<distance>[<communicability>]]``: init ``W`` (orthogonal), ``W*``
 (biological) or ``W!`` (biological, permuted); distance ``D`` (grid) or ``D*`` (real); then ``C``
 (the ``WDC`` penalty) or ``C*`` (the ``C*`` penalty). No distance means the L1 penalty; a distance
 alone the ``WD`` penalty.
 
-The corrected protocol's controls (METHOD.md section 4, flaw 6: ``W*`` is dominated by its
+The corrected protocol's controls (docs/method.md#flaw-6: ``W*`` is dominated by its
 diagonal) change only the initialization of the headline variant ``W*D*C``: ``Wdiag`` keeps only
 the diagonal of each ``W*`` draw, ``Woff`` only its off-diagonal part, ``Wrand`` scatters its
 non-zero values at random positions (:mod:`training.initializers`).

@@ -1,7 +1,7 @@
 """Initial recurrent matrices, stacked over runs: ``(R, N, N)`` float32 torch, [run, pre, post].
 
 ``orthogonal`` is the study's ``W``; ``bio`` its ``W*``; ``permuted`` its ``W!``. The corrected
-protocol adds three controls for the diagonal dominance of ``W*`` (METHOD.md section 4, flaw 6):
+protocol adds three controls for the diagonal dominance of ``W*`` (docs/method.md#flaw-6):
 ``diagonal_only``, ``off_diagonal_only`` and ``random_positive_matched``. :func:`bio_family`
 chains them as the variants do (one implementation for :func:`training.variants.build_variant` and
 the drop-in :func:`training.components.bio_init_`).

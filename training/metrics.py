@@ -1,4 +1,4 @@
-"""Organization metrics of a trained recurrent matrix (METHOD.md section 3, corrected nulls).
+"""Organization metrics of a trained recurrent matrix (docs/method.md#metrics, corrected nulls).
 
 Pass ``model.effective_recurrent()[r]`` (or any ``(N, N)`` array); the graph is built from
 ``|W|``: entries above the 90th percentile kept, binarized, made undirected, self-loops dropped.

@@ -1,4 +1,4 @@
-"""Penalties on the recurrent matrix, batched over runs (METHOD.md section 3).
+"""Penalties on the recurrent matrix, batched over runs (docs/method.md#regularizers).
 
 All take ``W`` ``(R, N, N)`` indexed [run, pre, post] (use ``model.effective_recurrent()``) and
 return one penalty per run, ``(R,)``:
@@ -120,7 +120,7 @@ def scrambled_distances_paper(positions_vox: np.ndarray) -> np.ndarray:
     The study's code reshaped the ``(N, 3)`` voxel positions to ``(3, N)`` instead of
     transposing them, so unit ``i`` got the coordinates ``(flat[i], flat[N + i], flat[2N + i])``
     of the flattened array: distances that no longer follow the somata (on 6_6_2 they correlate
-    with the true ones at r ~ 0.0, METHOD.md 4). Returned min-max normalized, ``(N, N)``. The
+    with the true ones at r ~ 0.0, docs/method.md#flaw-4). Returned min-max normalized, ``(N, N)``. The
     scramble depends on the row order: the study used its release's order, a prior uses its own,
     so the matrix differs from the study's while being as uninformative.
     """

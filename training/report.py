@@ -25,7 +25,7 @@ from .grammar import FUNCTIONAL_KINDS, VARIANTS, default_variants, required_kind
 __all__ = ["PUBLISHED_6_6_2", "write_report"]
 
 #: The study's published "accuracy" (last-epoch training accuracy with noise; flaw 1), field
-#: 6_6_2, mean of 20 runs: {variant: {task: value}} (METHOD.md section 3).
+#: 6_6_2, mean of 20 runs: {variant: {task: value}} (docs/method.md#published-results).
 PUBLISHED_6_6_2: dict[str, dict[str, float]] = {
     v: dict(zip(("T1", "T2", "T3"), acc)) for v, acc in {
         "W*D*C": (0.917, 0.948, 0.865), "WD*C": (0.628, 0.939, 0.812),

@@ -1,4 +1,4 @@
-"""Summaries and tests of a runs table (METHOD.md section 3: Kruskal-Wallis, Mann-Whitney + Holm).
+"""Summaries and tests of a runs table (docs/method.md#statistics: Kruskal-Wallis, Mann-Whitney + Holm).
 
 Diverged runs are left out of accuracy and metric summaries (their count is reported); NaN values
 of a metric (undefined for that run) are dropped per metric.

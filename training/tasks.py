@@ -1,4 +1,4 @@
-"""The three final-step classification tasks of the study (METHOD.md section 3), as generators.
+"""The three final-step classification tasks of the study (docs/method.md#tasks), as generators.
 
 Every generator is vectorized and seeded, and returns ``x`` ``(batch, time, n_in)`` float32 and
 ``y`` ``(batch,)`` int64 torch tensors. Input noise (sigma 0.05) is *not* added here: the training

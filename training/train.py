@@ -1,6 +1,6 @@
 """``fit``: train a batch of independent RNNs on one task and record honest metrics.
 
-The corrected protocol (METHOD.md section 4, flaw 1): the reported accuracy is held-out *test*
+The corrected protocol (docs/method.md#flaw-1): the reported accuracy is held-out *test*
 accuracy without input noise; per-epoch records keep training accuracy (with noise, as the study
 reported it) apart from validation accuracy and task loss (no noise, no penalty).
 """

@@ -13,7 +13,7 @@ Layout (see ``../shared/data/README.md``)::
 Two quirks are handled here. The object arrays are decoded by a restricted reader
 (:mod:`etl.sources.safe_npy`), never by unrestricted unpickling. The connectome's rows and columns
 follow ``list(set(root_ids))`` as CPython iterates that set, not the order of the other arrays
-(METHOD.md section 1): each field is re-aligned, then self-checked — connected pairs must lie
+(docs/method.md#connectome-order): each field is re-aligned, then self-checked — connected pairs must lie
 markedly closer than all pairs, which holds for every released field once aligned (about 0.3x)
 and fails in file order (about 1x).
 

@@ -1,6 +1,6 @@
 """Functional matrices from spike trains: binned counts, Pearson correlation, STTC, precision.
 
-Conventions (verified against the study's released arrays, METHOD.md section 1):
+Conventions (verified against the study's released arrays, docs/method.md#verified-facts):
 
 - ``spikes`` is a sequence of N 1-D arrays of spike times in seconds (unsorted input is sorted; an
   empty array is a *silent* unit). Times must be finite and non-negative.
