@@ -199,7 +199,7 @@ def _build_in(env_extra: dict, store, root, precision: bool) -> dict:
 
 #: The version of f662 without precision (field 6_6_2 of the small store): a hash of the recipe and
 #: of the snapshot's content, the same on every machine; another value means other prior ids.
-F662_FAST_VERSION = "0a5b3a890b72569f"
+F662_FAST_VERSION = "964ed93038f47afc"  # derivation version 2 (was 0a5b3a890b72569f under 1)
 #: Files that no BLAS call computes (counts, labels, the neuron table, distances, STTC): the same
 #: bytes under any thread count, SIMD dispatch or BLAS kernel. The others (correlation,
 #: communicability, w_bio_modulation, precision) may differ in their last bits: within tolerance.
