@@ -246,7 +246,7 @@ def test_cli_etl_then_priors_build_with_activity_snapshot(world, tmp_path, capsy
     assert main(["priors", "build", "j471", "--fields", "4_7_1", "--snapshot", cave, "--activity-snapshot",
                  "auto", "--no-precision", "--store", store, "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "kinds: communicability, connectome, connectome_size, correlation" in out
+    assert "kinds: cell_sign, communicability, connectome, connectome_signed, connectome_size, connectome_type_pair, correlation" in out
     assert f"spikes from snapshot {world['nwb']} (source nwb)" in out
     assert main(["priors", "show", "j471", "--store", store]) == 0
     assert f"activity:   {world['nwb']} (source nwb; spikes joined on session, scan_idx, unit_id)" \

@@ -113,18 +113,9 @@ def test_without_the_constraint_training_breaks_dale():
 
 
 @pytest.fixture(scope="module")
-def prior(tmp_path_factory):
-    """A ~45-unit synthetic prior (field 6_6_2) with excitatory and inhibitory cells."""
-    from connectome_priors.etl.pipeline import run_etl
-    from connectome_priors.priors_store.pipeline import DeriveParams
-    from connectome_priors.priors_store.population import Population
-    from tests.training.test_experiment import TINY
-
-    base = tmp_path_factory.mktemp("connectome-tiny")
-    run_etl("synthetic", store=base / "store", synthetic=TINY)
-    priors_store.build("tiny", Population.of_fields("6_6_2"), store=base / "store",
-                       root=base / "artifacts", params=DeriveParams(precision=False))
-    return priors_store.load("tiny", root=base / "artifacts")
+def prior(tiny_prior):
+    """The tests' ~45-unit synthetic prior (field 6_6_2) with excitatory and inhibitory cells."""
+    return priors_store.load("tiny", root=tiny_prior[1])
 
 
 def test_drop_in_init_and_constraint_on_nn_rnn(prior):
