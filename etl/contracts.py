@@ -229,18 +229,23 @@ def validate_tables(tables: Mapping[str, pa.Table], *, origins: Mapping[str, str
         if name in tables:
             out[name] = validate_table(tables[name], name, origin=origins.get(name, "?"))
     for name, table in out.items():
-        for fk in store_contract(name).get("foreign_keys", []):
-            ref = fk["references"]
-            origin = origins.get(name, "?")
-            table_fk = _non_null(table, fk["columns"])  # a null reference refers to nothing
-            if table_fk.num_rows == 0:
-                continue
-            if ref["table"] not in out:
-                raise ValidationError(table=name, column=",".join(fk["columns"]), origin=origin,
-                                      expected=f"table {ref['table']} to join against",
-                                      found=f"no {ref['table']} table in this source")
-            _check_join(table_fk, fk["columns"], out[ref["table"]], ref, name, origin)
+        _check_foreign_keys(table, name, out, origins.get(name, "?"))
     return out
+
+
+def _check_foreign_keys(table: pa.Table, name: str, tables: Mapping[str, pa.Table],
+                        origin: str) -> None:
+    """Every non-null reference of ``table`` (store table ``name``) must exist in ``tables``."""
+    for fk in store_contract(name).get("foreign_keys", []):
+        ref = fk["references"]
+        table_fk = _non_null(table, fk["columns"])  # a null reference refers to nothing
+        if table_fk.num_rows == 0:
+            continue
+        if ref["table"] not in tables:
+            raise ValidationError(table=name, column=",".join(fk["columns"]), origin=origin,
+                                  expected=f"table {ref['table']} to join against",
+                                  found=f"no {ref['table']} table in this source")
+        _check_join(table_fk, fk["columns"], tables[ref["table"]], ref, name, origin)
 
 
 def _increasing(keys: list[np.ndarray]) -> np.ndarray:
@@ -281,16 +286,7 @@ def validate_streamed(rows: ParquetRows, name: str, tables: Mapping[str, pa.Tabl
                                   found=f"row {seen + at - (1 if last is not None else 0):,} "
                                         f"has key {tuple(int(k[at]) for k in joined)} after "
                                         f"{tuple(int(k[at - 1]) for k in joined)}")
-        for fk in contract.get("foreign_keys", []):
-            ref = fk["references"]
-            table_fk = _non_null(out, fk["columns"])
-            if table_fk.num_rows == 0:
-                continue
-            if ref["table"] not in tables:
-                raise ValidationError(table=name, column=",".join(fk["columns"]), origin=origin,
-                                      expected=f"table {ref['table']} to join against",
-                                      found=f"no {ref['table']} table in this source")
-            _check_join(table_fk, fk["columns"], tables[ref["table"]], ref, name, origin)
+        _check_foreign_keys(out, name, tables, origin)
         last = [k[-1:] for k in keys]
         seen += out.num_rows
 
