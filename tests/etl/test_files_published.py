@@ -24,16 +24,9 @@ from connectome_priors.etl.profiles import ProfileError, load_profile
 from connectome_priors.etl.sources.cave.transform import canonical_tables
 from connectome_priors.etl.sources.files import read_files, write_export
 from connectome_priors.testing.cave_standin import minnie_fixture
+from connectome_priors.testing.release_synth import VIEW_COLUMNS
+from connectome_priors.testing.release_synth import VIEW_TABLE as VIEW  # the v1412 dump's view
 
-#: ``synapses_pni_2_v1_filtered_view`` as the v1412 dump lists it (column, PostgreSQL type).
-VIEW = "synapses_pni_2_v1_filtered_view"
-VIEW_COLUMNS = [("id", "bigint"), ("pre_pt_position_x", "integer"), ("pre_pt_position_y", "integer"),
-                ("pre_pt_position_z", "integer"), ("ctr_pt_position_x", "integer"),
-                ("ctr_pt_position_y", "integer"), ("ctr_pt_position_z", "integer"),
-                ("post_pt_position_x", "integer"), ("post_pt_position_y", "integer"),
-                ("post_pt_position_z", "integer"), ("size", "integer"),
-                ("pre_pt_supervoxel_id", "bigint"), ("pre_pt_root_id", "bigint"),
-                ("post_pt_supervoxel_id", "bigint"), ("post_pt_root_id", "bigint")]
 
 
 @pytest.fixture(scope="module")
