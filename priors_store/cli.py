@@ -65,6 +65,9 @@ def register(sub: argparse._SubParsersAction, add_store) -> None:
                         "(default: only the population's snapshot)")
     b.add_argument("--no-precision", action="store_true", help="skip the (slow) precision matrix")
     b.add_argument("--seed", type=int, default=0, help="seed of module detection and precision CV")
+    b.add_argument("--signed-measure", choices=("synapses", "size"), default="synapses",
+                   help="magnitude of connectome_signed: synapse count (default) or summed "
+                        "synapse size")
     b.add_argument("--engine", choices=list(ENGINES), default="local",
                    help="local (this process, default) or dask (distance row blocks on a Dask "
                         "cluster; same artifact, same version)")
@@ -175,7 +178,7 @@ def _build(args: argparse.Namespace, root: Path) -> None:
     else:
         population = Population.of_sql(args.sql, **which)
     params = DeriveParams(precision=not args.no_precision, precision_seed=args.seed,
-                          module_seed=args.seed)
+                          module_seed=args.seed, signed_measure=args.signed_measure)
     m = build(args.name, population, store=args.store, root=root, params=params,
               engine=args.engine,
               scheduler=args.dask_scheduler if args.engine == "dask" else None,
@@ -201,7 +204,7 @@ def _build_per_field(args: argparse.Namespace, root: Path) -> None:
         raise PriorsError("--engine dask is for one large build (e.g. --pooled); --per-field "
                           "builds small fields, in parallel with --jobs")
     params = DeriveParams(precision=not args.no_precision, precision_seed=args.seed,
-                          module_seed=args.seed)
+                          module_seed=args.seed, signed_measure=args.signed_measure)
     fields = None if args.fields == "all" else args.fields.split(",")
     manifests = build_per_field(args.name, fields, store=args.store, root=root,
                                 snapshot=args.snapshot, params=params, jobs=args.jobs,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from connectome_priors import priors_store
 from connectome_priors.priors_store.derive.signed import cell_signs, signed_weight, type_pairs
 
 #: A hand-built 5-cell circuit: cells 0, 1 excitatory, 2 inhibitory, 3 no class, 4 "glia".
@@ -103,3 +104,20 @@ def test_an_unknown_measure_is_refused_before_building(small_store):
                                           r"found 'volume'"):
         plan(Population.of_fields("6_6_2"), Store(small_store),
              params=DeriveParams(signed_measure="volume"))
+
+
+def test_cli_signed_measure_size_records_summed_sizes(small_store, tmp_path, capsys):
+    """`cxp priors build --signed-measure size`: connectome_signed holds the summed sizes (equal
+    to connectome_size in magnitude), and the recipe records the choice."""
+    from connectome_priors.cli import main
+
+    root = tmp_path / "artifacts"
+    assert main(["priors", "build", "sized", "--fields", "6_6_2", "--no-precision",
+                 "--signed-measure", "size", "--store", str(small_store), "--artifacts", str(root),
+                 "--no-progress"]) == 0
+    prior = priors_store.load("sized", root=root)
+    assert prior.manifest["parameters"]["signed_measure"] == "size"
+    signed = prior["connectome_signed"].toarray()
+    size = prior["connectome_size"].toarray()
+    np.testing.assert_allclose(np.abs(signed), size)
+    assert (signed < 0).any()  # inhibitory cells' rows are negative
