@@ -97,7 +97,9 @@ def test_hand_counted_connections_drop_autapses_fragments_and_ambiguous_roots(tm
     assert pq.read_table(st.streamed["connections"].path).to_pylist() == [
         {"pre_nucleus_id": 2, "post_nucleus_id": 3, "n_synapses": 2, "sum_size": 15.0},
         {"pre_nucleus_id": 3, "post_nucleus_id": 2, "n_synapses": 2, "sum_size": None}]
-    assert st.report["files"][-1]["rows"] == 7 and st.report["files"][-1]["kept"] == 4
+    # 5 rows between selected cells, as the held path counts them: 4 in connections, 1 autapse
+    assert st.report["files"][-1]["rows"] == 7 and st.report["files"][-1]["kept"] == 5
+    assert st.report["autapses_not_counted"] == 1 and st.report["synapses_in_connections"] == 4
 
 
 def test_cli_connections_only_stores_connections_and_no_synapses(tmp_path, capsys):
@@ -245,3 +247,19 @@ def test_a_stored_load_removes_only_its_own_work_folder(tmp_path):
     run_etl("files", d, store=store, neurons="all", stream=True)
     assert [p.name for p in (store / ".files-stream").iterdir()] == ["another-load-in-progress"]
     assert (other / "state.json").read_text() == "{}"
+
+
+def test_streamed_load_reports_autapses_and_other_rows_as_the_held_load_does(tmp_path, capsys):
+    """Every row the streamed load leaves out is counted under its own reason, the same counts
+    the held path prints: 1 autapse, 2 rows not between two selected cells (a fragment, a root
+    two nuclei carry)."""
+    d = _write_tiny(tmp_path / "tiny")
+    lines = {}
+    for how, extra in (("held", []), ("streamed", ["--connections-only"])):
+        assert main(["etl", "--source", "files", str(d), "--neurons", "all", *extra,
+                     "--store", str(tmp_path / how), "--no-progress"]) == 0
+        lines[how] = [line for line in capsys.readouterr().out.splitlines()
+                      if "left out" in line or "between selected cells" in line]
+    assert lines["streamed"] == lines["held"]
+    assert "  left out: 1 autapses (pre = post cell), not counted in connections" in lines["held"]
+    assert "  left out: 2 synapses rows not between two selected cells" in lines["held"]

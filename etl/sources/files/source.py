@@ -188,9 +188,9 @@ def read_files(directory: str | Path, *, profile: str | Path | Profile | None = 
                                  chunk_bytes=CHUNK_BYTES, progress=progress)
         streamed_files = run
         files.append({"file": export.name(), "role": "synapses", "table": export.table,
-                      "rows": run.rows, "kept": run.counted,
-                      "not_between_selected_cells": run.rows - run.counted})
-        streamed["synapses"] = {"not_between_selected_cells": run.rows - run.counted}
+                      "rows": run.rows, "kept": run.counted + run.autapses,
+                      "not_between_selected_cells": run.rows - run.counted - run.autapses})
+        streamed["synapses"] = {"not_between_selected_cells": run.rows - run.counted - run.autapses}
         stream_report = {"chunks": run.chunks, "resumed_chunks": run.resumed,
                          "text_bytes": run.text_bytes, "seconds": run.seconds}
         if not synapses:
@@ -235,6 +235,7 @@ def read_files(directory: str | Path, *, profile: str | Path | Profile | None = 
             out.origins["synapses"] = where
         out.report["files_stream"] = stream_report
         out.report["synapses_in_connections"] = streamed_files.counted
+        out.report["autapses_not_counted"] = streamed_files.autapses  # as the held path reports them
     out.source = "files"
     out.report["files"] = files
     out.report["files_not_used"] = [{"file": e.name(), "why": why} for e, why in unused]

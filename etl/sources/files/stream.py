@@ -91,6 +91,9 @@ class StreamResult:
     """Wall seconds spent per stage (``decompress`` is time waiting for text)."""
     text_bytes: int = 0
     """Decompressed bytes."""
+    autapses: int = 0
+    """Synapses whose pre and post cell are the same, left out of ``connections`` (0 with
+    ``keep_self``)."""
 
 
 def work_key(export: ExportFile, rmap: RootMap, *, synapses_of: np.ndarray | None,
@@ -183,14 +186,17 @@ def _parse(chunk: bytes, names: list[str], columns: list[str], skip: int, where:
 
 def _aggregate(table: pa.Table, rmap: RootMap, by_rank: np.ndarray, rank: np.ndarray,
                pool: ThreadPoolExecutor, keep_self: bool, seconds: dict[str, float]
-               ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-    """The chunk's partial sums per (pre, post) cell pair; with the root ids of its rows."""
+               ) -> tuple[pa.Table, np.ndarray, np.ndarray, int]:
+    """The chunk's partial sums per (pre, post) cell pair; with the root ids of its rows and the
+    number of autapses left out."""
     t = time.perf_counter()
     pre = table.column(_PRE).fill_null(0).to_numpy()
     post = table.column(_POST).fill_null(0).to_numpy()
     ip, iq = pool.map(rmap.lookup, (pre, post))
     ok = (ip >= 0) & (iq >= 0)
+    autapses = 0
     if not keep_self:
+        autapses = int((ok & (ip == iq)).sum())
         ok &= ip != iq
     t2 = time.perf_counter()
     seconds["map"] += t2 - t
@@ -205,7 +211,7 @@ def _aggregate(table: pa.Table, rmap: RootMap, by_rank: np.ndarray, rank: np.nda
                     "n_known": np.bincount(inv, known, len(uniq)).astype(np.int64),
                     "size": np.bincount(inv, sizes, len(uniq)).astype(np.int64)})
     seconds["aggregate"] += time.perf_counter() - t2
-    return out, pre, post
+    return out, pre, post, autapses
 
 
 def _synapse_rows(table: pa.Table, pre: np.ndarray, post: np.ndarray, members: pd.Index) -> pa.Table:
@@ -260,7 +266,8 @@ def _combine(work: Path, parts: list[Path], synapse_parts: list[Path], memory_li
 
 def _state(work: Path) -> dict:
     path = work / "state.json"
-    return json.loads(path.read_text()) if path.is_file() else {"done": 0, "offset": 0, "rows": 0}
+    state = {"done": 0, "offset": 0, "rows": 0, "autapses": 0}
+    return {**state, **json.loads(path.read_text())} if path.is_file() else state
 
 
 def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
@@ -311,7 +318,7 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     state = _state(work)
-    resumed, k, rows = state["done"], state["done"], state["rows"]
+    resumed, k, rows, autapses = state["done"], state["done"], state["rows"], state["autapses"]
     seconds = dict.fromkeys(_STAGES, 0.0)
     by_rank = np.sort(rmap.nucleus_ids)
     rank = np.argsort(np.argsort(rmap.nucleus_ids, kind="stable"), kind="stable").astype(np.int64)
@@ -330,7 +337,8 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
                 table = _parse(chunk, names, columns,
                                1 if export.header_row and offset == 0 else 0, where)
                 seconds["parse"] += time.perf_counter() - t
-                part, pre, post = _aggregate(table, rmap, by_rank, rank, pool, keep_self, seconds)
+                part, pre, post, self_rows = _aggregate(table, rmap, by_rank, rank, pool, keep_self,
+                                                        seconds)
                 t = time.perf_counter()
                 if members is not None:
                     with atomic_path(work / f"syn-{k:06d}.parquet") as tmp:
@@ -341,9 +349,10 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
                 pause(f"files-stream:before-checkpoint:{k}")
                 offset += consumed
                 rows += table.num_rows
+                autapses += self_rows
                 k += 1
                 atomic_write_text(work / "state.json", json.dumps(
-                    {"done": k, "offset": offset, "rows": rows}))
+                    {"done": k, "offset": offset, "rows": rows, "autapses": autapses}))
                 seconds["write"] += time.perf_counter() - t
                 pause(f"files-stream:after-checkpoint:{k}")
                 bar.update(text.compressed_at() - bar.n)
@@ -359,4 +368,4 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
         memory_limit)
     seconds["combine"] = time.perf_counter() - t
     return StreamResult(connections, synapses, rows, counted, k, resumed,
-                        {s: round(v, 3) for s, v in seconds.items()}, offset)
+                        {s: round(v, 3) for s, v in seconds.items()}, offset, autapses)
