@@ -92,6 +92,7 @@ from typing import Literal
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -141,17 +142,44 @@ def content_hash(source: str, tables: dict[str, pa.Table | ParquetRows]) -> str:
 
 
 def _hash_table(digest, name: str, table: pa.Table | ParquetRows) -> None:
+    """Feed ``table``'s canonical IPC stream to ``digest``: batches of :data:`_IPC_CHUNK` rows, the
+    null slots of fixed-width columns zeroed (:func:`_zero_null_slots`), so a table held whole, the
+    same rows streamed from Parquet and the stored file read back hash alike."""
     digest.update(f"{name}\0".encode())
     if isinstance(table, ParquetRows):  # the same bytes as the table held whole, batch by batch
         schema = arrow_schema(name)
         with pa.ipc.new_stream(pa.PythonFile(_Digest(digest), mode="w"), schema) as writer:
             for batch in table.batches(_IPC_CHUNK):
-                writer.write_table(batch.cast(schema), max_chunksize=_IPC_CHUNK)
+                writer.write_table(_zero_null_slots(batch.cast(schema)), max_chunksize=_IPC_CHUNK)
         return
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table, max_chunksize=_IPC_CHUNK)
+        writer.write_table(_zero_null_slots(table), max_chunksize=_IPC_CHUNK)
     digest.update(sink.getvalue())
+
+
+def _zero_null_slots(table: pa.Table) -> pa.Table:
+    """``table`` with the value under every null of a fixed-width column set to zero.
+
+    Arrow leaves those bytes to the producer (pandas leaves NaN there, Parquet's reader zero), and
+    the IPC stream carries them: without this the same rows would hash differently by the path
+    they came through."""
+    columns = []
+    for column in table.columns:
+        kind = column.type
+        if column.null_count == 0 or not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                                           or pa.types.is_temporal(kind) or pa.types.is_boolean(kind)):
+            columns.append(column)
+            continue
+        chunks = []
+        for chunk in column.chunks:
+            valid = pc.is_valid(chunk)  # both kernels allocate fresh arrays at offset 0
+            filled = pc.fill_null(chunk, pa.scalar(0).cast(kind))
+            assert valid.offset == filled.offset == 0, "a compute kernel returned a slice"
+            chunks.append(pa.Array.from_buffers(kind, len(chunk), [
+                valid.buffers()[1], filled.buffers()[1]], null_count=chunk.null_count))
+        columns.append(pa.chunked_array(chunks, kind))
+    return pa.table(columns, schema=table.schema)
 
 
 class _Digest:
@@ -173,9 +201,10 @@ class _Digest:
 
 def _stored_content_hash(source: str, folder: Path, present: list[str]) -> str:
     """:func:`content_hash` of the tables stored in ``folder``, each read back as one canonical
-    chunk (one table in memory at a time). It reproduces the recorded content hash when the loaded
-    tables were single chunks (as the synthetic source's are); where it does not, the repair says
-    so and re-running the load records the hashes instead."""
+    chunk (one table in memory at a time). It reproduces the recorded content hash of any load
+    since null slots are zeroed before hashing (:func:`_zero_null_slots`); for an older load whose
+    held table carried other bytes under its nulls it does not, the repair says so and re-running
+    the load records the hashes instead."""
     digest = hashlib.sha256(f"connectome-priors snapshot v1\0{source}\0".encode())
     for name in STORE_TABLES:
         if name in present:

@@ -211,6 +211,9 @@ def test_streamed_synapses_and_connections_equal_the_held_load(tmp_path):
     assert syn.synapse_id.tolist() == [1, 2, 3, 4, 5]
     assert syn["size"].isna().tolist() == [False, False, True, False, False]
     assert not (tmp_path / "streamed" / ".files-stream").exists()
+    # the same rows hash alike on both paths: one snapshot id, whichever way they were loaded
+    assert (Store(tmp_path / "streamed").snapshots().snapshot_id.tolist()
+            == Store(tmp_path / "held").snapshots().snapshot_id.tolist())
 
 
 def test_a_streamed_table_out_of_key_order_is_refused_naming_the_rows(tmp_path):

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -63,6 +64,28 @@ def test_same_input_is_idempotent(tmp_path):
     assert again["snapshot_id"] == first["snapshot_id"]
     assert len(store.snapshots()) == 1
     assert counts(store)["neurons"] == 3
+
+
+def test_content_hash_ignores_the_bytes_under_nulls_but_not_the_values():
+    """Arrow leaves the value under a null to its producer (pandas leaves NaN, Parquet zero): the
+    hash must see only the rows, or one export would get two snapshot ids."""
+    tables = tiny_tables()
+    conn = tables["connections"]
+    i = conn.schema.get_field_index("sum_size")
+    sizes = conn.column(i).to_numpy(zero_copy_only=False).copy()
+    mask = np.zeros(len(sizes), bool)
+    mask[0] = True
+
+    def with_slot(value: float, table=conn) -> dict:
+        data = sizes.copy()
+        data[0] = value
+        arr = pa.array(data, pa.float64(), mask=mask)
+        return {**tables, "connections": table.set_column(i, conn.field(i), arr)}
+
+    assert content_hash("s", with_slot(np.nan)) == content_hash("s", with_slot(7.0))
+    assert content_hash("s", with_slot(np.nan)) == content_hash("s", with_slot(0.0))
+    mask[0] = False
+    assert content_hash("s", with_slot(7.0)) != content_hash("s", with_slot(0.0))
 
 
 def test_content_hash_is_deterministic_and_sensitive():
