@@ -302,6 +302,8 @@ def check_order(header: ExportHeader, rows: list[list[str]], data: str | Path) -
             if row[pos["id"]] in seen_ids:
                 raise SourceError(
                     f"{data}: column id (line {pos['id'] + 1} of {header.path.name}): expected "
-                    f"unique annotation ids; found {row[pos['id']]!r} again in row {r}. {fix}",
+                    f"unique annotation ids; found {row[pos['id']]!r} again in row {r} (a header "
+                    "out of order puts another column's values under id; a file that truly "
+                    f"repeats an id among its first {len(rows)} rows is refused too). {fix}",
                     path=str(data))
             seen_ids.add(row[pos["id"]])

@@ -116,7 +116,8 @@ def read_files(directory: str | Path, *, profile: str | Path | Profile | None = 
         static release publishes it) in checkpointed chunks with bounded memory (:mod:`.stream`):
         no step holds the synapse table, the store copies the results from Parquet
         (:class:`~etl.tables.ParquetRows`), and an interrupted load resumes from its last chunk.
-        Synapse ids must be unique (the dump's primary key; the held path drops duplicates).
+        A repeated synapse id is dropped (the first row in file order kept) and counted, as the held
+        path does.
     work_dir
         Where a streamed load keeps its chunks and checkpoint (default: ``.files-stream`` in the
         current folder; ``cxp etl`` uses the store's, removed once the snapshot is stored).
@@ -187,10 +188,11 @@ def read_files(directory: str | Path, *, profile: str | Path | Profile | None = 
         run = stream_connections(export, rmap, work / key, synapses_of=members,
                                  chunk_bytes=CHUNK_BYTES, progress=progress)
         streamed_files = run
+        outside = run.rows - run.counted - run.autapses - run.duplicates_between_cells
         files.append({"file": export.name(), "role": "synapses", "table": export.table,
                       "rows": run.rows, "kept": run.counted + run.autapses,
-                      "not_between_selected_cells": run.rows - run.counted - run.autapses})
-        streamed["synapses"] = {"not_between_selected_cells": run.rows - run.counted - run.autapses}
+                      "not_between_selected_cells": outside})
+        streamed["synapses"] = {"not_between_selected_cells": outside}
         stream_report = {"chunks": run.chunks, "resumed_chunks": run.resumed,
                          "text_bytes": run.text_bytes, "seconds": run.seconds}
         if not synapses:
@@ -236,6 +238,8 @@ def read_files(directory: str | Path, *, profile: str | Path | Profile | None = 
         out.report["files_stream"] = stream_report
         out.report["synapses_in_connections"] = streamed_files.counted
         out.report["autapses_not_counted"] = streamed_files.autapses  # as the held path reports them
+        if streamed_files.duplicates:
+            out.report["synapse_duplicate_ids_dropped"] = streamed_files.duplicates
     out.source = "files"
     out.report["files"] = files
     out.report["files_not_used"] = [{"file": e.name(), "why": why} for e, why in unused]

@@ -18,8 +18,9 @@ aggregate
     per chunk: synapses per (pre cell, post cell) key, with the number of sizes known and their
     sum (:mod:`etl.aggregate.partial`'s rules: autapses dropped unless ``keep_self``).
 write
-    the chunk's partial sums as ``part-<k>.parquet`` in the work folder, then the checkpoint
-    ``state.json`` (chunk count, text offset, rows), each written to a temporary name and renamed.
+    the chunk's partial sums as ``part-<k>.parquet`` in the work folder, the ids of its rows
+    between cells (``ids-<k>.parquet``), then the checkpoint ``state.json`` (chunk count, text
+    offset, rows), each written to a temporary name and renamed.
 
 With ``synapses_of``, the chunk's synapses between cells go to ``syn-<k>.parquet`` beside it.
 At the end DuckDB sums the parts per pair into ``connections.parquet`` sorted by
@@ -31,6 +32,13 @@ its last checkpoint: finished chunks are not parsed, mapped, aggregated or writt
 before the checkpoint's offset is decompressed and skipped, the cheapest step); the work folder
 names the file (path, size, mtime), the cells and the rules, so a changed input starts over.
 Nothing here is visible to store readers: the caller publishes the result as one snapshot.
+
+Synapse ids are the dump's primary key. A repeated id is dropped as the held path drops it
+(:func:`~etl.sources.cave.transform.connectivity.synapses_among`): the first row in file order is
+kept, among the rows between cells (``synapses_of``' roots, or with no ``synapses_of`` the rows
+whose roots both map to a cell), and the drops are counted (``StreamResult.duplicates``). Checking
+costs nothing when no two chunks' id ranges overlap (the parts' Parquet statistics) and no chunk
+repeats an id; otherwise DuckDB finds the repeats over the id parts and subtracts them.
 """
 
 from __future__ import annotations
@@ -67,7 +75,10 @@ __all__ = ["CHUNK_BYTES", "StreamResult", "stream_connections", "work_key"]
 CHUNK_BYTES = 64 << 20
 _PRE, _POST, _SIZE = "pre_pt_root_id", "post_pt_root_id", "size"
 _STAGES = ("decompress", "parse", "map", "aggregate", "write", "combine")
-_SYNAPSE_EXTRA = ("id", "ctr_pt_position_x", "ctr_pt_position_y", "ctr_pt_position_z")
+_ID = "id"
+_SYNAPSE_EXTRA = ("ctr_pt_position_x", "ctr_pt_position_y", "ctr_pt_position_z")
+#: Bumped when the work folder's parts change form, so an older folder is not resumed.
+_WORK_FORMAT = "2"
 
 
 @dataclass
@@ -94,6 +105,10 @@ class StreamResult:
     autapses: int = 0
     """Synapses whose pre and post cell are the same, left out of ``connections`` (0 with
     ``keep_self``)."""
+    duplicates: int = 0
+    """Rows dropped because an earlier row between cells had their synapse id."""
+    duplicates_between_cells: int = 0
+    """Of those, the rows whose roots both map to a cell (they would have been counted)."""
 
 
 def work_key(export: ExportFile, rmap: RootMap, *, synapses_of: np.ndarray | None,
@@ -102,7 +117,7 @@ def work_key(export: ExportFile, rmap: RootMap, *, synapses_of: np.ndarray | Non
     path = export.paths[0]
     st = path.stat()
     h = hashlib.sha256(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{keep_self}\0"
-                       f"{chunk_bytes}\0{export.header_row}\0".encode())
+                       f"{chunk_bytes}\0{export.header_row}\0{_WORK_FORMAT}\0".encode())
     h.update(rmap.root_ids.tobytes())
     h.update(rmap.nucleus_ids.tobytes())
     h.update(b"-" if synapses_of is None else np.unique(np.asarray(synapses_of, np.int64)).tobytes())
@@ -186,9 +201,9 @@ def _parse(chunk: bytes, names: list[str], columns: list[str], skip: int, where:
 
 def _aggregate(table: pa.Table, rmap: RootMap, by_rank: np.ndarray, rank: np.ndarray,
                pool: ThreadPoolExecutor, keep_self: bool, seconds: dict[str, float]
-               ) -> tuple[pa.Table, np.ndarray, np.ndarray, int]:
-    """The chunk's partial sums per (pre, post) cell pair; with the root ids of its rows and the
-    number of autapses left out."""
+               ) -> tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """The chunk's partial sums per (pre, post) cell pair; with the root ids of its rows, their
+    cells (index into ``rmap``, -1 for none) and the number of autapses left out."""
     t = time.perf_counter()
     pre = table.column(_PRE).fill_null(0).to_numpy()
     post = table.column(_POST).fill_null(0).to_numpy()
@@ -211,19 +226,31 @@ def _aggregate(table: pa.Table, rmap: RootMap, by_rank: np.ndarray, rank: np.nda
                     "n_known": np.bincount(inv, known, len(uniq)).astype(np.int64),
                     "size": np.bincount(inv, sizes, len(uniq)).astype(np.int64)})
     seconds["aggregate"] += time.perf_counter() - t2
-    return out, pre, post, autapses
+    return out, pre, post, ip, iq, autapses
 
 
-def _synapse_rows(table: pa.Table, pre: np.ndarray, post: np.ndarray, members: pd.Index) -> pa.Table:
-    """The chunk's synapses whose pre and post roots are both cells' (``members``), in the store's
-    columns."""
-    keep = (members.get_indexer(pre) >= 0) & (members.get_indexer(post) >= 0)
+def _id_rows(table: pa.Table, keep: np.ndarray, ip: np.ndarray, iq: np.ndarray,
+             rmap: RootMap) -> tuple[pa.Table, int]:
+    """The chunk's rows between cells (``keep``), in file order: synapse id, their cells' nucleus
+    ids (null where a root maps to none) and size; with the number of ids it repeats itself."""
+    ids = table.column(_ID).to_numpy()[keep]
+    nucleus = rmap.nucleus_ids
+    ip, iq = ip[keep], iq[keep]
+    out = pa.table({"id": ids,
+                    "pre": pa.array(nucleus[np.maximum(ip, 0)], mask=ip < 0),
+                    "post": pa.array(nucleus[np.maximum(iq, 0)], mask=iq < 0),
+                    "size": table.column(_SIZE).filter(pa.array(keep))})
+    return out, int(len(ids) - len(np.unique(ids)))
+
+
+def _synapse_rows(table: pa.Table, keep: np.ndarray) -> pa.Table:
+    """The chunk's synapses between cells (``keep``), in the store's columns."""
     rows = table.filter(pa.array(keep))
 
     def vox(name: str) -> pa.ChunkedArray:
         return pc.cast(rows.column(name), pa.float64())
 
-    return pa.table({"synapse_id": rows.column("id"), "pre_root_id": rows.column(_PRE),
+    return pa.table({"synapse_id": rows.column(_ID), "pre_root_id": rows.column(_PRE),
                      "post_root_id": rows.column(_POST), "size": vox(_SIZE),
                      "x_vox": vox("ctr_pt_position_x"), "y_vox": vox("ctr_pt_position_y"),
                      "z_vox": vox("ctr_pt_position_z")})
@@ -233,40 +260,89 @@ def _sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def _combine(work: Path, parts: list[Path], synapse_parts: list[Path], memory_limit: str
-             ) -> tuple[Path, Path | None, int]:
+def _ranges_overlap(id_parts: list[Path]) -> bool:
+    """Whether two parts' id ranges (their Parquet statistics) overlap, so an id might repeat
+    across chunks."""
+    ranges = []
+    for part in id_parts:
+        meta = pq.read_metadata(part)
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(0).statistics
+            if meta.row_group(g).num_rows and stats is not None and stats.has_min_max:
+                ranges.append((stats.min, stats.max))
+    ranges.sort()
+    return any(b[0] <= a[1] for a, b in zip(ranges, ranges[1:], strict=False))
+
+
+@dataclass
+class _Repeats:
+    dropped: int = 0
+    between_cells: int = 0
+    autapses: int = 0
+
+
+def _find_repeats(con: duckdb.DuckDBPyConnection, id_parts: list[Path], keep_self: bool) -> _Repeats:
+    """Make the temporary table ``dropped``: every row between cells whose id an earlier row (in
+    file order: chunk, then row) had."""
+    con.execute(f"""CREATE TEMP TABLE dropped AS SELECT id, pre, post, size FROM (
+        SELECT *, row_number() OVER (PARTITION BY id ORDER BY filename, file_row_number) AS nth
+        FROM read_parquet([{', '.join(map(_sql_path, id_parts))}], filename = true,
+                          file_row_number = true)) WHERE nth > 1""")
+    row = con.execute(f"""SELECT count(*), count(pre IS NOT NULL AND post IS NOT NULL OR NULL),
+                                 count(pre = post OR NULL) * {0 if keep_self else 1}
+                          FROM dropped""").fetchall()[0]
+    return _Repeats(*(int(v) for v in row))
+
+
+def _combine(work: Path, parts: list[Path], id_parts: list[Path], synapse_parts: list[Path],
+             memory_limit: str, *, repeats_possible: bool, keep_self: bool
+             ) -> tuple[Path, Path | None, int, _Repeats]:
     """Sum the parts per pair into ``connections.parquet`` sorted by (pre, post); the synapse parts
-    into ``synapses.parquet`` sorted by id. DuckDB, bounded by ``memory_limit``, spilling to
-    ``work``. Returns the two files and the synapses counted."""
+    into ``synapses.parquet`` sorted by id; repeated ids dropped (``repeats_possible``: look for
+    them). DuckDB, bounded by ``memory_limit``, spilling to ``work``. Returns the two files, the
+    synapses counted and the repeats dropped."""
     out, syn = work / "connections.parquet", work / "synapses.parquet"
     con = duckdb.connect(config={"memory_limit": memory_limit, "threads": 2,
                                  "temp_directory": str(work / "spill"),
                                  "preserve_insertion_order": False})
     try:
-        source = (f"read_parquet([{', '.join(map(_sql_path, parts))}])" if parts else
-                  "(SELECT 1::BIGINT AS pre_nucleus_id, 1::BIGINT AS post_nucleus_id, "
-                  "1::BIGINT AS n, 1::BIGINT AS n_known, 1::BIGINT AS size WHERE false)")
+        repeats = _find_repeats(con, id_parts, keep_self) if repeats_possible else _Repeats()
+        source = (f"SELECT * FROM read_parquet([{', '.join(map(_sql_path, parts))}])" if parts else
+                  "SELECT 1::BIGINT AS pre_nucleus_id, 1::BIGINT AS post_nucleus_id, "
+                  "1::BIGINT AS n, 1::BIGINT AS n_known, 1::BIGINT AS size WHERE false")
+        if repeats.between_cells:  # take the repeats back out of the partial sums
+            source += f"""
+                UNION ALL SELECT pre, post, -count(*), -count(size), -coalesce(sum(size), 0)
+                FROM dropped WHERE pre IS NOT NULL AND post IS NOT NULL
+                                   {'' if keep_self else 'AND pre <> post'}
+                GROUP BY pre, post"""
         with atomic_path(out) as tmp:
             con.execute(f"""COPY (SELECT pre_nucleus_id, post_nucleus_id,
                                 sum(n)::BIGINT AS n_synapses,
                                 CASE WHEN sum(n_known) = sum(n) THEN sum(size)::DOUBLE END AS sum_size
-                              FROM {source} GROUP BY ALL ORDER BY pre_nucleus_id, post_nucleus_id)
+                              FROM ({source}) GROUP BY ALL HAVING sum(n) > 0
+                              ORDER BY pre_nucleus_id, post_nucleus_id)
                             TO {_sql_path(tmp)} (FORMAT parquet, COMPRESSION zstd)""")
-        row = con.execute(f"SELECT sum(n_synapses) FROM read_parquet({_sql_path(out)})").fetchone()
-        counted = int(row[0] or 0) if row else 0
+        row = con.execute(f"SELECT sum(n_synapses) FROM read_parquet({_sql_path(out)})").fetchall()
+        counted = int(row[0][0] or 0) if row else 0
         if not synapse_parts:
-            return out, None, counted
+            return out, None, counted, repeats
+        files = ", ".join(map(_sql_path, synapse_parts))
+        first = ("SELECT * EXCLUDE (filename, file_row_number) FROM read_parquet("
+                 f"[{files}], filename = true, file_row_number = true) QUALIFY row_number() "
+                 "OVER (PARTITION BY synapse_id ORDER BY filename, file_row_number) = 1"
+                 if repeats.dropped else f"SELECT * FROM read_parquet([{files}])")
         with atomic_path(syn) as tmp:
-            con.execute(f"COPY (SELECT * FROM read_parquet([{', '.join(map(_sql_path, synapse_parts))}]) "
-                        f"ORDER BY synapse_id) TO {_sql_path(tmp)} (FORMAT parquet, COMPRESSION zstd)")
-        return out, syn, counted
+            con.execute(f"COPY ({first} ORDER BY synapse_id) TO {_sql_path(tmp)} "
+                        "(FORMAT parquet, COMPRESSION zstd)")
+        return out, syn, counted, repeats
     finally:
         con.close()
 
 
 def _state(work: Path) -> dict:
     path = work / "state.json"
-    state = {"done": 0, "offset": 0, "rows": 0, "autapses": 0}
+    state = {"done": 0, "offset": 0, "rows": 0, "autapses": 0, "repeated_in_chunks": 0}
     return {**state, **json.loads(path.read_text())} if path.is_file() else state
 
 
@@ -308,7 +384,7 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
         raise SourceError(f"{export.describe()}: streaming reads one CSV(.gz) data file with a "
                           "_header.csv sidecar", path=str(export.paths[0]))
     names = list(export.header.columns)
-    columns = [_PRE, _POST, _SIZE] + (list(_SYNAPSE_EXTRA) if synapses_of is not None else [])
+    columns = [_ID, _PRE, _POST, _SIZE] + (list(_SYNAPSE_EXTRA) if synapses_of is not None else [])
     missing = [c for c in columns if c not in names]
     if missing:
         raise SourceError(f"{export.header.path}: no column {', '.join(missing)}; expected "
@@ -319,6 +395,7 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
     work.mkdir(parents=True, exist_ok=True)
     state = _state(work)
     resumed, k, rows, autapses = state["done"], state["done"], state["rows"], state["autapses"]
+    repeated_in_chunks = state["repeated_in_chunks"]
     seconds = dict.fromkeys(_STAGES, 0.0)
     by_rank = np.sort(rmap.nucleus_ids)
     rank = np.argsort(np.argsort(rmap.nucleus_ids, kind="stable"), kind="stable").astype(np.int64)
@@ -337,13 +414,18 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
                 table = _parse(chunk, names, columns,
                                1 if export.header_row and offset == 0 else 0, where)
                 seconds["parse"] += time.perf_counter() - t
-                part, pre, post, self_rows = _aggregate(table, rmap, by_rank, rank, pool, keep_self,
-                                                        seconds)
+                part, pre, post, ip, iq, self_rows = _aggregate(table, rmap, by_rank, rank, pool,
+                                                                keep_self, seconds)
                 t = time.perf_counter()
+                keep = ((ip >= 0) & (iq >= 0) if members is None else
+                        (members.get_indexer(pre) >= 0) & (members.get_indexer(post) >= 0))
+                ids, repeated = _id_rows(table, keep, ip, iq, rmap)
+                repeated_in_chunks += repeated
+                with atomic_path(work / f"ids-{k:06d}.parquet") as tmp:
+                    pq.write_table(ids, tmp, compression="zstd")
                 if members is not None:
                     with atomic_path(work / f"syn-{k:06d}.parquet") as tmp:
-                        pq.write_table(_synapse_rows(table, pre, post, members), tmp,
-                                       compression="zstd")
+                        pq.write_table(_synapse_rows(table, keep), tmp, compression="zstd")
                 with atomic_path(work / f"part-{k:06d}.parquet") as tmp:
                     pq.write_table(part, tmp, compression="zstd")
                 pause(f"files-stream:before-checkpoint:{k}")
@@ -352,7 +434,8 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
                 autapses += self_rows
                 k += 1
                 atomic_write_text(work / "state.json", json.dumps(
-                    {"done": k, "offset": offset, "rows": rows, "autapses": autapses}))
+                    {"done": k, "offset": offset, "rows": rows, "autapses": autapses,
+                     "repeated_in_chunks": repeated_in_chunks}))
                 seconds["write"] += time.perf_counter() - t
                 pause(f"files-stream:after-checkpoint:{k}")
                 bar.update(text.compressed_at() - bar.n)
@@ -362,10 +445,13 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
         text.close()
         bar.close()
     t = time.perf_counter()
-    connections, synapses, counted = _combine(
-        work, [work / f"part-{i:06d}.parquet" for i in range(k)],
+    id_parts = [work / f"ids-{i:06d}.parquet" for i in range(k)]
+    connections, synapses, counted, repeats = _combine(
+        work, [work / f"part-{i:06d}.parquet" for i in range(k)], id_parts,
         [work / f"syn-{i:06d}.parquet" for i in range(k)] if members is not None else [],
-        memory_limit)
+        memory_limit, repeats_possible=bool(repeated_in_chunks) or _ranges_overlap(id_parts),
+        keep_self=keep_self)
     seconds["combine"] = time.perf_counter() - t
     return StreamResult(connections, synapses, rows, counted, k, resumed,
-                        {s: round(v, 3) for s, v in seconds.items()}, offset, autapses)
+                        {s: round(v, 3) for s, v in seconds.items()}, offset,
+                        autapses - repeats.autapses, repeats.dropped, repeats.between_cells)
