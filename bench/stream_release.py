@@ -73,6 +73,42 @@ def _point_query(store: Path, snapshot: str) -> dict:
             "cxp_sql_out": out.stdout.strip().splitlines()[-1]}
 
 
+def independent_count(release: Path, store: Path, snapshot: str, every: int) -> dict:
+    """Connections of every ``every``-th stored cell (as pre or as post) counted by DuckDB straight
+    from the gzip (its own reader and joins, none of the stream's code), compared with the stored
+    ``connections``: both directions of EXCEPT must be empty."""
+    import duckdb
+
+    from connectome_priors.testing.release_synth import VIEW_COLUMNS, VIEW_TABLE
+
+    raw = store / "raw" / snapshot
+    names = ", ".join(f"'{c}': '{'BIGINT' if t == 'bigint' else 'INTEGER'}'" for c, t in VIEW_COLUMNS)
+    t = time.perf_counter()
+    con = duckdb.connect(config={"memory_limit": "4GB", "temp_directory": str(store.parent / "spill")})
+    con.execute(f"""CREATE TABLE cells AS SELECT nucleus_id, root_id
+                    FROM read_parquet('{raw / "neurons.parquet"}')""")
+    con.execute(f"""CREATE TABLE sample AS SELECT nucleus_id FROM
+                    (SELECT nucleus_id, row_number() OVER (ORDER BY nucleus_id) AS i FROM cells)
+                    WHERE i % {every} = 0""")
+    con.execute(f"""CREATE TABLE expect AS
+        SELECT a.nucleus_id AS pre, b.nucleus_id AS post, count(*) AS n, sum(s.size) AS sz
+        FROM read_csv('{release / f"{VIEW_TABLE}.csv.gz"}', header=false, columns={{{names}}}) s
+        JOIN cells a ON s.pre_pt_root_id = a.root_id JOIN cells b ON s.post_pt_root_id = b.root_id
+        WHERE a.nucleus_id <> b.nucleus_id
+          AND (a.nucleus_id IN (SELECT * FROM sample) OR b.nucleus_id IN (SELECT * FROM sample))
+        GROUP BY pre, post""")
+    con.execute(f"""CREATE TABLE got AS SELECT pre_nucleus_id AS pre, post_nucleus_id AS post,
+                    n_synapses AS n, sum_size AS sz FROM read_parquet('{raw / "connections.parquet"}')
+                    WHERE pre IN (SELECT * FROM sample) OR post IN (SELECT * FROM sample)""")
+    count = lambda q: con.execute(q).fetchall()[0][0]  # noqa: E731  (five one-line counts)
+    return {"every": every, "cells_sampled": count("SELECT count(*) FROM sample"),
+            "pairs_expected": count("SELECT count(*) FROM expect"),
+            "pairs_stored": count("SELECT count(*) FROM got"),
+            "missing": count("SELECT count(*) FROM (SELECT * FROM expect EXCEPT SELECT * FROM got)"),
+            "extra": count("SELECT count(*) FROM (SELECT * FROM got EXCEPT SELECT * FROM expect)"),
+            "check_s": round(time.perf_counter() - t, 1)}
+
+
 def compare_decoders(path: Path) -> None:
     """CPU seconds (this process, all threads) to decompress ``path`` with each candidate reader;
     ``rapidgzip`` only where installed (it is not a dependency)."""
@@ -107,8 +143,13 @@ def main() -> None:
     parser.add_argument("--neurons", type=int, default=144_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-only", action="store_true")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="processes formatting the stand-in's text (its bytes do not depend on it)")
     parser.add_argument("--compare-decoders", action="store_true",
                         help="only time each gzip reader on the first --rows size's file")
+    parser.add_argument("--check-every", type=int, default=0, metavar="K",
+                        help="after each load, count every K-th cell's connections straight from "
+                             "the gzip with DuckDB and compare (0: no check)")
     parser.add_argument("--synapses", action="store_true",
                         help="also store the synapses among the cells (cxp etl --stream)")
     args = parser.parse_args()
@@ -117,7 +158,7 @@ def main() -> None:
         if not (release / "synapses_pni_2_v1_filtered_view_header.csv").is_file():
             t = time.perf_counter()
             write_release(release, release_config(rows, seed=args.seed, n_neurons=args.neurons),
-                          progress=True)
+                          workers=args.workers, progress=True)
             print(json.dumps({"rows": rows, "written_s": round(time.perf_counter() - t, 1)}),
                   flush=True)
         if args.compare_decoders:
@@ -137,6 +178,9 @@ def main() -> None:
                            "gzip_bytes": (release / "synapses_pni_2_v1_filtered_view.csv.gz")
                            .stat().st_size, "point_query": _point_query(store, result["snapshot"])})
             print(json.dumps(result), flush=True)
+            if args.check_every:
+                print(json.dumps({"rows": rows, "independent_count": independent_count(
+                    release, store, result["snapshot"], args.check_every)}), flush=True)
 
 
 if __name__ == "__main__":
