@@ -67,10 +67,25 @@ def _point_query(store: Path, snapshot: str) -> dict:
     out = subprocess.run([sys.executable, "-m", "connectome_priors.cli", "sql", "--store", str(store),
                           f"SELECT count(*) FROM connections WHERE pre_nucleus_id = {middle}"],
                          capture_output=True, text=True, check=True)
+    pre_s = round(time.perf_counter() - t, 2)
+    t = time.perf_counter()
+    post = subprocess.run([sys.executable, "-m", "connectome_priors.cli", "sql", "--store", str(store),
+                           f"SELECT count(*) FROM connections WHERE post_nucleus_id = {middle}"],
+                          capture_output=True, text=True, check=True)
+    post_s = round(time.perf_counter() - t, 2)
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "connectome_priors.cli", "sql", "--store", str(store),
+                    "SELECT 1"], capture_output=True, text=True, check=True)
+    pcol = meta.schema.to_arrow_schema().get_field_index("post_nucleus_id")
     return {"row_groups": meta.num_row_groups, "row_groups_read": len(hit),
             "bytes_read": sum(meta.row_group(i).total_byte_size for i in hit),
-            "file_bytes": path.stat().st_size, "cxp_sql_s": round(time.perf_counter() - t, 2),
-            "cxp_sql_out": out.stdout.strip().splitlines()[-1]}
+            "file_bytes": path.stat().st_size, "cxp_sql_s": pre_s,
+            "cxp_sql_out": out.stdout.strip().splitlines()[-1],
+            # a cell's inputs: every row group's post_nucleus_id column is scanned
+            "post_cxp_sql_s": post_s, "post_cxp_sql_out": post.stdout.strip().splitlines()[-1],
+            "post_column_bytes": sum(meta.row_group(i).column(pcol).total_compressed_size
+                                     for i in range(meta.num_row_groups)),
+            "cxp_sql_select_1_s": round(time.perf_counter() - t, 2)}
 
 
 def independent_count(release: Path, store: Path, snapshot: str, every: int) -> dict:
@@ -107,6 +122,36 @@ def independent_count(release: Path, store: Path, snapshot: str, every: int) -> 
             "missing": count("SELECT count(*) FROM (SELECT * FROM expect EXCEPT SELECT * FROM got)"),
             "extra": count("SELECT count(*) FROM (SELECT * FROM got EXCEPT SELECT * FROM expect)"),
             "check_s": round(time.perf_counter() - t, 1)}
+
+
+def killed_and_resumed(release: Path, store: Path, synapses: bool, within: float, seed: int) -> dict:
+    """SIGKILL the load at a seeded random time in [1, ``within``] s, look at what a reader sees,
+    then run the same load again: it resumes from the last checkpoint."""
+    import random
+    import signal
+
+    from connectome_priors.etl import Store
+
+    at = random.Random(seed).uniform(1.0, within)
+    argv = [sys.executable, "-c", _CHILD, str(release), str(store), "1" if synapses else "0"]
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        child.wait(timeout=at)
+        return {"killed_at_s": round(at, 1), "note": "the load finished before the kill"}
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    state = Path(f"{store}-work").glob("*/state.json")
+    done = [json.loads(p.read_text())["done"] for p in state]
+    visible = (Store(store).snapshots().snapshot_id.tolist()
+               if (store / "store.duckdb").exists() else "no store yet")
+    t = time.perf_counter()
+    out = subprocess.run(argv, capture_output=True, text=True, check=True)
+    again = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"killed_at_s": round(at, 1), "chunks_checkpointed_at_kill": done,
+            "snapshots_a_reader_saw_after_kill": visible,
+            "resumed_chunks": again["stream"]["resumed_chunks"], "chunks": again["stream"]["chunks"],
+            "resume_wall_s": round(time.perf_counter() - t, 2), "snapshot": again["snapshot"]}
 
 
 def compare_decoders(path: Path) -> None:
@@ -150,6 +195,9 @@ def main() -> None:
     parser.add_argument("--check-every", type=int, default=0, metavar="K",
                         help="after each load, count every K-th cell's connections straight from "
                              "the gzip with DuckDB and compare (0: no check)")
+    parser.add_argument("--kill-within", type=float, default=0, metavar="S",
+                        help="also kill a second load at a random time (--seed) within S seconds "
+                             "and resume it; its snapshot must be the uninterrupted one's")
     parser.add_argument("--synapses", action="store_true",
                         help="also store the synapses among the cells (cxp etl --stream)")
     args = parser.parse_args()
@@ -181,6 +229,12 @@ def main() -> None:
             if args.check_every:
                 print(json.dumps({"rows": rows, "independent_count": independent_count(
                     release, store, result["snapshot"], args.check_every)}), flush=True)
+        if args.kill_within:
+            with tempfile.TemporaryDirectory(dir=args.data) as tmp:
+                killed = killed_and_resumed(release, Path(tmp) / "store", args.synapses,
+                                            args.kill_within, args.seed)
+                killed["same_snapshot_as_uninterrupted"] = killed.get("snapshot") == result["snapshot"]
+                print(json.dumps({"rows": rows, "killed": killed}), flush=True)
 
 
 if __name__ == "__main__":
