@@ -124,6 +124,26 @@ def independent_count(release: Path, store: Path, snapshot: str, every: int) -> 
             "check_s": round(time.perf_counter() - t, 1)}
 
 
+def engines_agree(release: Path, store: Path, snapshot: str) -> dict:
+    """``cxp aggregate``'s two engines over the same gzip (each its own reader: the Dask engine one
+    task for the one file, streamed in batches) against the stored ``connections``."""
+    from connectome_priors.etl.aggregate import synapses_to_connections
+    from connectome_priors.testing.release_synth import VIEW_TABLE
+
+    raw = store / "raw" / snapshot
+    cells = pq.read_table(raw / "neurons.parquet", columns=["nucleus_id", "root_id"])
+    stored = pq.read_table(raw / "connections.parquet").drop_columns(["snapshot_id"])
+    out = {}
+    for engine in ("duckdb", "dask"):
+        t = time.perf_counter()
+        got = synapses_to_connections([release / f"{VIEW_TABLE}.csv.gz"], cells, engine=engine,
+                                      n_workers=1)
+        out[engine] = {"rows": got.num_rows, "equal_to_stored": got.equals(stored.cast(got.schema)),
+                       "seconds": round(time.perf_counter() - t, 1)}
+        del got
+    return out
+
+
 def killed_and_resumed(release: Path, store: Path, synapses: bool, within: float, seed: int) -> dict:
     """SIGKILL the load at a seeded random time in [1, ``within``] s, look at what a reader sees,
     then run the same load again: it resumes from the last checkpoint."""
@@ -195,6 +215,9 @@ def main() -> None:
     parser.add_argument("--check-every", type=int, default=0, metavar="K",
                         help="after each load, count every K-th cell's connections straight from "
                              "the gzip with DuckDB and compare (0: no check)")
+    parser.add_argument("--check-engines", action="store_true",
+                        help="after each load, aggregate the gzip with cxp aggregate's DuckDB and "
+                             "Dask engines and compare with the stored connections")
     parser.add_argument("--kill-within", type=float, default=0, metavar="S",
                         help="also kill a second load at a random time (--seed) within S seconds "
                              "and resume it; its snapshot must be the uninterrupted one's")
@@ -229,6 +252,9 @@ def main() -> None:
             if args.check_every:
                 print(json.dumps({"rows": rows, "independent_count": independent_count(
                     release, store, result["snapshot"], args.check_every)}), flush=True)
+            if args.check_engines:
+                print(json.dumps({"rows": rows, "engines": engines_agree(
+                    release, store, result["snapshot"])}), flush=True)
         if args.kill_within:
             with tempfile.TemporaryDirectory(dir=args.data) as tmp:
                 killed = killed_and_resumed(release, Path(tmp) / "store", args.synapses,
