@@ -136,8 +136,10 @@ def engines_agree(release: Path, store: Path, snapshot: str) -> dict:
     out = {}
     for engine in ("duckdb", "dask"):
         t = time.perf_counter()
+        # one task holds the one file's pair sums: at full size (42M pairs) far past Dask's
+        # default 2 GiB worker budget, where the nanny restarts the worker in a loop
         got = synapses_to_connections([release / f"{VIEW_TABLE}.csv.gz"], cells, engine=engine,
-                                      n_workers=1)
+                                      n_workers=1, memory_limit="16GiB" if engine == "dask" else None)
         out[engine] = {"rows": got.num_rows, "equal_to_stored": got.equals(stored.cast(got.schema)),
                        "seconds": round(time.perf_counter() - t, 1)}
         del got
