@@ -124,8 +124,8 @@ def independent_count(release: Path, store: Path, snapshot: str, every: int) -> 
             "check_s": round(time.perf_counter() - t, 1)}
 
 
-def engines_agree(release: Path, store: Path, snapshot: str) -> dict:
-    """``cxp aggregate``'s two engines over the same gzip (each its own reader: the Dask engine one
+def engines_agree(release: Path, store: Path, snapshot: str, engines: list[str]) -> dict:
+    """``cxp aggregate``'s ``engines`` over the same gzip (each its own reader: the Dask engine one
     task for the one file, streamed in batches) against the stored ``connections``."""
     from connectome_priors.etl.aggregate import synapses_to_connections
     from connectome_priors.testing.release_synth import VIEW_TABLE
@@ -134,7 +134,7 @@ def engines_agree(release: Path, store: Path, snapshot: str) -> dict:
     cells = pq.read_table(raw / "neurons.parquet", columns=["nucleus_id", "root_id"])
     stored = pq.read_table(raw / "connections.parquet").drop_columns(["snapshot_id"])
     out = {}
-    for engine in ("duckdb", "dask"):
+    for engine in engines:
         t = time.perf_counter()
         # one task holds the one file's pair sums: at full size (42M pairs) far past Dask's
         # default 2 GiB worker budget, where the nanny restarts the worker in a loop
@@ -217,9 +217,9 @@ def main() -> None:
     parser.add_argument("--check-every", type=int, default=0, metavar="K",
                         help="after each load, count every K-th cell's connections straight from "
                              "the gzip with DuckDB and compare (0: no check)")
-    parser.add_argument("--check-engines", action="store_true",
-                        help="after each load, aggregate the gzip with cxp aggregate's DuckDB and "
-                             "Dask engines and compare with the stored connections")
+    parser.add_argument("--check-engines", nargs="*", choices=["duckdb", "dask"], metavar="ENGINE",
+                        help="after each load, aggregate the gzip with cxp aggregate's engines "
+                             "(default both: duckdb dask) and compare with the stored connections")
     parser.add_argument("--kill-within", type=float, default=0, metavar="S",
                         help="also kill a second load at a random time (--seed) within S seconds "
                              "and resume it; its snapshot must be the uninterrupted one's")
@@ -254,9 +254,10 @@ def main() -> None:
             if args.check_every:
                 print(json.dumps({"rows": rows, "independent_count": independent_count(
                     release, store, result["snapshot"], args.check_every)}), flush=True)
-            if args.check_engines:
+            if args.check_engines is not None:
                 print(json.dumps({"rows": rows, "engines": engines_agree(
-                    release, store, result["snapshot"])}), flush=True)
+                    release, store, result["snapshot"], args.check_engines or ["duckdb", "dask"])}),
+                    flush=True)
         if args.kill_within:
             with tempfile.TemporaryDirectory(dir=args.data) as tmp:
                 killed = killed_and_resumed(release, Path(tmp) / "store", args.synapses,
