@@ -72,6 +72,22 @@ def test_release_is_one_gzip_member_with_the_published_columns_and_bounds(releas
     assert len(both) / len(set(both)) > 1.2
 
 
+
+@pytest.mark.processes
+def test_release_bytes_depend_on_the_seed_and_not_on_the_worker_count(tmp_path):
+    import dataclasses
+
+    config = dataclasses.replace(release_config(12_000, seed=3, n_neurons=200, n_fragments=2_000),
+                                 rows_per_file=2_500)  # 5 partitions, the last one short
+
+    def gz(name: str, cfg, workers: int) -> bytes:
+        return write_release(tmp_path / name, cfg, workers=workers)["synapses"].read_bytes()
+
+    one = gz("one", config, 1)
+    assert gz("two", config, 2) == one  # partitions formatted in 2 processes, written in order
+    assert len(gzip.decompress(one).splitlines()) == 12_000
+    assert gz("other-seed", dataclasses.replace(config, seed=4), 2) != one
+
 def _write_tiny(d: Path) -> Path:
     """Three cells (root 11 carried by nuclei 1 and 9: ambiguous) and six synapses, hand-made."""
     d.mkdir()
