@@ -232,6 +232,20 @@ def test_streamed_synapses_and_connections_equal_the_held_load(tmp_path):
             == Store(tmp_path / "held").snapshots().snapshot_id.tolist())
 
 
+def test_a_stream_over_a_csv_with_its_own_header_row_says_to_load_it_held(tmp_path):
+    d = _write_tiny(tmp_path / "tiny")  # the same rows as a CSV whose first row names the columns
+    sidecar = d / f"{VIEW_TABLE}_header.csv"
+    names = ",".join(line.split(",")[0] for line in sidecar.read_text().splitlines())
+    rows = gzip.decompress((d / f"{VIEW_TABLE}.csv.gz").read_bytes())
+    (d / f"{VIEW_TABLE}.csv.gz").write_bytes(gzip.compress(names.encode() + b"\n" + rows))
+    sidecar.unlink()
+    with pytest.raises(SourceError, match=r"found a CSV with its own header row and no sidecar\. "
+                                          r"Load it without --stream and --connections-only"):
+        read_files(d, neurons="all", synapses=False, work_dir=tmp_path / "w")
+    held = read_files(d, neurons="all", work_dir=tmp_path / "w")  # what the message says to do
+    assert held.tables["connections"].num_rows == 2
+
+
 def test_a_streamed_table_out_of_key_order_is_refused_naming_the_rows(tmp_path):
     from connectome_priors.etl.contracts import validate_streamed
     from connectome_priors.etl.errors import ValidationError

@@ -381,8 +381,14 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
         The export is not one CSV file with a header naming those columns, or cannot be parsed.
     """
     if export.header is None or len(export.paths) != 1 or export.form != "export":
-        raise SourceError(f"{export.describe()}: streaming reads one CSV(.gz) data file with a "
-                          "_header.csv sidecar", path=str(export.paths[0]))
+        found = (f"{len(export.paths)} partitions" if len(export.paths) != 1
+                 else {"csv": "a CSV with its own header row and no sidecar",
+                       "parquet": "Parquet"}.get(export.form, "no sidecar"))
+        raise SourceError(f"{export.describe()}: streaming (--stream, --connections-only) reads "
+                          "the static dump's layout, one CSV(.gz) data file with a _header.csv "
+                          f"sidecar; found {found}. Load it without --stream and "
+                          "--connections-only: the held load reads every layout the files source "
+                          "knows", path=str(export.paths[0]))
     names = list(export.header.columns)
     columns = [_ID, _PRE, _POST, _SIZE] + (list(_SYNAPSE_EXTRA) if synapses_of is not None else [])
     missing = [c for c in columns if c not in names]
