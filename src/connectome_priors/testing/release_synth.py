@@ -17,6 +17,9 @@ same bytes; rows are generated ``config.rows_per_file`` at a time, so memory doe
 from __future__ import annotations
 
 import os
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -88,9 +91,6 @@ def write_release(out: str | os.PathLike, config: SynapseSynthConfig, *, compres
     --------
     >>> write_release("/tmp/v1412", release_config(10_000_000), workers=2)  # doctest: +SKIP
     """
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
-
     from isal import igzip
 
     out = Path(out)
@@ -106,27 +106,26 @@ def write_release(out: str | os.PathLike, config: SynapseSynthConfig, *, compres
     with atomic_path(paths["synapses"]) as tmp, open(tmp, "wb") as raw, \
             igzip.IGzipFile(filename="", mode="wb", compresslevel=compresslevel, fileobj=raw,
                             mtime=0) as fh:
-        if workers <= 1:
-            _start_worker(config)
-            for k in range(config.n_files):
-                fh.write(_text(k))
-                bar.update(min(config.rows_per_file, config.rows - k * config.rows_per_file))
-        else:
-            with ProcessPoolExecutor(workers, initializer=_start_worker,
-                                     initargs=(config,)) as pool:
-                pending: deque = deque()
-                for k in range(config.n_files):
-                    pending.append((k, pool.submit(_text, k)))
-                    if len(pending) >= 2 * workers:
-                        _drain(pending.popleft(), fh, bar, config)
-                while pending:
-                    _drain(pending.popleft(), fh, bar, config)
+        for k, text in enumerate(_texts(config, workers)):
+            fh.write(text)
+            bar.update(min(config.rows_per_file, config.rows - k * config.rows_per_file))
     bar.close()
     write_header(paths["synapses_header"], VIEW_COLUMNS)
     return paths
 
 
-def _drain(item: tuple, fh, bar, config: SynapseSynthConfig) -> None:
-    k, future = item
-    fh.write(future.result())
-    bar.update(min(config.rows_per_file, config.rows - k * config.rows_per_file))
+def _texts(config: SynapseSynthConfig, workers: int) -> Iterator[bytes]:
+    """Every partition's text in partition order: here, or formatted in ``workers`` processes with
+    at most ``2 * workers`` partitions in flight."""
+    if workers <= 1:
+        _start_worker(config)
+        yield from map(_text, range(config.n_files))
+        return
+    with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(config,)) as pool:
+        pending: deque[Future[bytes]] = deque()
+        for k in range(config.n_files):
+            pending.append(pool.submit(_text, k))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
