@@ -269,6 +269,22 @@ def test_a_truncated_gzip_is_one_error_naming_the_file(tmp_path):
         stream_connections(_export(d), root_map(_cells()), tmp_path / "w")
 
 
+@pytest.mark.parametrize("chunk_bytes", [CHUNK_BYTES, 700], ids=["one-chunk", "many-chunks"])
+@pytest.mark.parametrize(("bad", "found"), [
+    ("12x,0,22,0,33", r"column size \(line 11 of the header\): expected an integer; found '12x'"),
+    ("5,0,22", "expected one field per header line; found 13 fields, not 15")])
+def test_a_value_that_does_not_parse_is_one_error_naming_file_line_and_column(tmp_path, chunk_bytes,
+                                                                             bad, found):
+    d = _write_tiny(tmp_path / "tiny")
+    data = d / f"{VIEW_TABLE}.csv.gz"
+    lines = [f"{i},1,1,1,1,1,1,1,1,1,5,0,22,0,33" for i in range(1, 1501)]
+    # line 1237: past the rows the header check samples, so the stream's own parse meets it
+    lines[1236] = lines[1236].replace("5,0,22,0,33", bad)
+    data.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    with pytest.raises(SourceError, match=rf"\.csv\.gz .*: line 1237, {found}$"):
+        stream_connections(_export(d), root_map(_cells()), tmp_path / "w", chunk_bytes=chunk_bytes)
+
+
 def test_a_stored_load_removes_only_its_own_work_folder(tmp_path):
     """Another streamed load into the same store (its checkpoints under another key) keeps its
     work; the finished load's own folder goes."""

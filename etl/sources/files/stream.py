@@ -188,15 +188,43 @@ class _Text:
         self.raw.close()
 
 
-def _parse(chunk: bytes, names: list[str], columns: list[str], skip: int, where: str) -> pa.Table:
+def _parse(chunk: bytes, names: list[str], columns: list[str], skip: int, first_line: int,
+           where: str) -> pa.Table:
+    """The chunk's ``columns`` as int64; its first data line is line ``first_line`` of the file."""
     read = pcsv.ReadOptions(column_names=names, use_threads=True, skip_rows=skip,
                             block_size=max(1 << 20, len(chunk) // 4))
     conv = pcsv.ConvertOptions(include_columns=columns, column_types=dict.fromkeys(columns, pa.int64()))
     try:
         return pcsv.read_csv(pa.py_buffer(chunk), read_options=read, convert_options=conv)
     except pa.ArrowInvalid as err:
-        raise SourceError(f"{where}: cannot be parsed: {str(err).splitlines()[0]}; expected the "
-                          f"columns of its header ({', '.join(names)})", path=where) from err
+        bad = _first_bad_value(chunk, names, columns, skip)
+        if bad is not None:
+            i, column, found = bad
+            what = ("expected one field per header line" if column is None else
+                    f"column {column} (line {names.index(column) + 1} of the header): expected "
+                    "an integer")
+            raise SourceError(f"{where}: line {first_line + i}, {what}; found {found}",
+                              path=where) from err
+        raise SourceError(f"{where}: cannot be parsed near line {first_line}: "
+                          f"{str(err).splitlines()[0]}; expected the columns of its header "
+                          f"({', '.join(names)})", path=where) from err
+
+
+def _first_bad_value(chunk: bytes, names: list[str], columns: list[str], skip: int
+                     ) -> tuple[int, str | None, str] | None:
+    """Where Arrow failed (it names no row): the first data line of the chunk with another number
+    of fields than the header (column None) or whose value in one of ``columns`` is not an integer
+    (an empty field is null, not an error); with that column and what was found there."""
+    at = [(names.index(c), c) for c in columns]
+    for i, line in enumerate(chunk.splitlines()[skip:]):
+        fields = line.decode(errors="replace").split(",")
+        if len(fields) != len(names):
+            return i, None, f"{len(fields)} fields, not {len(names)}"
+        for j, column in at:
+            value = fields[j].strip()
+            if value and not value.lstrip("+-").isdigit():
+                return i, column, repr(value)
+    return None
 
 
 def _aggregate(table: pa.Table, rmap: RootMap, by_rank: np.ndarray, rank: np.ndarray,
@@ -418,7 +446,8 @@ def stream_connections(export: ExportFile, rmap: RootMap, work: str | Path, *,
                 seconds["decompress"] += time.perf_counter() - t
                 t = time.perf_counter()
                 table = _parse(chunk, names, columns,
-                               1 if export.header_row and offset == 0 else 0, where)
+                               1 if export.header_row and offset == 0 else 0,
+                               rows + int(export.header_row) + 1, where)
                 seconds["parse"] += time.perf_counter() - t
                 part, pre, post, ip, iq, self_rows = _aggregate(table, rmap, by_rank, rank, pool,
                                                                 keep_self, seconds)
