@@ -349,6 +349,7 @@ def test_repeated_synapse_ids_are_dropped_and_counted_as_the_held_load_does(tmp_
         assert st.report["synapse_duplicate_ids_dropped"] == 3
         assert st.report["autapses_not_counted"] == 1
         assert st.report["synapses_rows_not_between_selected_cells"] == 4
+        assert st.report["files"][-1]["kept"] == 7  # between cells: repeats and the autapse included
     snaps = {how: Store(tmp_path / how).load(st)["snapshot_id"]
              for how, st in (("held", held), ("streamed", streamed), ("only", only))}
     assert snaps["held"] == snaps["streamed"]

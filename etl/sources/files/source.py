@@ -188,10 +188,12 @@ def read_files(directory: str | Path, *, profile: str | Path | Profile | None = 
         run = stream_connections(export, rmap, work / key, synapses_of=members,
                                  chunk_bytes=CHUNK_BYTES, progress=progress)
         streamed_files = run
-        outside = run.rows - run.counted - run.autapses - run.duplicates_between_cells
+        # rows between cells, as the held path counts them: autapses and repeated ids included
+        # (each then reported as left out)
+        between = run.counted + run.autapses + run.duplicates_between_cells
+        outside = run.rows - between
         files.append({"file": export.name(), "role": "synapses", "table": export.table,
-                      "rows": run.rows, "kept": run.counted + run.autapses,
-                      "not_between_selected_cells": outside})
+                      "rows": run.rows, "kept": between, "not_between_selected_cells": outside})
         streamed["synapses"] = {"not_between_selected_cells": outside}
         stream_report = {"chunks": run.chunks, "resumed_chunks": run.resumed,
                          "text_bytes": run.text_bytes, "seconds": run.seconds}
