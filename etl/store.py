@@ -175,7 +175,10 @@ def _zero_null_slots(table: pa.Table) -> pa.Table:
         for chunk in column.chunks:
             valid = pc.is_valid(chunk)  # both kernels allocate fresh arrays at offset 0
             filled = pc.fill_null(chunk, pa.scalar(0).cast(kind))
-            assert valid.offset == filled.offset == 0, "a compute kernel returned a slice"
+            if valid.offset or filled.offset:  # the two buffers would not line up
+                raise RuntimeError("content hash: a pyarrow compute kernel returned a sliced array; "
+                                   "expected fresh arrays at offset 0 (pyarrow "
+                                   f"{pa.__version__})")
             chunks.append(pa.Array.from_buffers(kind, len(chunk), [
                 valid.buffers()[1], filled.buffers()[1]], null_count=chunk.null_count))
         columns.append(pa.chunked_array(chunks, kind))
